@@ -1,0 +1,240 @@
+"""Retrieval metrics over bit-packed binary codes.
+
+Everything here is NumPy and works on chunks of queries, so memory stays
+O(chunk x database) of small integers whatever the database size. Codes are
+{0, 1} arrays of shape (n, bits); `pack_codes` turns them into the
+`np.packbits` layout (uint8, most significant bit first, zero padded).
+
+Conventions (see protocols.md):
+
+* The database is ranked by Hamming distance, ties broken by database index.
+* AP@k divides by the number of relevant items within the top k (the usual
+  hashing convention); k=None means the whole database.
+* A query with no relevant item (in its top k for mAP@k) contributes 0 when
+  ``empty_queries="zero"`` (default) and is left out of the mean when
+  ``empty_queries="drop"`` (the TBH authors' habit).
+* Precision within Hamming radius r is 0 for a query that retrieves nothing.
+"""
+
+import numpy as np
+
+EMPTY_QUERY_POLICIES = ("zero", "drop")
+_POPCOUNT_TABLE = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+
+
+def as_binary_codes(codes, name="codes"):
+    """Checks that `codes` is a 2-D {0, 1} array and returns it as uint8."""
+    codes = np.asarray(codes)
+    if codes.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (items, bits); received shape {codes.shape}")
+    if codes.size and not np.isin(codes, (0, 1)).all():
+        raise ValueError(
+            f"{name} must hold only 0 and 1; received values such as "
+            f"{np.unique(codes)[:5].tolist()}. Threshold real-valued outputs first "
+            "(for example codes = (scores > 0))."
+        )
+    return codes.astype(np.uint8)
+
+
+def pack_codes(codes):
+    """Packs {0, 1} codes (n, bits) into uint8 bytes (n, ceil(bits / 8))."""
+    return np.packbits(as_binary_codes(codes), axis=1)
+
+
+def unpack_codes(packed_codes, bits):
+    """Inverse of `pack_codes`: uint8 (n, bytes) -> {0, 1} uint8 (n, bits)."""
+    return np.unpackbits(np.asarray(packed_codes, np.uint8), axis=1, count=bits)
+
+
+def _as_words(packed_codes):
+    """Views packed bytes as uint64 words, zero padding to a multiple of 8."""
+    packed_codes = np.ascontiguousarray(packed_codes, dtype=np.uint8)
+    pad = (-packed_codes.shape[1]) % 8
+    if pad:
+        packed_codes = np.pad(packed_codes, ((0, 0), (0, pad)))
+    return packed_codes.view(np.uint64)
+
+
+def _popcount(words):
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(words)
+    return _POPCOUNT_TABLE[words.view(np.uint8)].reshape(*words.shape, 8).sum(-1)
+
+
+def hamming_distance(query_packed, database_packed):
+    """Hamming distances (q, n) between packed code sets, by popcount of XOR.
+
+    Returns uint8 when codes have fewer than 256 bits, else uint16. Memory is
+    q x n x words; call it on chunks of queries for large databases.
+    """
+    q_words, db_words = _as_words(query_packed), _as_words(database_packed)
+    if q_words.shape[1] != db_words.shape[1]:
+        raise ValueError(
+            "query and database codes have different widths: "
+            f"{query_packed.shape[1]} vs {database_packed.shape[1]} bytes"
+        )
+    dtype = np.uint8 if q_words.shape[1] * 64 < 256 else np.uint16
+    dist = np.zeros((q_words.shape[0], db_words.shape[0]), dtype)
+    for w in range(q_words.shape[1]):
+        dist += _popcount(q_words[:, w, None] ^ db_words[None, :, w]).astype(dtype)
+    return dist
+
+
+def label_relevance(query_labels, database_labels):
+    """Ground truth "shares at least one label".
+
+    Labels are class ids (n,) or one-/multi-hot (n, classes). Returns a function
+    `(start, stop) -> bool (stop - start, n_database)` over query rows.
+    """
+    q, db = np.asarray(query_labels), np.asarray(database_labels)
+    if q.ndim != db.ndim or (q.ndim == 2 and q.shape[1] != db.shape[1]):
+        raise ValueError(
+            f"query labels {q.shape} and database labels {db.shape} do not match; "
+            "pass both as class ids (n,) or both as one-/multi-hot (n, classes)"
+        )
+    if q.ndim == 1:
+        return lambda start, stop: q[start:stop, None] == db[None, :]
+    q, db_t = (q > 0).astype(np.float32), (db > 0).astype(np.float32).T
+    return lambda start, stop: (q[start:stop] @ db_t) > 0
+
+
+def euclidean_relevance(query_features, database_features, k=50):
+    """Ground truth "among the query's k nearest database items" (input space).
+
+    Distances are squared Euclidean in float64 per chunk; ties at the k-th
+    distance are broken by database index, so exactly k items are relevant.
+    """
+    q = np.asarray(query_features, np.float64)
+    db = np.asarray(database_features, np.float64)
+    if not 0 < k <= len(db):
+        raise ValueError(f"k must be in [1, {len(db)}] (database size); received k={k}")
+    db_sq = np.einsum("ij,ij->i", db, db)
+
+    def relevance(start, stop):
+        d = db_sq[None, :] - 2.0 * q[start:stop] @ db.T  # the query norm ranks nothing
+        kth = np.partition(d, k - 1, axis=1)[:, k - 1 : k]
+        less = d < kth
+        ties = d == kth
+        need = k - less.sum(1, keepdims=True)
+        return less | (ties & (np.cumsum(ties, axis=1) <= need))
+
+    return relevance
+
+
+def _check_policy(empty_queries):
+    if empty_queries not in EMPTY_QUERY_POLICIES:
+        raise ValueError(
+            f"empty_queries must be one of {EMPTY_QUERY_POLICIES}; received {empty_queries!r}"
+        )
+
+
+def _chunk_size(n_database, words, budget_bytes=64 << 20):
+    return int(max(1, min(1024, budget_bytes // max(1, n_database * (10 + 8 * words)))))
+
+
+def retrieval_metrics(
+    query_codes,
+    database_codes,
+    relevance,
+    top_k=(None, 1000),
+    radius=2,
+    precision_at=(),
+    pr_curve=False,
+    empty_queries="zero",
+    chunk_size=None,
+):
+    """Computes the standard hashing retrieval metrics in one pass.
+
+    Args:
+        query_codes, database_codes: {0, 1} codes (n, bits).
+        relevance: a function `(start, stop) -> bool (rows, n_database)` from
+            `label_relevance` or `euclidean_relevance`.
+        top_k: the k of each mAP@k; None means mAP@all. A k at or above the
+            database size is the same as mAP@all.
+        radius: Hamming radius for precision/recall within radius (None: skip).
+        precision_at: the N of each precision@N.
+        pr_curve: also return precision and recall at every Hamming radius.
+        empty_queries: "zero" or "drop" (see the module docstring).
+        chunk_size: queries per chunk; default keeps each chunk near 64 MB.
+
+    Returns:
+        A dict with `map_at_all` / `map_at_<k>`, `precision_radius_<r>`,
+        `recall_radius_<r>`, `precision_at_<n>`, and with `pr_curve` the arrays
+        `pr_precision` / `pr_recall` indexed by radius 0..bits.
+    """
+    _check_policy(empty_queries)
+    q_codes = as_binary_codes(query_codes, "query_codes")
+    db_codes = as_binary_codes(database_codes, "database_codes")
+    if q_codes.shape[1] != db_codes.shape[1]:
+        raise ValueError(
+            f"query codes have {q_codes.shape[1]} bits but database codes have "
+            f"{db_codes.shape[1]}; encode both with the same model"
+        )
+    n_query, bits = q_codes.shape
+    n_db = db_codes.shape[0]
+    if n_query == 0 or n_db == 0:
+        raise ValueError(f"need at least one query and one database item; got {n_query} and {n_db}")
+    q_packed, db_packed = np.packbits(q_codes, axis=1), np.packbits(db_codes, axis=1)
+    ks = {("all" if k is None or k >= n_db else int(k)) for k in top_k}
+    chunk = chunk_size or _chunk_size(n_db, _as_words(db_packed[:1]).shape[1])
+
+    ap = {k: np.zeros(n_query) for k in ks}
+    has_rel = {k: np.zeros(n_query, bool) for k in ks}
+    prec_n = {n: np.zeros(n_query) for n in precision_at}
+    rel_hist = np.zeros((n_query, bits + 1), np.int64)
+    all_hist = np.zeros((n_query, bits + 1), np.int64)
+    for start in range(0, n_query, chunk):
+        stop = min(start + chunk, n_query)
+        dist = hamming_distance(q_packed[start:stop], db_packed)
+        rel = np.asarray(relevance(start, stop), bool)
+        order = np.argsort(dist, axis=1, kind="stable")  # ties by database index
+        ranked = np.take_along_axis(rel, order, axis=1)
+        del order
+        hits = np.cumsum(ranked, axis=1, dtype=np.int32)
+        ranks = np.arange(1, n_db + 1, dtype=np.float32)
+        contrib = np.where(ranked, hits.astype(np.float32) / ranks, np.float32(0))
+        for k in ks:
+            kk = n_db if k == "all" else k
+            n_rel = hits[:, kk - 1]
+            ap[k][start:stop] = contrib[:, :kk].sum(1) / np.maximum(n_rel, 1)
+            has_rel[k][start:stop] = n_rel > 0
+        for n in precision_at:
+            prec_n[n][start:stop] = hits[:, min(n, n_db) - 1] / min(n, n_db)
+        offsets = (np.arange(stop - start)[:, None] * (bits + 1) + dist).ravel()
+        size = (stop - start) * (bits + 1)
+        all_hist[start:stop] = np.bincount(offsets, minlength=size).reshape(-1, bits + 1)
+        rel_hist[start:stop] = np.bincount(offsets, weights=rel.ravel(), minlength=size).reshape(
+            -1, bits + 1
+        )
+
+    out = {}
+    for k in ks:
+        key = "map_at_all" if k == "all" else f"map_at_{k}"
+        kept = ap[k][has_rel[k]] if empty_queries == "drop" else ap[k]
+        out[key] = float(kept.mean()) if kept.size else 0.0
+    for n in precision_at:
+        out[f"precision_at_{n}"] = float(prec_n[n].mean())
+    retrieved = np.cumsum(all_hist, axis=1)
+    rel_retrieved = np.cumsum(rel_hist, axis=1)
+    n_rel_total = rel_retrieved[:, -1]
+    precision = np.where(retrieved > 0, rel_retrieved / np.maximum(retrieved, 1), 0.0)
+    recall = rel_retrieved / np.maximum(n_rel_total, 1)[:, None]
+    if radius is not None:
+        r = min(int(radius), bits)
+        out[f"precision_radius_{radius}"] = float(precision[:, r].mean())
+        out[f"recall_radius_{radius}"] = float(recall[:, r].mean())
+    if pr_curve:
+        out["pr_precision"] = precision.mean(0)
+        out["pr_recall"] = recall.mean(0)
+    return out
+
+
+def mean_average_precision(
+    query_codes, database_codes, query_labels, database_labels, k=None, empty_queries="zero"
+):
+    """mAP@k (k=None: mAP@all) under the label ground truth."""
+    relevance = label_relevance(query_labels, database_labels)
+    metrics = retrieval_metrics(
+        query_codes, database_codes, relevance, top_k=(k,), radius=None, empty_queries=empty_queries
+    )
+    return next(v for key, v in metrics.items() if key.startswith("map_at_"))

@@ -1,0 +1,167 @@
+"""TBH: Auto-Encoding Twin-Bottleneck Hashing (Shen et al., CVPR 2020)."""
+
+import keras
+import tensorflow as tf
+
+from tfhash.layers import GraphConvolution, StochasticBinary, hamming_adjacency
+from tfhash.losses import tbh_loss_terms
+from tfhash.models.base import HashingModel, check_positive_int
+
+
+@keras.saving.register_keras_serializable(package="tfhash")
+class TBH(HashingModel):
+    """Twin-bottleneck hashing auto-encoder with two discriminators.
+
+    The encoder (Dense(hidden, relu)) feeds a binary head (Dense(bits) and a
+    stochastic binary neuron) and a continuous head (Dense(continuous_dim,
+    sigmoid)). The codes define a batch graph A_ij = (1 - d_H(b_i, b_j) /
+    bits) ** 1.4; a graph convolution sigmoid(D^-1/2 A D^-1/2 (Z W + c))
+    mixes the continuous codes over it, and the decoder (Dense(hidden, relu),
+    Dense(input_dim, relu)) reconstructs the features. Two Dense(1, sigmoid)
+    discriminators push the codes towards Bernoulli(0.5) and the bottleneck
+    towards U(0, 1).
+
+    Training (`fit`) alternates nothing: one step computes all terms and
+    applies two Adam optimisers, the actor (encoder, graph layer, decoder) on
+    reconstruction - adv_binary - adv_continuous and the critic (both
+    discriminators) on adv_binary + adv_continuous. Calling the model is
+    inference: {0, 1} codes with threshold 0.5.
+
+    Args:
+        input_dim: feature width D.
+        bits: code length (16/32/64 in the paper).
+        continuous_dim: width of the continuous bottleneck (512).
+        hidden_dim: width of the encoder and decoder hidden layers (1024).
+        threshold: training threshold of the binary neuron: "uniform" (eps ~
+            U(0, 1), the paper) or 0.5 (the authors' released code).
+        adjacency_power: exponent of the adjacency (1.4).
+        seed: seed of every random draw (thresholds, prior samples, weights).
+
+    Notes:
+        The discriminators keep pre-sigmoid logits and the losses use the
+        equivalent cross-entropy from logits (exact, never log(0)).
+        Under a `tf.distribute` strategy each replica builds its graph over
+        its own share of the batch, and the averaged adversarial terms are
+        divided by the replica count so that summed gradients equal the
+        single-device ones.
+
+    Reference: Shen et al., "Auto-Encoding Twin-Bottleneck Hashing", CVPR 2020.
+    """
+
+    roles = ("actor", "critic")
+    loss_names = (
+        "actor_loss",
+        "critic_loss",
+        "reconstruction_loss",
+        "binary_adversarial_loss",
+        "continuous_adversarial_loss",
+    )
+
+    def __init__(
+        self,
+        input_dim,
+        bits=32,
+        continuous_dim=512,
+        hidden_dim=1024,
+        threshold="uniform",
+        adjacency_power=1.4,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(input_dim=input_dim, bits=bits, seed=seed, **kwargs)
+        self.continuous_dim = check_positive_int("continuous_dim", continuous_dim)
+        self.hidden_dim = check_positive_int("hidden_dim", hidden_dim)
+        self.threshold = threshold
+        self.adjacency_power = float(adjacency_power)
+        init = keras.initializers.GlorotUniform
+        seeds = iter(range(1000 if seed is None else seed * 1000, 10**9))
+
+        def dense(units, activation=None, name=None):
+            kernel_init = init(seed=None if seed is None else next(seeds))
+            return keras.layers.Dense(units, activation, kernel_initializer=kernel_init, name=name)
+
+        # === Layers ===
+        self.encoder_hidden = dense(hidden_dim, "relu", "encoder_hidden")
+        self.binary_head = dense(bits, name="binary_head")
+        self.binary_neuron = StochasticBinary(threshold, seed=seed, name="binary_neuron")
+        self.continuous_head = dense(continuous_dim, "sigmoid", "continuous_head")
+        self.graph_convolution = GraphConvolution(continuous_dim, "sigmoid", name="graph_convolution")
+        self.decoder_hidden = dense(hidden_dim, "relu", "decoder_hidden")
+        self.decoder_output = dense(input_dim, "relu", "decoder_output")
+        self.binary_discriminator = dense(1, name="binary_discriminator")
+        self.continuous_discriminator = dense(1, name="continuous_discriminator")
+        self.build((None, input_dim))
+
+    def build(self, input_shape):
+        batch_shape = (None, self.input_dim)
+        self.encoder_hidden.build(batch_shape)
+        self.binary_head.build((None, self.hidden_dim))
+        self.continuous_head.build((None, self.hidden_dim))
+        self.graph_convolution.build((None, self.continuous_dim), (None, None))
+        self.decoder_hidden.build((None, self.continuous_dim))
+        self.decoder_output.build((None, self.hidden_dim))
+        self.binary_discriminator.build((None, self.bits))
+        self.continuous_discriminator.build((None, self.continuous_dim))
+        self.built = True
+
+    def role_variables(self, role):
+        if role == "critic":
+            layers = (self.binary_discriminator, self.continuous_discriminator)
+        else:
+            layers = (
+                self.encoder_hidden,
+                self.binary_head,
+                self.continuous_head,
+                self.graph_convolution,
+                self.decoder_hidden,
+                self.decoder_output,
+            )
+        return [v for layer in layers for v in layer.trainable_variables]
+
+    def call(self, x, training=False):
+        return self.binary_neuron(self.binary_head(self.encoder_hidden(x)), training=training)
+
+    def forward(self, x, training=False):
+        """The full twin-bottleneck pass: codes, continuous code, bottleneck, x_hat."""
+        hidden = self.encoder_hidden(x)
+        codes = self.binary_neuron(self.binary_head(hidden), training=training)
+        continuous = self.continuous_head(hidden)
+        adjacency = hamming_adjacency(codes, self.adjacency_power)  # (B, B) float32
+        bottleneck = self.graph_convolution(continuous, adjacency)
+        x_hat = self.decoder_output(self.decoder_hidden(bottleneck))
+        return {"codes": codes, "continuous": continuous, "bottleneck": bottleneck, "x_hat": x_hat}
+
+    def compute_loss_terms(self, x, training=False):
+        out = self.forward(x, training=training)
+        batch = tf.shape(x)[0]
+        real_codes = tf.cast(
+            keras.random.uniform((batch, self.bits), seed=self.seed_generator) < 0.5,
+            self.compute_dtype,
+        )
+        real_bottleneck = keras.random.uniform(
+            (batch, self.continuous_dim), seed=self.seed_generator, dtype=self.compute_dtype
+        )
+        terms = tbh_loss_terms(
+            x,
+            out["x_hat"],
+            self.binary_discriminator(real_codes),
+            self.binary_discriminator(out["codes"]),
+            self.continuous_discriminator(real_bottleneck),
+            self.continuous_discriminator(out["bottleneck"]),
+        )
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        adversarial = terms["binary_adversarial_loss"] + terms["continuous_adversarial_loss"]
+        objectives = {
+            "actor": terms["reconstruction_loss"] - adversarial / replicas,
+            "critic": adversarial / replicas,
+        }
+        return terms, objectives
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "continuous_dim": self.continuous_dim,
+            "hidden_dim": self.hidden_dim,
+            "threshold": self.threshold,
+            "adjacency_power": self.adjacency_power,
+        }

@@ -1,0 +1,21 @@
+"""Retrieval data sets: sources, splits, TFRecords and tf.data pipelines."""
+
+from tfhash.data.dataset import RetrievalData, Split, one_hot, pool_split, validation_split
+from tfhash.data.pipeline import train_dataset
+from tfhash.data.sources import SOURCES, load_data, load_digits, load_npz
+from tfhash.data.tfrecord import load_tfrecord_folder, write_tfrecord_folder
+
+__all__ = [
+    "RetrievalData",
+    "SOURCES",
+    "Split",
+    "load_data",
+    "load_digits",
+    "load_npz",
+    "load_tfrecord_folder",
+    "one_hot",
+    "pool_split",
+    "train_dataset",
+    "validation_split",
+    "write_tfrecord_folder",
+]

@@ -123,9 +123,7 @@ def euclidean_relevance(query_features, database_features, k=50):
 
 def _check_policy(empty_queries):
     if empty_queries not in EMPTY_QUERY_POLICIES:
-        raise ValueError(
-            f"empty_queries must be one of {EMPTY_QUERY_POLICIES}; received {empty_queries!r}"
-        )
+        raise ValueError(f"empty_queries must be one of {EMPTY_QUERY_POLICIES}; received {empty_queries!r}")
 
 
 def _chunk_size(n_database, words, budget_bytes=64 << 20):
@@ -203,9 +201,7 @@ def retrieval_metrics(
         offsets = (np.arange(stop - start)[:, None] * (bits + 1) + dist).ravel()
         size = (stop - start) * (bits + 1)
         all_hist[start:stop] = np.bincount(offsets, minlength=size).reshape(-1, bits + 1)
-        rel_hist[start:stop] = np.bincount(offsets, weights=rel.ravel(), minlength=size).reshape(
-            -1, bits + 1
-        )
+        rel_hist[start:stop] = np.bincount(offsets, weights=rel.ravel(), minlength=size).reshape(-1, bits + 1)
 
     out = {}
     for k in ks:

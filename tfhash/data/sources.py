@@ -9,7 +9,14 @@ from tfhash.data.dataset import RetrievalData, Split, one_hot, pool_split
 from tfhash.data.tfrecord import is_tfrecord_folder, load_tfrecord_folder
 
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
-SOURCES = ("digits", *KERAS_DATASETS, "<file>.npz", "<file>.mat", "<TFRecord folder>", "<cifar-10-batches-py folder>")
+SOURCES = (
+    "digits",
+    *KERAS_DATASETS,
+    "<file>.npz",
+    "<file>.mat",
+    "<TFRecord folder>",
+    "<cifar-10-batches-py folder>",
+)
 
 
 def _scaled(images):
@@ -38,11 +45,21 @@ def load_npz(path, queries_per_class=100, seed=0):
                 f"missing {sorted(missing)}, found {f.files}"
             )
         images = np.concatenate([f["x_train"], f["x_test"]])
-        labels = np.concatenate([np.asarray(f["y_train"]).reshape(len(f["x_train"]), -1),
-                                 np.asarray(f["y_test"]).reshape(len(f["x_test"]), -1)])
+        labels = np.concatenate(
+            [
+                np.asarray(f["y_train"]).reshape(len(f["x_train"]), -1),
+                np.asarray(f["y_test"]).reshape(len(f["x_test"]), -1),
+            ]
+        )
     shape = images.shape[1:] if images.ndim > 2 else None
-    return pool_split(str(path), _scaled(images), labels.squeeze(-1) if labels.shape[1] == 1 else labels,
-                      queries_per_class, seed, image_shape=shape)
+    return pool_split(
+        str(path),
+        _scaled(images),
+        labels.squeeze(-1) if labels.shape[1] == 1 else labels,
+        queries_per_class,
+        seed,
+        image_shape=shape,
+    )
 
 
 def load_mat(path):
@@ -55,7 +72,9 @@ def load_mat(path):
         raise ValueError(f"{path} is a MATLAB v7.3 (HDF5) file; re-save it with `save(..., '-v7')`") from None
     missing = {"train_data", "train_label", "test_data", "test_label"} - set(mat)
     if missing:
-        raise ValueError(f"{path}: missing variables {sorted(missing)}; expected train_data, train_label, test_data, test_label")
+        raise ValueError(
+            f"{path}: missing variables {sorted(missing)}; expected train_data, train_label, test_data, test_label"
+        )
     num_classes = int(max(np.max(mat["train_label"]), np.max(mat["test_label"]))) + 1
 
     def split(data, label):
@@ -80,7 +99,9 @@ def load_cifar10_folder(path, queries_per_class=100, seed=0):
         images.append(np.asarray(batch[b"data"], np.uint8))
         labels.append(np.asarray(batch[b"labels"]))
     images = np.concatenate(images).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return pool_split(str(path), _scaled(images), np.concatenate(labels), queries_per_class, seed, (32, 32, 3))
+    return pool_split(
+        str(path), _scaled(images), np.concatenate(labels), queries_per_class, seed, (32, 32, 3)
+    )
 
 
 def load_keras_dataset(name, queries_per_class=100, seed=0):
@@ -120,12 +141,16 @@ def load_data(source, queries_per_class=None, seed=0):
             return load_tfrecord_folder(source)
         if os.path.exists(os.path.join(source, "data_batch_1")):
             return load_cifar10_folder(source, seed=seed, **pooled)
-        raise ValueError(f"{source} is a folder but neither a TFRecord folder (train.tfrecords, "
-                         "test.tfrecords) nor a cifar-10-batches-py folder")
+        raise ValueError(
+            f"{source} is a folder but neither a TFRecord folder (train.tfrecords, "
+            "test.tfrecords) nor a cifar-10-batches-py folder"
+        )
     if os.path.isfile(source):
         if source.endswith(".npz"):
             return load_npz(source, seed=seed, **pooled)
         if source.endswith(".mat"):
             return load_mat(source)
         raise ValueError(f"{source}: unknown file type; expected .npz or .mat (or a folder)")
-    raise ValueError(f"unknown data source {source!r}: not a file or folder; valid sources: {', '.join(SOURCES)}")
+    raise ValueError(
+        f"unknown data source {source!r}: not a file or folder; valid sources: {', '.join(SOURCES)}"
+    )

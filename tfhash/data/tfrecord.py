@@ -48,9 +48,13 @@ def read_split(path):
 
 def _check_ragged(path, batch):
     for key in ("feat", "label"):
-        lengths = tf.math.bincount(tf.cast(batch[key].indices[:, 0], tf.int32), minlength=tf.shape(batch["id"])[0])
+        lengths = tf.math.bincount(
+            tf.cast(batch[key].indices[:, 0], tf.int32), minlength=tf.shape(batch["id"])[0]
+        )
         if tf.reduce_min(lengths) != tf.reduce_max(lengths):
-            raise ValueError(f"{path}: records have `{key}` lists of different lengths; every item needs the same width")
+            raise ValueError(
+                f"{path}: records have `{key}` lists of different lengths; every item needs the same width"
+            )
 
 
 def is_tfrecord_folder(path):
@@ -59,9 +63,13 @@ def is_tfrecord_folder(path):
 
 def load_tfrecord_folder(path, image_shape=None):
     """Reads a folder in the TBH layout into a `RetrievalData`."""
-    missing = [f for p, f in PART_FILES.items() if p != "database" and not os.path.exists(os.path.join(path, f))]
+    missing = [
+        f for p, f in PART_FILES.items() if p != "database" and not os.path.exists(os.path.join(path, f))
+    ]
     if missing:
-        raise ValueError(f"{path} lacks {missing}; a TFRecord folder needs train.tfrecords and test.tfrecords")
+        raise ValueError(
+            f"{path} lacks {missing}; a TFRecord folder needs train.tfrecords and test.tfrecords"
+        )
     train = read_split(os.path.join(path, PART_FILES["train"]))
     query = read_split(os.path.join(path, PART_FILES["query"]))
     db_path = os.path.join(path, PART_FILES["database"])

@@ -60,8 +60,7 @@ class StochasticBinary(keras.layers.Layer):
             isinstance(threshold, (int, float)) and 0.0 < float(threshold) < 1.0
         ):
             raise ValueError(
-                'threshold must be "uniform" or a number in (0, 1); '
-                f"received threshold={threshold!r}"
+                f'threshold must be "uniform" or a number in (0, 1); received threshold={threshold!r}'
             )
         self.threshold = threshold if threshold == "uniform" else float(threshold)
         self.seed = seed

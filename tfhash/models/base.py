@@ -54,7 +54,9 @@ class HashingModel(keras.Model):
         optimizers = dict(optimizers or {})
         unknown = set(optimizers) - set(self.roles)
         if unknown:
-            raise ValueError(f"unknown optimizer roles {sorted(unknown)}; {type(self).__name__} has {self.roles}")
+            raise ValueError(
+                f"unknown optimizer roles {sorted(unknown)}; {type(self).__name__} has {self.roles}"
+            )
         mixed_float16 = keras.mixed_precision.dtype_policy().name == "mixed_float16"
         for role in self.roles:
             optimizer = optimizers.get(role) or keras.optimizers.Adam(learning_rate, name=f"{role}_adam")

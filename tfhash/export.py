@@ -1,0 +1,58 @@
+"""SavedModel export of an encoder: float features in, {0, 1} and packed codes out."""
+
+import os
+import shutil
+import tempfile
+
+import keras
+import tensorflow as tf
+
+
+def pack_codes_tf(codes):
+    """TF twin of `evaluation.pack_codes`: {0, 1} (B, bits) -> uint8 (B, ceil(bits / 8)).
+
+    Same layout as `np.packbits(codes, axis=1)`: most significant bit first,
+    the last byte zero padded.
+    """
+    codes = tf.cast(codes, tf.int32)
+    bits = codes.shape[-1]
+    pad = (-bits) % 8
+    codes = tf.pad(codes, [[0, 0], [0, pad]])
+    grouped = tf.reshape(codes, (-1, (bits + pad) // 8, 8))
+    weights = tf.constant([128, 64, 32, 16, 8, 4, 2, 1], tf.int32)
+    return tf.cast(tf.reduce_sum(grouped * weights, axis=-1), tf.uint8)
+
+
+def export_encoder(model, path):
+    """Writes `model`'s encoder as a SavedModel at `path`, atomically.
+
+    The archive has one endpoint, `encode` (also `serving_default`): input
+    `features` float32 (None, input_dim); outputs `codes` uint8 (None, bits)
+    in {0, 1} and `packed_codes` uint8 (None, ceil(bits / 8)). It loads with
+    `tf.saved_model.load` alone; tfhash need not be installed.
+
+    The SavedModel is written to a temporary sibling folder and renamed into
+    place, so an interrupted export never leaves a half-written `path`.
+    """
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+
+    def encode(features):
+        codes = tf.cast(tf.round(tf.cast(model(features, training=False), tf.float32)), tf.uint8)
+        return {"codes": codes, "packed_codes": pack_codes_tf(codes)}
+
+    spec = tf.TensorSpec((None, model.input_dim), tf.float32, name="features")
+    archive.add_endpoint("encode", encode, input_signature=[spec])
+    path = os.path.abspath(path)
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    try:
+        archive.write_out(tmp, verbose=False)
+        if os.path.exists(path):
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
+    return path

@@ -1,0 +1,130 @@
+import numpy as np
+import pytest
+
+from tfhash.data import load_data
+from tfhash.evaluation import (
+    euclidean_relevance,
+    hamming_distance,
+    label_relevance,
+    mean_average_precision,
+    pack_codes,
+    retrieval_metrics,
+    unpack_codes,
+)
+
+
+def brute_force(q_codes, db_codes, rel, k, radius, drop):
+    """Plain reference: Python loops, stable sort by (distance, index)."""
+    aps, precs = [], []
+    for i in range(len(q_codes)):
+        dist = [int(np.sum(q_codes[i] != d)) for d in db_codes]
+        order = sorted(range(len(db_codes)), key=lambda j: (dist[j], j))[:k]
+        hits, total = 0, 0.0
+        for rank, j in enumerate(order, start=1):
+            if rel[i, j]:
+                hits += 1
+                total += hits / rank
+        if hits or not drop:
+            aps.append(total / hits if hits else 0.0)
+        within = [j for j in range(len(db_codes)) if dist[j] <= radius]
+        precs.append(sum(rel[i, j] for j in within) / len(within) if within else 0.0)
+    return float(np.mean(aps)) if aps else 0.0, float(np.mean(precs))
+
+
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("drop", [False, True])
+def test_matches_brute_force_with_ties_and_empty_queries(seed, drop):
+    rng = np.random.default_rng(seed)
+    bits = 6  # few bits: many distance ties
+    q_codes, db_codes = rng.integers(0, 2, (12, bits)), rng.integers(0, 2, (40, bits))
+    q_labels, db_labels = rng.integers(0, 6, 12), rng.integers(0, 5, 40)  # class 5: no relevant item
+    rel = q_labels[:, None] == db_labels[None, :]
+    assert (~rel.any(1)).any()
+    policy = "drop" if drop else "zero"
+    for k in (5, 17, None):
+        got = retrieval_metrics(q_codes, db_codes, label_relevance(q_labels, db_labels), top_k=(k,),
+                                radius=1, empty_queries=policy, chunk_size=5)
+        key = "map_at_all" if k is None else f"map_at_{k}"
+        want_map, want_prec = brute_force(q_codes, db_codes, rel, k or 40, 1, drop)
+        assert got[key] == pytest.approx(want_map, abs=1e-6)
+        assert got["precision_radius_1"] == pytest.approx(want_prec, abs=1e-6)
+
+
+def test_hand_made_three_queries():
+    # Database (2 bits): d0=00 (A), d1=01 (B), d2=11 (A), d3=00 (B).
+    db = np.array([[0, 0], [0, 1], [1, 1], [0, 0]])
+    db_labels = np.array([0, 1, 0, 1])
+    # q0=00 label A: distances 0,1,2,0 -> ranking d0,d3,d1,d2 -> rel 1,0,0,1
+    #   AP = (1/1 + 2/4) / 2 = 0.75
+    # q1=11 label B: distances 2,1,0,2 -> ranking d2,d1,d0,d3 -> rel 0,1,0,1
+    #   AP = (1/2 + 2/4) / 2 = 0.5
+    # q2=01 label C (no relevant item): AP 0 ("zero") or left out ("drop")
+    q = np.array([[0, 0], [1, 1], [0, 1]])
+    q_labels = np.array([0, 1, 2])
+    assert mean_average_precision(q, db, q_labels, db_labels) == pytest.approx((0.75 + 0.5 + 0) / 3)
+    assert mean_average_precision(q, db, q_labels, db_labels, empty_queries="drop") == pytest.approx(0.625)
+    # mAP@2: q0 top2 = d0,d3 -> AP 1; q1 top2 = d2,d1 -> AP 1/2 (divided by hits in top 2)
+    assert mean_average_precision(q, db, q_labels, db_labels, k=2) == pytest.approx((1 + 0.5) / 3)
+    got = retrieval_metrics(q, db, label_relevance(q_labels, db_labels), top_k=(None,), radius=0,
+                            precision_at=(1,), pr_curve=True)
+    # radius 0: q0 retrieves d0,d3 (1 of 2), q1 retrieves d2 (0 of 1), q2 retrieves d1 (0)
+    assert got["precision_radius_0"] == pytest.approx(0.5 / 3)
+    assert got["precision_at_1"] == pytest.approx(1 / 3)
+    assert got["pr_recall"][-1] == pytest.approx(2 / 3)  # q2 has nothing to recall
+
+
+def test_multi_hot_labels_share_one_label():
+    q_labels = np.array([[1, 0, 1]])
+    db_labels = np.array([[0, 0, 1], [0, 1, 0], [1, 1, 1]])
+    assert label_relevance(q_labels, db_labels)(0, 1).tolist() == [[True, False, True]]
+
+
+def test_packed_hamming_matches_unpacked():
+    rng = np.random.default_rng(0)
+    for bits in (7, 64, 100, 300):
+        a, b = rng.integers(0, 2, (9, bits)), rng.integers(0, 2, (13, bits))
+        dist = hamming_distance(pack_codes(a), pack_codes(b))
+        assert np.array_equal(dist, (a[:, None, :] != b[None, :, :]).sum(-1))
+        assert np.array_equal(unpack_codes(pack_codes(a), bits), a)
+
+
+def test_euclidean_relevance_takes_k_nearest_ties_by_index():
+    db = np.array([[0.0], [1.0], [-1.0], [2.0], [1.0]])
+    rel = euclidean_relevance(np.array([[0.0]]), db, k=3)(0, 1)
+    # distances 0, 1, 1, 4, 1: nearest is d0, then the tie d1, d2, d4 -> d1, d2 by index
+    assert rel.tolist() == [[True, True, True, False, False]]
+
+
+def test_bad_codes_give_clear_errors():
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        retrieval_metrics(np.array([[0.3, 1]]), np.array([[0, 1]]), lambda s, e: np.ones((1, 1), bool))
+    with pytest.raises(ValueError, match="bits"):
+        retrieval_metrics(np.zeros((1, 3)), np.zeros((2, 4)), lambda s, e: np.ones((1, 2), bool))
+    with pytest.raises(ValueError, match="empty_queries"):
+        mean_average_precision(np.zeros((1, 2)), np.zeros((1, 2)), [0], [0], empty_queries="skip")
+
+
+def pcah(data, bits):
+    mean = data.train.features.mean(0)
+    _, _, vt = np.linalg.svd(data.train.features - mean, full_matrices=False)
+    encode = lambda x: ((x - mean) @ vt[:bits].T > 0).astype(np.uint8)
+    return encode(data.query.features), encode(data.database.features)
+
+
+def test_digits_split_and_metric_reproduce_protocol_pcah():
+    data = load_data("digits")
+    q, db = pcah(data, 32)
+    got = mean_average_precision(q, db, data.query.labels, data.database.labels)
+    assert got == pytest.approx(0.292, abs=0.01)  # protocols.md, digits PCAH 32 bits
+
+
+@pytest.mark.large
+def test_mnist_split_and_metric_reproduce_protocol_pcah(mnist_path):
+    data = load_data(mnist_path)
+    assert (len(data.query), len(data.database)) == (1000, 69000)
+    q, db = pcah(data, 32)
+    got = retrieval_metrics(q, db, label_relevance(data.query.labels, data.database.labels))
+    assert got["map_at_all"] == pytest.approx(0.245, abs=0.01)  # protocols.md, mnist PCAH 32 bits
+    assert got["map_at_1000"] == pytest.approx(0.642, abs=0.01)

@@ -65,6 +65,7 @@ class HashingModel(keras.Model):
             optimizer.build(self.role_variables(role))
             self.role_optimizers[role] = optimizer
             setattr(self, f"{role}_optimizer", optimizer)
+        kwargs.setdefault("optimizer", None)  # no unused default optimizer; roles have their own
         super().compile(**kwargs)
 
     def role_variables(self, role):

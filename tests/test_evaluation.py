@@ -31,8 +31,6 @@ def brute_force(q_codes, db_codes, rel, k, radius, drop):
     return float(np.mean(aps)) if aps else 0.0, float(np.mean(precs))
 
 
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("drop", [False, True])
 def test_matches_brute_force_with_ties_and_empty_queries(seed, drop):
@@ -44,8 +42,15 @@ def test_matches_brute_force_with_ties_and_empty_queries(seed, drop):
     assert (~rel.any(1)).any()
     policy = "drop" if drop else "zero"
     for k in (5, 17, None):
-        got = retrieval_metrics(q_codes, db_codes, label_relevance(q_labels, db_labels), top_k=(k,),
-                                radius=1, empty_queries=policy, chunk_size=5)
+        got = retrieval_metrics(
+            q_codes,
+            db_codes,
+            label_relevance(q_labels, db_labels),
+            top_k=(k,),
+            radius=1,
+            empty_queries=policy,
+            chunk_size=5,
+        )
         key = "map_at_all" if k is None else f"map_at_{k}"
         want_map, want_prec = brute_force(q_codes, db_codes, rel, k or 40, 1, drop)
         assert got[key] == pytest.approx(want_map, abs=1e-6)
@@ -67,8 +72,9 @@ def test_hand_made_three_queries():
     assert mean_average_precision(q, db, q_labels, db_labels, empty_queries="drop") == pytest.approx(0.625)
     # mAP@2: q0 top2 = d0,d3 -> AP 1; q1 top2 = d2,d1 -> AP 1/2 (divided by hits in top 2)
     assert mean_average_precision(q, db, q_labels, db_labels, k=2) == pytest.approx((1 + 0.5) / 3)
-    got = retrieval_metrics(q, db, label_relevance(q_labels, db_labels), top_k=(None,), radius=0,
-                            precision_at=(1,), pr_curve=True)
+    got = retrieval_metrics(
+        q, db, label_relevance(q_labels, db_labels), top_k=(None,), radius=0, precision_at=(1,), pr_curve=True
+    )
     # radius 0: q0 retrieves d0,d3 (1 of 2), q1 retrieves d2 (0 of 1), q2 retrieves d1 (0)
     assert got["precision_radius_0"] == pytest.approx(0.5 / 3)
     assert got["precision_at_1"] == pytest.approx(1 / 3)

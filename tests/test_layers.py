@@ -35,7 +35,9 @@ class StochasticBinaryTest:
             loss = tf.reduce_sum(layer(logits, training=True) * upstream) + tf.reduce_sum(probs * 0.5)
         p = tf.sigmoid(logits).numpy()
         # d/dlogits = p (1 - p) (grad_codes + grad_probs)
-        np.testing.assert_allclose(tape.gradient(loss, logits), p * (1 - p) * (upstream.numpy() + 0.5), rtol=1e-6)
+        np.testing.assert_allclose(
+            tape.gradient(loss, logits), p * (1 - p) * (upstream.numpy() + 0.5), rtol=1e-6
+        )
 
     def test_binarize_gradients_wrt_probs_and_eps(self):
         probs, eps = tf.constant([0.2, 0.7]), tf.constant([0.5, 0.5])
@@ -84,7 +86,9 @@ class GraphConvolutionTest:
         d = 1 / np.sqrt(adjacency.sum(1) + 1e-8)
         want = 1 / (1 + np.exp(-(d[:, None] * adjacency * d[None, :]) @ (features @ kernel + bias)))
         np.testing.assert_allclose(out, want, rtol=1e-5)
-        np.testing.assert_allclose(normalize_adjacency(adjacency), d[:, None] * adjacency * d[None, :], rtol=1e-6)
+        np.testing.assert_allclose(
+            normalize_adjacency(adjacency), d[:, None] * adjacency * d[None, :], rtol=1e-6
+        )
 
     def test_dense_receives_gradient(self):
         layer = GraphConvolution(4)

@@ -23,9 +23,9 @@ def test_adversarial_is_sum_of_two_batch_means():
     # by hand: real -> (log 2 + log(1 + e^-2)) / 2, fake -> (log(1 + e) + log(1 + e^-1)) / 2
     by_hand = (np.log(2) + np.log1p(np.exp(-2))) / 2 + (np.log1p(np.e) + np.log1p(np.exp(-1))) / 2
     assert want == pytest.approx(by_hand)
-    assert float(adversarial_loss(tf.constant(real, tf.float32), tf.constant(fake, tf.float32))) == pytest.approx(
-        by_hand, rel=1e-6
-    )
+    assert float(
+        adversarial_loss(tf.constant(real, tf.float32), tf.constant(fake, tf.float32))
+    ) == pytest.approx(by_hand, rel=1e-6)
 
 
 def test_tbh_terms_combine_as_actor_and_critic():

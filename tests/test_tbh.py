@@ -1,5 +1,4 @@
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -55,7 +54,9 @@ class TBHTest:
             variables = model.role_variables(role)
             grads = tape.gradient(objectives[role], variables)
             for v, g in zip(variables, grads, strict=True):
-                assert g is not None and float(tf.reduce_max(tf.abs(g))) > 0, f"{role}: {v.path} has no gradient"
+                assert g is not None and float(tf.reduce_max(tf.abs(g))) > 0, (
+                    f"{role}: {v.path} has no gradient"
+                )
         names = [v.path for v in model.role_variables("actor")]
         assert any("graph_convolution" in n for n in names)
 
@@ -93,10 +94,11 @@ class TBHTest:
         script = textwrap.dedent(f"""
             import sys, numpy as np, tensorflow as tf
             loaded = tf.saved_model.load({str(path)!r})
-            out = loaded.signatures["serving_default"](features=tf.constant(np.load({str(tmp_path / 'x.npy')!r})))
+            x = tf.constant(np.load({str(tmp_path / "x.npy")!r}))
+            out = loaded.signatures["serving_default"](features=x)
             assert "tfhash" not in sys.modules
-            np.save({str(tmp_path / 'codes.npy')!r}, out["codes"].numpy())
-            np.save({str(tmp_path / 'packed.npy')!r}, out["packed_codes"].numpy())
+            np.save({str(tmp_path / "codes.npy")!r}, out["codes"].numpy())
+            np.save({str(tmp_path / "packed.npy")!r}, out["packed_codes"].numpy())
         """)
         subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path)
         codes = np.load(tmp_path / "codes.npy")
@@ -173,16 +175,30 @@ def test_training_on_digits_beats_lsh():
     for _ in range(5):
         projection = rng.normal(size=(data.feature_dim, bits))
         encode = lambda x, p=projection: (x @ p > 0).astype(np.uint8)  # noqa: B023
-        lsh.append(mean_average_precision(encode(data.query.features), encode(data.database.features),
-                                          data.query.labels, data.database.labels))
-    random_codes = mean_average_precision(rng.integers(0, 2, (300, bits)), rng.integers(0, 2, (1497, bits)),
-                                          data.query.labels, data.database.labels)
+        lsh.append(
+            mean_average_precision(
+                encode(data.query.features),
+                encode(data.database.features),
+                data.query.labels,
+                data.database.labels,
+            )
+        )
+    random_codes = mean_average_precision(
+        rng.integers(0, 2, (300, bits)),
+        rng.integers(0, 2, (1497, bits)),
+        data.query.labels,
+        data.database.labels,
+    )
     keras.utils.set_random_seed(0)
     model = TBH(input_dim=data.feature_dim, bits=bits, continuous_dim=256, hidden_dim=512, seed=0)
     model.compile(learning_rate=1e-3)
     model.fit(train_dataset(data.train.features, 400, seed=0), steps_per_epoch=100, epochs=8, verbose=0)
-    tbh = mean_average_precision(model.encode(data.query.features), model.encode(data.database.features),
-                                 data.query.labels, data.database.labels)
+    tbh = mean_average_precision(
+        model.encode(data.query.features),
+        model.encode(data.database.features),
+        data.query.labels,
+        data.database.labels,
+    )
     print(json.dumps({"tbh": tbh, "lsh": float(np.mean(lsh)), "random": random_codes}))
     assert random_codes < 0.15
     assert tbh > np.mean(lsh) + 0.1, (tbh, lsh)

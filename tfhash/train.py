@@ -104,7 +104,12 @@ def fit(config, data, out, seed=0, mixed_precision=False, strategy=None, verbose
         ]
         start = time.time()
         model.fit(
-            dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose
+            dataset,
+            epochs=epochs,
+            steps_per_epoch=steps_per_epoch,
+            callbacks=callbacks,
+            verbose=verbose,
+            shuffle=False,
         )
         train_seconds = time.time() - start
         metrics = evaluate(model, data, config["eval"])

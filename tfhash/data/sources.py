@@ -63,7 +63,11 @@ def load_npz(path, queries_per_class=100, seed=0):
 
 
 def load_mat(path):
-    """The TBH authors' MATLAB layout: train_data/train_label (database) and test_data/test_label (queries)."""
+    """The TBH authors' MATLAB layout.
+
+    train_data / train_label are the training set and database; test_data /
+    test_label the queries. Labels are one-/multi-hot rows or class ids.
+    """
     from scipy.io import loadmat
 
     try:
@@ -73,7 +77,8 @@ def load_mat(path):
     missing = {"train_data", "train_label", "test_data", "test_label"} - set(mat)
     if missing:
         raise ValueError(
-            f"{path}: missing variables {sorted(missing)}; expected train_data, train_label, test_data, test_label"
+            f"{path}: missing variables {sorted(missing)}; "
+            "expected train_data, train_label, test_data, test_label"
         )
     num_classes = int(max(np.max(mat["train_label"]), np.max(mat["test_label"]))) + 1
 

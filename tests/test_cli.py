@@ -1,0 +1,70 @@
+import importlib.util
+import json
+import pathlib
+
+import pytest
+
+from tfhash import cli
+from tfhash.data import load_tfrecord_folder
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run_script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "run" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.large
+def test_train_tbh_script_writes_everything_under_out(tmp_path, capsys):
+    out = tmp_path / "run"
+    record = run_script("train_tbh").main(
+        [
+            "--bits",
+            "16",
+            "--steps",
+            "20",
+            "--steps-per-epoch",
+            "10",
+            "--batch-size",
+            "200",
+            "--out",
+            str(out),
+            "--learning-rate",
+            "1e-3",
+            "--threshold",
+            "0.5",
+        ]
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("method", "data", "bits", "seed", "steps", "map_at_all", "map_at_1000", "precision_radius_2"):
+        assert key in metrics
+    assert (metrics["method"], metrics["bits"], metrics["steps"], metrics["data"]) == (
+        "tbh",
+        16,
+        20,
+        "digits",
+    )
+    assert metrics["config"]["model"]["threshold"] == 0.5
+    assert 0.0 <= metrics["map_at_all"] <= 1.0 and metrics == json.loads(json.dumps(record))
+    assert (out / "export" / "saved_model.pb").exists()
+    assert any((out / "logs").rglob("events.out.tfevents*"))
+    assert "map_at_all" in capsys.readouterr().out
+
+
+def test_unknown_method_lists_valid_ones():
+    with pytest.raises(SystemExit, match="valid methods: tbh"):
+        cli.main(["train", "tbhx"])
+
+
+def test_non_positive_bits_is_rejected(tmp_path):
+    with pytest.raises(SystemExit, match="--bits must be a positive integer"):
+        cli.main(["train", "tbh", "--bits", "0", "--out", str(tmp_path)])
+
+
+def test_convert_writes_tbh_tfrecords(tmp_path):
+    cli.main(["convert", "digits", str(tmp_path / "digits")])
+    data = load_tfrecord_folder(tmp_path / "digits")
+    assert (len(data.train), len(data.query), data.feature_dim) == (1497, 300, 64)

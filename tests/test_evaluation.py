@@ -134,3 +134,13 @@ def test_mnist_split_and_metric_reproduce_protocol_pcah(mnist_path):
     got = retrieval_metrics(q, db, label_relevance(data.query.labels, data.database.labels))
     assert got["map_at_all"] == pytest.approx(0.245, abs=0.01)  # protocols.md, mnist PCAH 32 bits
     assert got["map_at_1000"] == pytest.approx(0.642, abs=0.01)
+
+
+def test_top_k_selection_agrees_with_the_full_sort():
+    rng = np.random.default_rng(5)
+    q, db = rng.integers(0, 2, (30, 12)), rng.integers(0, 2, (500, 12))
+    relevance = label_relevance(rng.integers(0, 4, 30), rng.integers(0, 4, 500))
+    selected = retrieval_metrics(q, db, relevance, top_k=(100, 7), precision_at=(50,), chunk_size=8)
+    full = retrieval_metrics(q, db, relevance, top_k=(None, 100, 7), precision_at=(50,), chunk_size=8)
+    for key in ("map_at_100", "map_at_7", "precision_at_50", "precision_radius_2"):
+        assert selected[key] == pytest.approx(full[key], abs=1e-9)

@@ -130,6 +130,34 @@ def _chunk_size(n_database, words, budget_bytes=64 << 20):
     return int(max(1, min(1024, budget_bytes // max(1, n_database * (10 + 8 * words)))))
 
 
+def _ranking_depth(ks, precision_at, n_db):
+    """How deep the ranking must go: the largest k or N asked for."""
+    depths = [n_db if k == "all" else k for k in ks] + [min(n, n_db) for n in precision_at]
+    return max(depths)
+
+
+def _ranked_relevance(dist, rel, counts, depth):
+    """Relevance of the top `depth` items of each row, ranked by (distance, index).
+
+    A full stable (radix) sort when depth is the whole database; otherwise a
+    selection: the cut-off distance comes from the per-row distance histogram
+    `counts`, items below it are all taken, items at it are taken in index
+    order until the row has `depth`, and only those are sorted.
+    """
+    rows, n_db = dist.shape
+    if depth >= n_db:
+        order = np.argsort(dist, axis=1, kind="stable")
+        return np.take_along_axis(rel, order, axis=1)
+    cumulative = np.cumsum(counts, axis=1)
+    cutoff = np.argmax(cumulative >= depth, axis=1).astype(dist.dtype)[:, None]
+    below = np.take_along_axis(cumulative - counts, cutoff.astype(np.int64), axis=1)
+    at_cutoff = dist == cutoff
+    take = (dist < cutoff) | (at_cutoff & (np.cumsum(at_cutoff, axis=1, dtype=np.int32) <= depth - below))
+    cols = np.nonzero(take)[1].reshape(rows, depth)  # index order within each row
+    order = np.argsort(np.take_along_axis(dist, cols, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(rel, np.take_along_axis(cols, order, axis=1), axis=1)
+
+
 def retrieval_metrics(
     query_codes,
     database_codes,
@@ -181,15 +209,19 @@ def retrieval_metrics(
     prec_n = {n: np.zeros(n_query) for n in precision_at}
     rel_hist = np.zeros((n_query, bits + 1), np.int64)
     all_hist = np.zeros((n_query, bits + 1), np.int64)
+    depth = _ranking_depth(ks, precision_at, n_db)
     for start in range(0, n_query, chunk):
         stop = min(start + chunk, n_query)
         dist = hamming_distance(q_packed[start:stop], db_packed)
         rel = np.asarray(relevance(start, stop), bool)
-        order = np.argsort(dist, axis=1, kind="stable")  # ties by database index
-        ranked = np.take_along_axis(rel, order, axis=1)
-        del order
+        offsets = (np.arange(stop - start)[:, None] * (bits + 1) + dist).ravel()
+        size = (stop - start) * (bits + 1)
+        counts = np.bincount(offsets, minlength=size).reshape(-1, bits + 1)
+        all_hist[start:stop] = counts
+        rel_hist[start:stop] = np.bincount(offsets, weights=rel.ravel(), minlength=size).reshape(-1, bits + 1)
+        ranked = _ranked_relevance(dist, rel, counts, depth)  # (rows, depth) bool
         hits = np.cumsum(ranked, axis=1, dtype=np.int32)
-        ranks = np.arange(1, n_db + 1, dtype=np.float32)
+        ranks = np.arange(1, depth + 1, dtype=np.float32)
         contrib = np.where(ranked, hits.astype(np.float32) / ranks, np.float32(0))
         for k in ks:
             kk = n_db if k == "all" else k
@@ -198,10 +230,6 @@ def retrieval_metrics(
             has_rel[k][start:stop] = n_rel > 0
         for n in precision_at:
             prec_n[n][start:stop] = hits[:, min(n, n_db) - 1] / min(n, n_db)
-        offsets = (np.arange(stop - start)[:, None] * (bits + 1) + dist).ravel()
-        size = (stop - start) * (bits + 1)
-        all_hist[start:stop] = np.bincount(offsets, minlength=size).reshape(-1, bits + 1)
-        rel_hist[start:stop] = np.bincount(offsets, weights=rel.ravel(), minlength=size).reshape(-1, bits + 1)
 
     out = {}
     for k in ks:

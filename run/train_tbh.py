@@ -7,11 +7,11 @@ under saved_models/tbh-digits-32bit/.
 
 import sys
 
-from tfhash.cli import main as tfhash_main
+from tfhash.cli import run
 
 
 def main(argv=None):
-    return tfhash_main(["train", "tbh", *(sys.argv[1:] if argv is None else argv)])
+    return run(["train", "tbh", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

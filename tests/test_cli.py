@@ -65,6 +65,6 @@ def test_non_positive_bits_is_rejected(tmp_path):
 
 
 def test_convert_writes_tbh_tfrecords(tmp_path):
-    cli.main(["convert", "digits", str(tmp_path / "digits")])
+    assert cli.main(["convert", "digits", str(tmp_path / "digits")]) == 0  # console-script exit status
     data = load_tfrecord_folder(tmp_path / "digits")
     assert (len(data.train), len(data.query), data.feature_dim) == (1497, 300, 64)

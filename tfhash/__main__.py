@@ -1,3 +1,3 @@
 from tfhash.cli import main
 
-main()
+raise SystemExit(main())

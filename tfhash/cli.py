@@ -112,7 +112,8 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
+def run(argv=None):
+    """Runs a command; returns its result (the metrics record for `train`)."""
     args = build_parser().parse_args(argv)
     if args.command == "train":
         if args.method not in configs.METHODS:
@@ -123,5 +124,11 @@ def main(argv=None):
     return convert_command(args)
 
 
+def main(argv=None):
+    """Console entry point: runs a command and returns exit status 0."""
+    run(argv)
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main() and 0)
+    sys.exit(main())

@@ -68,3 +68,8 @@ def test_convert_writes_tbh_tfrecords(tmp_path):
     assert cli.main(["convert", "digits", str(tmp_path / "digits")]) == 0  # console-script exit status
     data = load_tfrecord_folder(tmp_path / "digits")
     assert (len(data.train), len(data.query), data.feature_dim) == (1497, 300, 64)
+
+
+def test_bad_data_source_exits_with_the_message():
+    with pytest.raises(SystemExit, match="error: unknown data source 'nowhere.npz'.*valid sources: digits"):
+        cli.main(["train", "tbh", "--data", "nowhere.npz"])

@@ -125,8 +125,11 @@ def run(argv=None):
 
 
 def main(argv=None):
-    """Console entry point: runs a command and returns exit status 0."""
-    run(argv)
+    """Console entry point: runs a command; bad input exits with its message, no traceback."""
+    try:
+        run(argv)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
     return 0
 
 

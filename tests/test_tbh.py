@@ -159,8 +159,16 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
         history = model.fit(train_dataset(x, 16), steps_per_epoch=3, epochs=1, verbose=0)
         assert all(np.isfinite(v[0]) for v in history.history.values()), history.history
         assert int(model.actor_optimizer.iterations.numpy()) == 3
+        from tfhash.configs import tbh
+        from tfhash.data import load_data
+        from tfhash.train import fit
+        config = tbh.get_config(8, "digits")
+        config["model"].update(continuous_dim=16, hidden_dim=32)
+        config["train"].update(steps=4, steps_per_epoch=2, batch_size=100, eval_every=1)
+        _, record = fit(config, load_data("digits"), OUT, strategy=strategy, verbose=0)
+        assert record["steps"] == 4 and 0 < record["map_at_all"] <= 1, record
         print("ok", history.history["reconstruction_loss"][0])
-    """)
+    """).replace("OUT", repr(str(tmp_path / "run")))
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ok" in result.stdout

@@ -73,6 +73,11 @@ def hamming_distance(query_packed, database_packed):
             "query and database codes have different widths: "
             f"{query_packed.shape[1]} vs {database_packed.shape[1]} bytes"
         )
+    return _hamming_words(q_words, db_words)
+
+
+def _hamming_words(q_words, db_words):
+    """`hamming_distance` on codes already viewed as uint64 words."""
     dtype = np.uint8 if q_words.shape[1] * 64 < 256 else np.uint16
     dist = np.zeros((q_words.shape[0], db_words.shape[0]), dtype)
     for w in range(q_words.shape[1]):
@@ -202,7 +207,8 @@ def retrieval_metrics(
         raise ValueError(f"need at least one query and one database item; got {n_query} and {n_db}")
     q_packed, db_packed = np.packbits(q_codes, axis=1), np.packbits(db_codes, axis=1)
     ks = {("all" if k is None or k >= n_db else int(k)) for k in top_k}
-    chunk = chunk_size or _chunk_size(n_db, _as_words(db_packed[:1]).shape[1])
+    q_words, db_words = _as_words(q_packed), _as_words(db_packed)  # padded once, not per chunk
+    chunk = chunk_size or _chunk_size(n_db, db_words.shape[1])
 
     ap = {k: np.zeros(n_query) for k in ks}
     has_rel = {k: np.zeros(n_query, bool) for k in ks}
@@ -212,7 +218,7 @@ def retrieval_metrics(
     depth = _ranking_depth(ks, precision_at, n_db)
     for start in range(0, n_query, chunk):
         stop = min(start + chunk, n_query)
-        dist = hamming_distance(q_packed[start:stop], db_packed)
+        dist = _hamming_words(q_words[start:stop], db_words)
         rel = np.asarray(relevance(start, stop), bool)
         offsets = (np.arange(stop - start)[:, None] * (bits + 1) + dist).ravel()
         size = (stop - start) * (bits + 1)

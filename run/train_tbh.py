@@ -7,6 +7,7 @@ under saved_models/tbh-digits-32bit/.
 
 import sys
 
+from tfhash.cli import main as cli_main
 from tfhash.cli import run
 
 
@@ -15,4 +16,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli_main(["train", "tbh", *sys.argv[1:]]))

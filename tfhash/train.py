@@ -15,9 +15,7 @@ from tfhash.callbacks import RetrievalEvaluation
 from tfhash.data import train_dataset, validation_split
 from tfhash.evaluation import euclidean_relevance, label_relevance, retrieval_metrics
 from tfhash.export import export_encoder
-from tfhash.models import TBH
-
-MODELS = {"tbh": TBH}
+from tfhash.registry import get_method
 
 
 def mixed_precision_policy():
@@ -36,10 +34,11 @@ def dtype_policy(name):
 
 
 def build_model(config, input_dim, seed):
-    method = config["method"]
-    if method not in MODELS:
-        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(sorted(MODELS))}")
-    model = MODELS[method](input_dim=input_dim, seed=seed, **config["model"])
+    """The registered model of `config["method"]`; deep models come compiled."""
+    method = get_method(config["method"])
+    if method.is_baseline:
+        return method.model(seed=seed, **config["model"])
+    model = method.model(input_dim=input_dim, seed=seed, **config["model"])
     model.compile(
         learning_rate=config["train"]["learning_rate"], jit_compile=config["train"].get("jit_compile", False)
     )
@@ -47,22 +46,46 @@ def build_model(config, input_dim, seed):
 
 
 def evaluate(model, data, eval_config):
-    """Test metrics: encode queries and database, label (or Euclidean) ground truth."""
+    """Test metrics: encode queries and database, label (or Euclidean) ground truth.
+
+    Returns `retrieval_metrics`' dict (with `pr_precision` / `pr_recall`
+    arrays when `eval_config["pr_curve"]`) plus `encode_items_per_second`,
+    the throughput of `model.encode` over queries and database together.
+    """
+    start = time.perf_counter()
     query_codes, database_codes = model.encode(data.query.features), model.encode(data.database.features)
+    rate = (len(data.query) + len(data.database)) / max(time.perf_counter() - start, 1e-9)
     if data.has_labels:
         relevance = label_relevance(data.query.labels, data.database.labels)
     else:
         relevance = euclidean_relevance(data.query.features, data.database.features, k=50)
     top_k = (None, eval_config["top_k"]) if len(data.database) > eval_config["top_k"] else (None,)
-    return retrieval_metrics(
+    metrics = retrieval_metrics(
         query_codes,
         database_codes,
         relevance,
         top_k=top_k,
         radius=eval_config["radius"],
-        precision_at=(100,),
+        precision_at=[n for n in eval_config.get("precision_at", (100,)) if n <= len(data.database)],
+        pr_curve=eval_config.get("pr_curve", False),
         empty_queries=eval_config["empty_queries"],
     )
+    return {**metrics, "encode_items_per_second": round(rate, 1)}
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training after the first batch that ends past `seconds` of training."""
+
+    def __init__(self, seconds):
+        super().__init__()
+        self.seconds = seconds
+
+    def on_train_begin(self, logs=None):
+        self.start = time.time()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.time() - self.start >= self.seconds:
+            self.model.stop_training = True
 
 
 def write_json(obj, path):
@@ -73,56 +96,66 @@ def write_json(obj, path):
     os.replace(tmp, path)
 
 
-def fit(config, data, out, seed=0, mixed_precision=False, strategy=None, verbose="auto"):
+def fit(
+    config,
+    data,
+    out,
+    seed=0,
+    mixed_precision=False,
+    strategy=None,
+    verbose="auto",
+    budget_seconds=None,
+    export=True,
+):
     """Trains `config["method"]` on `data`, evaluates, exports, writes metrics.json.
 
-    Everything goes under `out`: `export/` (SavedModel), `metrics.json`,
+    Everything goes under `out`: `metrics.json` (written last: its presence
+    means the run finished) and, for deep methods, `export/` (SavedModel),
     `checkpoints/` (resumes an interrupted run; removed when training
-    finishes) and `logs/` (TensorBoard).
+    finishes) and `logs/` (TensorBoard); for baselines, `model.npz`
+    (`tfhash.baselines.load`).
+
+    Args:
+        config: a method config (`tfhash.registry.get_method(name).get_config(bits, data)`).
+        data: a `tfhash.data.RetrievalData`.
+        out: output folder.
+        seed: seed of the weights, sampling and shuffling (the split is `data`'s).
+        mixed_precision: mixed_float16 on GPU, mixed_bfloat16 on CPU (deep methods).
+        strategy: a `tf.distribute.Strategy` (deep methods).
+        verbose: Keras `fit` verbosity.
+        budget_seconds: stop a deep method's training after this many seconds
+            (at most `config["train"]["steps"]` steps either way).
+        export: write the SavedModel / model.npz.
 
     Returns:
-        (model, metrics) with metrics the dict written to metrics.json.
+        (model, record) with record the dict written to metrics.json.
     """
-    train_cfg = config["train"]
+    method = get_method(config["method"])
     os.makedirs(out, exist_ok=True)
     keras.utils.set_random_seed(seed)
-    strategy = strategy or tf.distribute.get_strategy()
-    policy = mixed_precision_policy() if mixed_precision else None
-    with dtype_policy(policy), strategy.scope():
-        model = build_model(config, data.feature_dim, seed)
-        batch_size = train_cfg["batch_size"]
-        dataset = train_dataset(data.train.features, batch_size, seed, train_cfg["shuffle_buffer"])
-        steps_per_epoch = max(1, min(train_cfg["steps"], train_cfg["steps_per_epoch"]))
-        epochs = math.ceil(train_cfg["steps"] / steps_per_epoch)
-        callbacks = []
-        if data.has_labels:
-            val_query, val_database = validation_split(data.train, train_cfg["validation_size"], seed)
-            callbacks.append(RetrievalEvaluation(val_query, val_database, every=train_cfg["eval_every"]))
-        callbacks += [
-            keras.callbacks.BackupAndRestore(os.path.join(out, "checkpoints")),
-            keras.callbacks.TensorBoard(os.path.join(out, "logs"), update_freq="epoch"),
-        ]
+    if method.is_baseline:
         start = time.time()
-        model.fit(
-            dataset,
-            epochs=epochs,
-            steps_per_epoch=steps_per_epoch,
-            callbacks=callbacks,
-            verbose=verbose,
-            shuffle=False,
-        )
-        train_seconds = time.time() - start
+        model = build_model(config, data.feature_dim, seed).fit(data.train.features)
+        run = {"train_seconds": time.time() - start, "steps": None, "mixed_precision": "float64"}
         metrics = evaluate(model, data, config["eval"])
-        export_encoder(model, os.path.join(out, "export"))
+        if export:
+            model.save(os.path.join(out, "model.npz"))
+    else:
+        policy = mixed_precision_policy() if mixed_precision else None
+        with dtype_policy(policy), (strategy or tf.distribute.get_strategy()).scope():
+            model, run = _fit_deep(config, data, out, seed, verbose, budget_seconds)
+            run["mixed_precision"] = policy or "float32"
+            metrics = evaluate(model, data, config["eval"])
+            if export:
+                export_encoder(model, os.path.join(out, "export"))
+    curves = {k: np.asarray(metrics.pop(k)).tolist() for k in ("pr_precision", "pr_recall") if k in metrics}
     record = {
         "method": config["method"],
         "data": data.name,
         "bits": model.bits,
         "seed": seed,
-        "steps": int(epochs * steps_per_epoch),
-        "batch_size": batch_size,
-        "mixed_precision": policy or "float32",
-        "train_seconds": round(train_seconds, 2),
+        **run,
+        "train_seconds": round(run["train_seconds"], 2),
         "num_queries": len(data.query),
         "num_database": len(data.database),
         "ground_truth": "labels" if data.has_labels else "euclidean_top_50",
@@ -130,5 +163,36 @@ def fit(config, data, out, seed=0, mixed_precision=False, strategy=None, verbose
         "config": config,
         **{k: v for k, v in metrics.items() if np.isscalar(v)},
     }
+    if curves:
+        record["curves"] = curves
     write_json(record, os.path.join(out, "metrics.json"))
     return model, record
+
+
+def _fit_deep(config, data, out, seed, verbose, budget_seconds):
+    """model.fit with validation retrieval, checkpoints, TensorBoard and an optional time budget."""
+    train_cfg = config["train"]
+    model = build_model(config, data.feature_dim, seed)
+    batch_size = train_cfg["batch_size"]
+    dataset = train_dataset(data.train.features, batch_size, seed, train_cfg["shuffle_buffer"])
+    steps_per_epoch = max(1, min(train_cfg["steps"], train_cfg["steps_per_epoch"]))
+    epochs = math.ceil(train_cfg["steps"] / steps_per_epoch)
+    callbacks = [TimeBudget(budget_seconds)] if budget_seconds else []
+    if data.has_labels:
+        val_query, val_database = validation_split(data.train, train_cfg["validation_size"], seed)
+        callbacks.append(RetrievalEvaluation(val_query, val_database, every=train_cfg["eval_every"]))
+    callbacks += [
+        keras.callbacks.BackupAndRestore(os.path.join(out, "checkpoints")),
+        keras.callbacks.TensorBoard(os.path.join(out, "logs"), update_freq="epoch"),
+    ]
+    start = time.time()
+    model.fit(
+        dataset,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,
+    )
+    steps = int(model.role_optimizers[model.roles[0]].iterations.numpy())
+    return model, {"train_seconds": time.time() - start, "steps": steps, "batch_size": batch_size}

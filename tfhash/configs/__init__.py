@@ -1,7 +1,5 @@
-"""Paper settings per method, as plain dicts."""
+"""Paper settings per method, as plain dicts (`get_config(bits, data)`)."""
 
-from tfhash.configs import tbh
+from tfhash.configs import baselines, common, tbh
 
-METHODS = {"tbh": tbh}
-
-__all__ = ["METHODS", "tbh"]
+__all__ = ["baselines", "common", "tbh"]

@@ -1,5 +1,7 @@
 """TBH settings: the paper's (CIFAR-10 fc7) and a quick preset for digits."""
 
+from tfhash.configs.common import eval_config
+
 
 def get_config(bits=32, data="digits"):
     """TBH (Shen et al. 2020) settings; `python run/train_tbh.py --bits 32`.
@@ -28,7 +30,7 @@ def get_config(bits=32, data="digits"):
             "eval_every": 5,
             "validation_size": 1000,
         },
-        "eval": {"top_k": 1000, "radius": 2, "empty_queries": "zero"},
+        "eval": eval_config(),
     }
     if data == "digits":
         config["train"].update(

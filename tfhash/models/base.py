@@ -12,6 +12,32 @@ def check_positive_int(name, value):
     return int(value)
 
 
+def check_features(features, input_dim, owner):
+    """Returns `features` as a float array (n, input_dim); raises a ValueError naming the problem.
+
+    Args:
+        features: array-like (n, D).
+        input_dim: the width `owner` expects (None: any width).
+        owner: the model's name, for the message.
+    """
+    features = np.asarray(features)
+    if not np.issubdtype(features.dtype, np.number) or features.dtype == bool:
+        raise ValueError(f"{owner} expects numeric features; received dtype {features.dtype}")
+    if features.ndim != 2 or (input_dim is not None and features.shape[1] != input_dim):
+        width = input_dim if input_dim is not None else "D"
+        raise ValueError(
+            f"{owner} expects features of shape (n, {width}); received {features.shape}. "
+            "Use the same feature extractor as in training."
+        )
+    if not np.all(np.isfinite(features)):
+        rows = np.flatnonzero(~np.isfinite(features).all(axis=1))
+        raise ValueError(
+            f"{owner}: features contain NaN or infinite values in {len(rows)} rows "
+            f"(first: {rows[:5].tolist()}); clean or impute them before encoding"
+        )
+    return features
+
+
 class HashingModel(keras.Model):
     """Base class: a model with one optimiser per role and a shared train_step.
 
@@ -100,12 +126,7 @@ class HashingModel(keras.Model):
 
     def encode(self, features, batch_size=1024):
         """Encodes a NumPy feature array to {0, 1} uint8 codes (n, bits)."""
-        features = np.asarray(features, np.float32)
-        if features.ndim != 2 or features.shape[1] != self.input_dim:
-            raise ValueError(
-                f"{type(self).__name__} expects features of shape (n, {self.input_dim}); "
-                f"received {features.shape}. Use the same feature extractor as in training."
-            )
+        features = check_features(features, self.input_dim, type(self).__name__).astype(np.float32)
         codes = [
             np.asarray(self(features[i : i + batch_size], training=False))
             for i in range(0, len(features), batch_size)

@@ -1,0 +1,69 @@
+"""The method registry: one entry per method, mapping its name to what runs it.
+
+Adding a method is one `Method(...)` entry in `METHODS`: the model class
+(a `HashingModel` trained with `fit`, or a NumPy `Baseline`), the function
+returning its paper configuration, and a one-line summary for `--help` and
+the benchmark table.
+"""
+
+import dataclasses
+import functools
+from collections.abc import Callable
+
+from tfhash import baselines, configs
+from tfhash.models import TBH
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A registered hashing method.
+
+    Attributes:
+        name: the command-line name (`tfhash train <name>`).
+        model: the class; `HashingModel` subclasses are deep methods trained
+            by `model.fit`, `Baseline` subclasses are fitted in closed form.
+        get_config: `(bits, data) -> config dict` with the paper's defaults
+            (`method`, `model` constructor kwargs, `train`, `eval`).
+        summary: one line: what the method is.
+    """
+
+    name: str
+    model: type
+    get_config: Callable
+    summary: str
+
+    @property
+    def is_baseline(self):
+        return issubclass(self.model, baselines.Baseline)
+
+
+def _baseline(cls, summary):
+    return Method(cls.name, cls, functools.partial(configs.baselines.get_config, cls.name), summary)
+
+
+METHODS = {
+    method.name: method
+    for method in (
+        Method(
+            "tbh", TBH, configs.tbh.get_config, "Auto-Encoding Twin-Bottleneck Hashing (Shen et al. 2020)"
+        ),
+        _baseline(baselines.LSH, "random projections, sign(x W) (Charikar 2002)"),
+        _baseline(baselines.PCAH, "PCA then sign"),
+        _baseline(baselines.ITQ, "PCA then a learned orthogonal rotation (Gong & Lazebnik 2011)"),
+        _baseline(baselines.SH, "spectral hashing along PCA directions (Weiss et al. 2008)"),
+    )
+}
+
+
+def get_method(name):
+    """The registered `Method` called `name`; a ValueError lists the valid names otherwise."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(sorted(METHODS))}")
+    return METHODS[name]
+
+
+def method_names():
+    """Registered names, deep methods first, then baselines, each group in registration order."""
+    return [m.name for m in METHODS.values() if not m.is_baseline] + [
+        m.name for m in METHODS.values() if m.is_baseline
+    ]

@@ -55,7 +55,7 @@ def test_train_tbh_script_writes_everything_under_out(tmp_path, capsys):
 
 
 def test_unknown_method_lists_valid_ones():
-    with pytest.raises(SystemExit, match="valid methods: tbh"):
+    with pytest.raises(SystemExit, match="unknown method 'tbhx'; valid methods: itq, lsh, pcah, sh, tbh"):
         cli.main(["train", "tbhx"])
 
 

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from tfhash.baselines import PCAH
 from tfhash.data import load_data
 from tfhash.evaluation import (
     euclidean_relevance,
@@ -113,10 +114,8 @@ def test_bad_codes_give_clear_errors():
 
 
 def pcah(data, bits):
-    mean = data.train.features.mean(0)
-    _, _, vt = np.linalg.svd(data.train.features - mean, full_matrices=False)
-    encode = lambda x: ((x - mean) @ vt[:bits].T > 0).astype(np.uint8)
-    return encode(data.query.features), encode(data.database.features)
+    model = PCAH(bits).fit(data.train.features)
+    return model.encode(data.query.features), model.encode(data.database.features)
 
 
 def test_digits_split_and_metric_reproduce_protocol_pcah():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfhash.baselines import LSH
 from tfhash.data import load_data, train_dataset
 from tfhash.evaluation import mean_average_precision, pack_codes
 from tfhash.export import export_encoder
@@ -180,13 +181,12 @@ def test_training_on_digits_beats_lsh():
     bits = 32
     rng = np.random.default_rng(0)
     lsh = []
-    for _ in range(5):
-        projection = rng.normal(size=(data.feature_dim, bits))
-        encode = lambda x, p=projection: (x @ p > 0).astype(np.uint8)  # noqa: B023
+    for seed in range(5):
+        model = LSH(bits, seed).fit(data.train.features)
         lsh.append(
             mean_average_precision(
-                encode(data.query.features),
-                encode(data.database.features),
+                model.encode(data.query.features),
+                model.encode(data.database.features),
                 data.query.labels,
                 data.database.labels,
             )

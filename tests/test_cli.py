@@ -73,3 +73,30 @@ def test_convert_writes_tbh_tfrecords(tmp_path):
 def test_bad_data_source_exits_with_the_message():
     with pytest.raises(SystemExit, match="error: unknown data source 'nowhere.npz'.*valid sources: digits"):
         cli.main(["train", "tbh", "--data", "nowhere.npz"])
+
+
+def test_train_baseline_writes_model_and_metrics(tmp_path, capsys):
+    from tfhash import baselines
+
+    out = tmp_path / "itq"
+    record = cli.run(["train", "itq", "--bits", "16", "--out", str(out), "--steps", "5"])
+    printed = capsys.readouterr().out
+    assert "ignoring --steps" in printed and "map_at_all" in printed
+    model = baselines.load(out / "model.npz")
+    assert model.bits == 16 and record["method"] == "itq" and record["map_at_all"] > 0.55
+    assert json.loads((out / "metrics.json").read_text())["map_at_all"] == record["map_at_all"]
+
+
+def test_benchmark_script_takes_comma_separated_methods(tmp_path, capsys):
+    out = tmp_path / "bench"
+    records = run_script("benchmark").main(
+        ["--methods", "lsh,pcah", "--bits", "8", "--seeds", "0", "1", "--out", str(out)]
+    )
+    assert [(r["method"], r["seed"]) for r in records] == [("lsh", 0), ("lsh", 1), ("pcah", 0), ("pcah", 1)]
+    assert "| pcah |" in capsys.readouterr().out
+    assert (out / "results.csv").exists() and (out / "map_vs_bits.png").exists()
+
+
+def test_bench_unknown_method_exits_with_the_list():
+    with pytest.raises(SystemExit, match="unknown method 'sgh'; valid methods: itq, lsh, pcah, sh, tbh"):
+        cli.main(["bench", "--methods", "itq", "sgh"])

@@ -19,6 +19,7 @@ at most the cell in progress.
 """
 
 import csv
+import functools
 import io
 import json
 import os
@@ -64,7 +65,7 @@ def run_benchmark(
     budget_seconds=None,
     out="runs/bench",
     export=False,
-    log=print,
+    log=None,
 ):
     """Runs (or resumes) a benchmark; returns the records in grid order.
 
@@ -79,6 +80,7 @@ def run_benchmark(
         export: keep each cell's SavedModel / model.npz.
         log: progress printer.
     """
+    log = log or functools.partial(print, flush=True)
     methods = [get_method(name) for name in (methods or method_names())]  # unknown names fail here
     bits = [check_positive_int("bits", b) for b in bits]
     if steps is not None:

@@ -141,26 +141,33 @@ def _ranking_depth(ks, precision_at, n_db):
     return max(depths)
 
 
-def _ranked_relevance(dist, rel, counts, depth):
-    """Relevance of the top `depth` items of each row, ranked by (distance, index).
+def distance_histogram(dist, bits):
+    """Per-row counts of each Hamming distance 0..bits: (rows, bits + 1) int64."""
+    rows = dist.shape[0]
+    offsets = (np.arange(rows)[:, None] * (bits + 1) + dist).ravel()
+    return np.bincount(offsets, minlength=rows * (bits + 1)).reshape(rows, bits + 1)
 
-    A full stable (radix) sort when depth is the whole database; otherwise a
+
+def nearest_positions(dist, depth, counts):
+    """Positions of the `depth` nearest items of each row, ordered by (distance, position).
+
+    A full stable (radix) sort when depth is the whole row; otherwise a
     selection: the cut-off distance comes from the per-row distance histogram
-    `counts`, items below it are all taken, items at it are taken in index
-    order until the row has `depth`, and only those are sorted.
+    `counts` (`distance_histogram`), items below it are all taken, items at
+    it are taken in position order until the row has `depth`, and only those
+    are sorted.
     """
     rows, n_db = dist.shape
     if depth >= n_db:
-        order = np.argsort(dist, axis=1, kind="stable")
-        return np.take_along_axis(rel, order, axis=1)
+        return np.argsort(dist, axis=1, kind="stable")
     cumulative = np.cumsum(counts, axis=1)
     cutoff = np.argmax(cumulative >= depth, axis=1).astype(dist.dtype)[:, None]
     below = np.take_along_axis(cumulative - counts, cutoff.astype(np.int64), axis=1)
     at_cutoff = dist == cutoff
     take = (dist < cutoff) | (at_cutoff & (np.cumsum(at_cutoff, axis=1, dtype=np.int32) <= depth - below))
-    cols = np.nonzero(take)[1].reshape(rows, depth)  # index order within each row
+    cols = np.nonzero(take)[1].reshape(rows, depth)  # position order within each row
     order = np.argsort(np.take_along_axis(dist, cols, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(rel, np.take_along_axis(cols, order, axis=1), axis=1)
+    return np.take_along_axis(cols, order, axis=1)
 
 
 def retrieval_metrics(
@@ -225,7 +232,7 @@ def retrieval_metrics(
         counts = np.bincount(offsets, minlength=size).reshape(-1, bits + 1)
         all_hist[start:stop] = counts
         rel_hist[start:stop] = np.bincount(offsets, weights=rel.ravel(), minlength=size).reshape(-1, bits + 1)
-        ranked = _ranked_relevance(dist, rel, counts, depth)  # (rows, depth) bool
+        ranked = np.take_along_axis(rel, nearest_positions(dist, depth, counts), axis=1)  # (rows, depth)
         hits = np.cumsum(ranked, axis=1, dtype=np.int32)
         ranks = np.arange(1, depth + 1, dtype=np.float32)
         contrib = np.where(ranked, hits.astype(np.float32) / ranks, np.float32(0))

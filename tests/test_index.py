@@ -1,0 +1,121 @@
+import numpy as np
+import pytest
+
+from tfhash.evaluation import distance_histogram, hamming_distance, nearest_positions, pack_codes
+from tfhash.index import HammingIndex, faiss_available
+
+BACKENDS = [
+    "numpy",
+    pytest.param("faiss", marks=pytest.mark.skipif(not faiss_available(), reason="no faiss")),
+]
+
+
+def brute_force(queries, codes, ids, bits):
+    """Reference: full distance matrix, rows ordered by (distance, id)."""
+    dist = np.unpackbits(queries[:, None, :] ^ codes[None], axis=2)[..., :bits].sum(2)
+    order = np.array([np.lexsort((ids, row)) for row in dist])
+    return np.take_along_axis(dist, order, axis=1), ids[order]
+
+
+@pytest.fixture
+def tied():
+    """16-bit codes drawn from 60 distinct codes: many exact ties; ids shuffled."""
+    rng = np.random.default_rng(7)
+    pool = rng.integers(0, 2, (60, 16)).astype(np.uint8)
+    codes = pack_codes(pool[rng.integers(0, 60, 2000)])
+    queries = pack_codes(rng.integers(0, 2, (25, 16)))
+    ids = rng.permutation(10_000)[:2000].astype(np.int64)
+    return queries, codes, ids
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+class HammingIndexTest:
+    def test_top_k_matches_brute_force_with_ties(self, backend, tied):
+        queries, codes, ids = tied
+        index = HammingIndex(16, backend)
+        index.add(codes[:1200], ids[:1200])
+        index.add(codes[1200:], ids[1200:])  # a second batch with smaller ids: re-sorted by id
+        distances, found = index.search(queries, 70)
+        want_d, want_ids = brute_force(queries, codes, ids, 16)
+        np.testing.assert_array_equal(distances, want_d[:, :70])
+        np.testing.assert_array_equal(found, want_ids[:, :70])
+        assert distances.dtype == np.int32 and found.dtype == np.int64
+
+    def test_radius_matches_brute_force(self, backend, tied):
+        queries, codes, ids = tied
+        index = HammingIndex(16, backend)
+        index.add(codes, ids)
+        lims, distances, found = index.range_search(queries, 3)
+        want_d, want_ids = brute_force(queries, codes, ids, 16)
+        for i in range(len(queries)):
+            within = want_d[i] <= 3
+            np.testing.assert_array_equal(distances[lims[i] : lims[i + 1]], want_d[i][within])
+            np.testing.assert_array_equal(found[lims[i] : lims[i + 1]], want_ids[i][within])
+        assert lims[-1] > 0
+
+    def test_remove_then_search(self, backend, tied):
+        queries, codes, ids = tied
+        index = HammingIndex(16, backend)
+        index.add(codes, ids)
+        assert index.remove(ids[::3]) == len(ids[::3]) and index.remove([-5]) == 0
+        keep = np.ones(len(ids), bool)
+        keep[::3] = False
+        distances, found = index.search(queries, 10)
+        want_d, want_ids = brute_force(queries, codes[keep], ids[keep], 16)
+        np.testing.assert_array_equal(found, want_ids[:, :10])
+        np.testing.assert_array_equal(distances, want_d[:, :10])
+
+    def test_save_load_round_trip_across_backends(self, backend, tied, tmp_path):
+        queries, codes, ids = tied
+        index = HammingIndex(16, backend)
+        index.add(codes, ids)
+        path = index.save(tmp_path / "codes.index.npz")
+        for other in ("numpy", backend):
+            loaded = HammingIndex.load(path, other)
+            assert len(loaded) == len(index) and loaded.bits == 16
+            for got, want in zip(loaded.search(queries, 30), index.search(queries, 30), strict=True):
+                np.testing.assert_array_equal(got, want)
+        assert index.memory_bytes == 2000 * (2 + 8)
+
+    def test_odd_bit_count_is_zero_padded(self, backend):
+        rng = np.random.default_rng(1)
+        codes, queries = rng.integers(0, 2, (300, 12)), rng.integers(0, 2, (5, 12))
+        index = HammingIndex(12, backend)
+        index.add(pack_codes(codes))
+        distances, found = index.search(pack_codes(queries), 300)
+        want = hamming_distance(pack_codes(queries), pack_codes(codes))
+        np.testing.assert_array_equal(distances, np.take_along_axis(want, found, axis=1))
+        assert distances.max() <= 12
+
+    def test_bad_input_gives_clear_errors(self, backend):
+        index = HammingIndex(16, backend)
+        codes = np.random.default_rng(0).integers(0, 2, (10, 16)).astype(np.uint8)
+        with pytest.raises(ValueError, match=r"shape \(n, 2\).*received shape \(10, 16\).*pack_codes"):
+            index.add(codes)  # {0, 1} codes instead of packed bytes
+        with pytest.raises(ValueError, match="uint8"):
+            index.add(pack_codes(codes).astype(np.int32))
+        index.add(pack_codes(codes))
+        with pytest.raises(ValueError, match="k=11 is larger than the index"):
+            index.search(pack_codes(codes[:2]), 11)
+        with pytest.raises(ValueError, match="unique and not already in the index"):
+            index.add(pack_codes(codes[:2]), ids=[3, 4])
+        with pytest.raises(ValueError, match="padding bits"):
+            HammingIndex(12, backend).add(np.full((1, 2), 255, np.uint8))
+        with pytest.raises(ValueError, match="radius must be a non-negative int"):
+            index.range_search(pack_codes(codes[:1]), -1)
+
+
+def test_index_and_evaluation_rank_alike():
+    rng = np.random.default_rng(3)
+    codes, queries = pack_codes(rng.integers(0, 2, (500, 8))), pack_codes(rng.integers(0, 2, (9, 8)))
+    index = HammingIndex(8, "numpy")
+    index.add(codes)
+    dist = hamming_distance(queries, codes)
+    np.testing.assert_array_equal(
+        index.search(queries, 40)[1], nearest_positions(dist, 40, distance_histogram(dist, 8))
+    )
+
+
+def test_unknown_backend():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        HammingIndex(8, "annoy")

@@ -1,0 +1,228 @@
+"""HammingIndex: packed binary codes with int64 ids, exact top-k and radius search.
+
+Two backends give identical answers (same ids, same distances, ties broken
+by id): faiss (`faiss-cpu`, `IndexBinaryFlat`, multi-threaded popcount
+scans) when it is installed, and a pure NumPy fallback (popcount on uint64
+words, one chunk of queries at a time). Both keep the codes sorted by id, so
+"ties by position" is "ties by id".
+
+Codes are the `np.packbits` layout (`tfhash.evaluation.pack_codes`, the
+SavedModel's `packed_codes` output): ceil(bits / 8) bytes per item. A code
+length that is not a multiple of 8 is stored zero padded to whole bytes:
+the padding bits are 0 in every code, so distances are unchanged.
+Memory: ceil(bits / 8) bytes per item plus 8 bytes of id.
+"""
+
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from tfhash.evaluation import _as_words, _hamming_words, distance_histogram, nearest_positions
+from tfhash.models.base import check_positive_int
+
+FORMAT = "tfhash-hamming-index-1"
+BACKENDS = ("auto", "faiss", "numpy")
+
+
+def faiss_available():
+    try:
+        import faiss  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class HammingIndex:
+    """An exact Hamming-distance index over packed binary codes.
+
+    Args:
+        bits: code length (the codes take ceil(bits / 8) bytes).
+        backend: "faiss", "numpy", or "auto" (faiss when installed).
+
+    Example:
+        index = HammingIndex(64)
+        index.add(pack_codes(db_codes), ids=np.arange(len(db_codes)))
+        distances, ids = index.search(pack_codes(query_codes), k=10)
+    """
+
+    def __init__(self, bits, backend="auto"):
+        self.bits = check_positive_int("bits", bits)
+        self.code_size = (self.bits + 7) // 8
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}; received {backend!r}")
+        if backend == "faiss" and not faiss_available():
+            raise ValueError(
+                "backend='faiss' needs faiss-cpu: pip install faiss-cpu (or use backend='numpy')"
+            )
+        self.backend = ("faiss" if faiss_available() else "numpy") if backend == "auto" else backend
+        self.ids = np.zeros(0, np.int64)
+        self._codes = np.zeros((0, self.code_size), np.uint8)  # numpy backend storage
+        self._faiss = self._new_faiss_index() if self.backend == "faiss" else None
+
+    def __len__(self):
+        return len(self.ids)
+
+    @property
+    def memory_bytes(self):
+        """Bytes held for codes and ids."""
+        return len(self) * (self.code_size + 8)
+
+    def _new_faiss_index(self):
+        import faiss
+
+        return faiss.IndexBinaryFlat(self.code_size * 8)
+
+    def codes(self):
+        """All stored packed codes (n, code_size), in id order (a copy for faiss)."""
+        if self._faiss is None:
+            return self._codes
+        import faiss
+
+        return faiss.vector_to_array(self._faiss.xb).reshape(len(self), self.code_size)
+
+    def _check_codes(self, packed, name):
+        packed = np.asarray(packed)
+        if packed.ndim != 2 or packed.shape[1] != self.code_size:
+            raise ValueError(
+                f"{name} must be packed codes of shape (n, {self.code_size}) (ceil({self.bits} / 8) "
+                f"bytes per item, np.packbits layout); received shape {packed.shape}. "
+                "Pack {0,1} codes with tfhash.evaluation.pack_codes."
+            )
+        if packed.dtype != np.uint8:
+            raise ValueError(f"{name} must be uint8 packed bytes; received dtype {packed.dtype}")
+        pad = self.code_size * 8 - self.bits
+        if pad and np.any(packed[:, -1] & ((1 << pad) - 1)):
+            raise ValueError(f"{name}: the {pad} padding bits after bit {self.bits} must be 0")
+        return np.ascontiguousarray(packed)
+
+    def add(self, packed_codes, ids=None):
+        """Adds codes with int ids (default: the next consecutive ids); returns the ids."""
+        packed_codes = self._check_codes(packed_codes, "packed_codes")
+        start = int(self.ids.max()) + 1 if len(self) else 0
+        ids = np.arange(start, start + len(packed_codes)) if ids is None else np.asarray(ids)
+        if ids.shape != (len(packed_codes),) or not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(f"ids must be {len(packed_codes)} integers; received {ids.dtype} {ids.shape}")
+        ids = ids.astype(np.int64)
+        if len(np.unique(ids)) != len(ids) or np.isin(ids, self.ids).any():
+            raise ValueError("ids must be unique and not already in the index (remove them first)")
+        if len(self) and len(ids) and ids.min() < self.ids[-1] or np.any(np.diff(ids) < 0):
+            order = np.argsort(np.concatenate([self.ids, ids]), kind="stable")
+            self._replace(
+                np.concatenate([self.codes(), packed_codes])[order], np.concatenate([self.ids, ids])[order]
+            )
+        elif self._faiss is not None:
+            self._faiss.add(packed_codes)
+            self.ids = np.concatenate([self.ids, ids])
+        else:
+            self._codes = np.concatenate([self._codes, packed_codes])
+            self.ids = np.concatenate([self.ids, ids])
+        return ids
+
+    def _replace(self, codes, ids):
+        self.ids = ids
+        if self._faiss is None:
+            self._codes = codes
+        else:
+            self._faiss = self._new_faiss_index()
+            self._faiss.add(codes)
+
+    def remove(self, ids):
+        """Removes the items with these ids; returns how many were present."""
+        keep = ~np.isin(self.ids, np.asarray(ids, np.int64))
+        removed = int(len(self) - keep.sum())
+        if removed:
+            self._replace(self.codes()[keep], self.ids[keep])
+        return removed
+
+    def search(self, packed_queries, k):
+        """The k nearest items per query: (distances int32 (q, k), ids int64 (q, k)).
+
+        Ordered by distance, ties by id.
+        """
+        queries = self._check_codes(packed_queries, "packed_queries")
+        k = check_positive_int("k", k)
+        if k > len(self):
+            raise ValueError(
+                f"k={k} is larger than the index ({len(self)} items); ask for at most {len(self)}"
+            )
+        if self._faiss is not None:
+            distances, positions = self._faiss.search(queries, k)
+        else:
+            distances, positions = self._numpy_knn(queries, k)
+        return distances.astype(np.int32), self.ids[positions]
+
+    def range_search(self, packed_queries, radius):
+        """Items within Hamming distance <= radius of each query.
+
+        Returns:
+            (lims, distances, ids): the results of query i are
+            `distances[lims[i]:lims[i + 1]]` and `ids[lims[i]:lims[i + 1]]`,
+            ordered by distance, ties by id (the faiss layout).
+        """
+        queries = self._check_codes(packed_queries, "packed_queries")
+        if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
+            raise ValueError(f"radius must be a non-negative int; received radius={radius!r}")
+        if self._faiss is not None:
+            lims, distances, positions = self._faiss.range_search(queries, int(radius) + 1)  # faiss: d < r
+            lims = lims.astype(np.int64)
+            order = np.lexsort((positions, distances, np.repeat(np.arange(len(queries)), np.diff(lims))))
+            distances, positions = distances[order], positions[order]
+        else:
+            lims, distances, positions = self._numpy_range(queries, int(radius))
+        return lims.astype(np.int64), distances.astype(np.int32), self.ids[positions]
+
+    def _chunks(self, queries):
+        db_words = _as_words(self._codes)
+        rows = max(1, min(4096, (64 << 20) // max(1, len(self) * 4)))
+        q_words = _as_words(queries)
+        for start in range(0, len(queries), rows):
+            yield start, _hamming_words(q_words[start : start + rows], db_words)
+
+    def _numpy_knn(self, queries, k):
+        distances = np.zeros((len(queries), k), np.int32)
+        positions = np.zeros((len(queries), k), np.int64)
+        for start, dist in self._chunks(queries):
+            cols = nearest_positions(dist, k, distance_histogram(dist, self.code_size * 8))
+            distances[start : start + len(dist)] = np.take_along_axis(dist, cols, axis=1)
+            positions[start : start + len(dist)] = cols
+        return distances, positions
+
+    def _numpy_range(self, queries, radius):
+        counts, all_d, all_p = np.zeros(len(queries), np.int64), [], []
+        for start, dist in self._chunks(queries):
+            rows, cols = np.nonzero(dist <= radius)  # row-major: rows ascending, positions ascending
+            d = dist[rows, cols]
+            order = np.lexsort((cols, d, rows))
+            all_d.append(d[order])
+            all_p.append(cols[order])
+            counts[start : start + len(dist)] = np.bincount(rows, minlength=len(dist))
+        lims = np.concatenate([[0], np.cumsum(counts)])
+        empty = np.zeros(0, np.int64)
+        return lims, np.concatenate(all_d or [empty]), np.concatenate(all_p or [empty]).astype(np.int64)
+
+    def save(self, path):
+        """Writes bits, codes and ids to one .npz file, atomically."""
+        path = os.path.abspath(path)
+        meta = json.dumps({"format": FORMAT, "bits": self.bits})
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npz.tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, meta=np.array(meta), codes=self.codes(), ids=self.ids)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        return path
+
+    @classmethod
+    def load(cls, path, backend="auto"):
+        """Reads an index written by `save`."""
+        with np.load(path, allow_pickle=False) as f:
+            meta = json.loads(str(f["meta"])) if "meta" in f.files else {}
+            if meta.get("format") != FORMAT:
+                raise ValueError(f"{path} is not a tfhash Hamming index (format {meta.get('format')!r})")
+            index = cls(meta["bits"], backend)
+            index._replace(f["codes"], f["ids"])
+        return index

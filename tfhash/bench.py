@@ -89,21 +89,28 @@ def run_benchmark(
         raise ValueError(f"budget_seconds must be positive; received {budget_seconds!r}")
     cells = [(m, b, s) for b in bits for m in methods for s in seeds]
     os.makedirs(os.path.join(out, "cells"), exist_ok=True)
-    records, start, trained = [], time.time(), 0
+    records, start, durations = [], time.time(), {}
     for index, (method, b, seed) in enumerate(cells, 1):
         cell_dir = os.path.join(out, "cells", cell_name(method.name, b, seed))
         label = f"[{index}/{len(cells)}] {method.name} {b} bits seed {seed}"
         record = _finished(cell_dir)
         if record is None:
+            cell_start = time.time()
             record = _run_cell(method, b, seed, data, cell_dir, steps, budget_seconds, export)
-            trained += 1
-            eta = (time.time() - start) / trained * sum(not _finished_path(c, out) for c in cells[index:])
+            durations.setdefault(method.name, []).append(time.time() - cell_start)
+            eta = _eta(durations, [c for c in cells[index:] if not _finished_path(c, out)])
             log(f"{label}: {_summary(record)} (elapsed {time.time() - start:.0f} s, eta {eta:.0f} s)")
         else:
             log(f"{label}: finished earlier, skipped ({_summary(record)})")
         records.append(record)
         write_results(records, out, data)
     return records
+
+
+def _eta(durations, remaining):
+    """Seconds left: each remaining cell costs its method's mean so far (else the overall mean)."""
+    overall = np.mean([d for ds in durations.values() for d in ds])
+    return sum(np.mean(durations.get(method.name, [overall])) for method, _, _ in remaining)
 
 
 def _finished_path(cell, out):

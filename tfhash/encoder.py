@@ -1,0 +1,112 @@
+"""Trained encoders and codes files: what `tfhash encode / index / search / eval` pass around.
+
+An encoder is anything with `bits`, `input_dim` and `encode(features) ->
+{0, 1} uint8 codes`: a `HashingModel`, a fitted `Baseline`, or a
+`SavedModelEncoder` (an exported SavedModel, loaded with TensorFlow alone).
+A codes file is one `.npz` with the packed codes (`np.packbits` layout), the
+code length, int64 ids and, when known, the items' labels.
+"""
+
+import json
+import os
+import tempfile
+
+import numpy as np
+
+from tfhash.evaluation import pack_codes, unpack_codes
+from tfhash.models.base import check_features
+
+CODES_FORMAT = "tfhash-codes-1"
+
+
+class SavedModelEncoder:
+    """An encoder SavedModel written by `tfhash.export.export_encoder`.
+
+    Args:
+        path: the SavedModel folder (a run's `export/`).
+    """
+
+    def __init__(self, path):
+        import tensorflow as tf
+
+        self.path = str(path)
+        self._signature = tf.saved_model.load(self.path).signatures["serving_default"]
+        spec = self._signature.structured_input_signature[1]["features"]
+        self.input_dim = int(spec.shape[-1])
+        self.bits = int(self._signature.structured_outputs["codes"].shape[-1])
+
+    def encode(self, features):
+        features = check_features(features, self.input_dim, f"the SavedModel at {self.path}")
+        return self._signature(features=np.asarray(features, np.float32))["codes"].numpy()
+
+
+def load_encoder(path):
+    """Loads an encoder from a SavedModel folder, a baseline `.npz`, or a run folder holding either."""
+    from tfhash import baselines
+
+    path = os.fspath(path)
+    for candidate in (path, os.path.join(path, "export"), os.path.join(path, "model.npz")):
+        if os.path.isfile(os.path.join(candidate, "saved_model.pb")):
+            return SavedModelEncoder(candidate)
+        if os.path.isfile(candidate) and candidate.endswith(".npz"):
+            return baselines.load(candidate)
+    raise ValueError(
+        f"no encoder at {path!r}: pass a SavedModel folder (a run's export/), a baseline model.npz, "
+        "or the run folder that holds one (e.g. saved_models/tbh-digits-32bit)"
+    )
+
+
+def encode_features(encoder, features, batch_size=8192, progress=True):
+    """Encodes features in batches, with a progress bar for large inputs; {0, 1} uint8 (n, bits)."""
+    import keras
+
+    features = check_features(features, encoder.input_dim, "encoder")
+    codes = np.zeros((len(features), encoder.bits), np.uint8)
+    bar = (
+        keras.utils.Progbar(len(features), unit_name="item")
+        if progress and len(features) > batch_size
+        else None
+    )
+    for start in range(0, len(features), batch_size):
+        codes[start : start + batch_size] = encoder.encode(features[start : start + batch_size])
+        if bar:
+            bar.update(min(start + batch_size, len(features)))
+    return codes
+
+
+def save_codes(path, codes, ids, labels=None):
+    """Writes {0, 1} codes (n, bits), their ids and optional labels to one .npz, atomically."""
+    codes = np.asarray(codes)
+    ids = np.asarray(ids, np.int64)
+    if ids.shape != (len(codes),):
+        raise ValueError(f"need one id per code: {len(codes)} codes, ids of shape {ids.shape}")
+    arrays = {"packed_codes": pack_codes(codes), "ids": ids}
+    if labels is not None:
+        arrays["labels"] = np.asarray(labels, np.float32)
+    meta = json.dumps({"format": CODES_FORMAT, "bits": int(codes.shape[1])})
+    path = os.path.abspath(path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npz.tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, meta=np.array(meta), **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def load_codes(path):
+    """Reads a codes file: dict with `bits`, `packed_codes`, `codes` ({0, 1}), `ids`, `labels` (or None)."""
+    with np.load(path, allow_pickle=False) as f:
+        meta = json.loads(str(f["meta"])) if "meta" in f.files else {}
+        if meta.get("format") != CODES_FORMAT:
+            raise ValueError(f"{path} is not a tfhash codes file (write one with `tfhash encode`)")
+        packed = f["packed_codes"]
+        return {
+            "bits": int(meta["bits"]),
+            "packed_codes": packed,
+            "codes": unpack_codes(packed, int(meta["bits"])),
+            "ids": f["ids"],
+            "labels": f["labels"] if "labels" in f.files else None,
+        }

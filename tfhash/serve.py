@@ -1,0 +1,181 @@
+"""Encode a collection, index it, search it, evaluate codes: the library side of
+`tfhash encode / index / search / eval`.
+"""
+
+import csv
+import json
+import os
+import time
+
+import numpy as np
+
+from tfhash.encoder import encode_features, load_codes, load_encoder, save_codes
+from tfhash.evaluation import label_relevance, pack_codes, retrieval_metrics
+from tfhash.index import HammingIndex
+
+SPLITS = ("database", "query", "train")
+
+
+def encode_source(model_path, data, out, split="database", progress=True):
+    """Encodes one split of `data` with the encoder at `model_path`; writes a codes file.
+
+    Returns:
+        dict with `path`, `items`, `bits`, `items_per_second`.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}; received {split!r}")
+    encoder = load_encoder(model_path)
+    part = getattr(data, split)
+    start = time.perf_counter()
+    codes = encode_features(encoder, part.features, progress=progress)
+    seconds = time.perf_counter() - start
+    save_codes(out, codes, part.ids, part.labels)
+    return {"path": out, "items": len(codes), "bits": encoder.bits, "items_per_second": len(codes) / seconds}
+
+
+def build_index(codes_path, out, backend="auto", batch_size=1 << 20, progress=True):
+    """Builds a `HammingIndex` from a codes file and saves it to `out`; returns the index."""
+    import keras
+
+    codes = load_codes(codes_path)
+    index = HammingIndex(codes["bits"], backend)
+    packed, ids = codes["packed_codes"], codes["ids"]
+    bar = keras.utils.Progbar(len(ids), unit_name="code") if progress and len(ids) > batch_size else None
+    for start in range(0, len(ids), batch_size):
+        index.add(packed[start : start + batch_size], ids[start : start + batch_size])
+        if bar:
+            bar.update(min(start + batch_size, len(ids)))
+    index.save(out)
+    return index
+
+
+def load_images(paths, input_dim, image_shape=None):
+    """Reads image files as features: resized to `image_shape`, scaled to [0, 1], flattened.
+
+    Without `image_shape`, a square grey image of input_dim pixels (or a
+    square colour one of input_dim / 3) is assumed.
+    """
+    import keras
+
+    if image_shape is None:
+        side = int(round(np.sqrt(input_dim)))
+        colour_side = int(round(np.sqrt(input_dim / 3)))
+        image_shape = (side, side) if side * side == input_dim else (colour_side, colour_side, 3)
+    if int(np.prod(image_shape)) != input_dim:
+        raise ValueError(f"images of shape {image_shape} do not give the encoder's {input_dim} features")
+    mode = "rgb" if len(image_shape) == 3 else "grayscale"
+    rows = []
+    for path in paths:
+        image = keras.utils.load_img(path, color_mode=mode, target_size=tuple(image_shape[:2]))
+        rows.append(keras.utils.img_to_array(image).reshape(-1) / 255.0)
+    return np.stack(rows).astype(np.float32)
+
+
+def search(encoder, index, features, k=10, radius=None, batch_size=1024, progress=True):
+    """Encodes query features and searches the index.
+
+    Returns:
+        top-k: (distances (q, k), ids (q, k)); with `radius`: a list of
+        (distances, ids) arrays per query, ordered by distance then id.
+    """
+    import keras
+
+    codes = encode_features(encoder, features, progress=progress)
+    if encoder.bits != index.bits:
+        raise ValueError(
+            f"the encoder makes {encoder.bits}-bit codes but the index holds {index.bits}-bit codes"
+        )
+    packed = pack_codes(codes)
+    bar = (
+        keras.utils.Progbar(len(packed), unit_name="query") if progress and len(packed) > batch_size else None
+    )
+    distances, ids, matches = [], [], []
+    for start in range(0, len(packed), batch_size):
+        chunk = packed[start : start + batch_size]
+        if radius is None:
+            d, i = index.search(chunk, k)
+            distances.append(d)
+            ids.append(i)
+        else:
+            lims, d, i = index.range_search(chunk, radius)
+            matches += [(d[a:b], i[a:b]) for a, b in zip(lims[:-1], lims[1:], strict=True)]
+        if bar:
+            bar.update(min(start + batch_size, len(packed)))
+    return matches if radius is not None else (np.concatenate(distances), np.concatenate(ids))
+
+
+def write_search_results(path, query_ids, results):
+    """Writes search results as CSV (query_id, rank, id, distance) or JSON, by the file extension."""
+    if isinstance(results, tuple):
+        results = list(zip(*results, strict=True))
+    rows = [
+        (int(q), rank, int(i), int(d))
+        for q, (dists, ids) in zip(query_ids, results, strict=True)
+        for rank, (d, i) in enumerate(zip(dists, ids, strict=True), 1)
+    ]
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, "w", newline="") as f:
+            if str(path).endswith(".json"):
+                grouped = {}
+                for q, rank, i, d in rows:
+                    grouped.setdefault(q, []).append({"rank": rank, "id": i, "distance": d})
+                queries = [{"query_id": int(q), "results": grouped.get(int(q), [])} for q in query_ids]
+                json.dump(queries, f, indent=1)
+            else:
+                writer = csv.writer(f)
+                writer.writerow(["query_id", "rank", "id", "distance"])
+                writer.writerows(rows)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def evaluate_codes(query_codes_path, database_codes_path, top_k=1000, radius=2, empty_queries="zero"):
+    """The metric table of two codes files with labels (label ground truth)."""
+    query, database = load_codes(query_codes_path), load_codes(database_codes_path)
+    for name, codes in (("query", query), ("database", database)):
+        if codes["labels"] is None:
+            raise ValueError(
+                f"the {name} codes file has no labels; evaluation needs labelled codes "
+                "(encode a labelled data source with `tfhash encode`)"
+            )
+    ks = (None, top_k) if len(database["ids"]) > top_k else (None,)
+    return retrieval_metrics(
+        query["codes"],
+        database["codes"],
+        label_relevance(query["labels"], database["labels"]),
+        top_k=ks,
+        radius=radius,
+        precision_at=[n for n in (100,) if n <= len(database["ids"])],
+        empty_queries=empty_queries,
+    )
+
+
+def database_rows(data, ids):
+    """Rows of `data.database` holding these ids (any shape); a clear error for unknown ids."""
+    db_ids = data.database.ids
+    order = np.argsort(db_ids, kind="stable")
+    pos = np.minimum(np.searchsorted(db_ids[order], ids), len(db_ids) - 1)
+    rows = order[pos]
+    missing = db_ids[rows] != ids
+    if missing.any():
+        raise ValueError(
+            f"{int(missing.sum())} result ids (e.g. {np.asarray(ids)[missing][:3].tolist()}) are not in "
+            f"{data.name}'s database split; build the index from the same --data source"
+        )
+    return rows
+
+
+def write_grid(path, data, query_images, query_labels, distances, ids):
+    """The retrieval grid PNG for top-k results over `data`'s database; returns the label matches."""
+    from tfhash.visualize import retrieval_grid
+
+    if data.image_shape is None:
+        raise ValueError(f"--grid needs image data (digits, mnist, CIFAR-10); {data.name} has no image shape")
+    rows = database_rows(data, ids)
+    images = data.database.features[rows].reshape(*rows.shape, *data.image_shape)
+    labels = None if data.database.labels is None else data.database.labels[rows]
+    title = f"{data.name}: top {ids.shape[1]} by Hamming distance (green: same label, red: different)"
+    return retrieval_grid(path, query_images, images, distances, query_labels, labels, title=title)

@@ -1,0 +1,64 @@
+"""Pictures of retrieval results (matplotlib, written as PNG)."""
+
+import os
+
+import numpy as np
+
+
+def _share_label(query_labels, result_labels):
+    """(q, k) bool: result shares at least one label with its query (one-hot or multi-hot)."""
+    return np.einsum("qc,qkc->qk", query_labels > 0, result_labels > 0) > 0
+
+
+def retrieval_grid(
+    path, query_images, result_images, distances, query_labels=None, result_labels=None, title=None
+):
+    """Writes a grid: one row per query, the query then its top-k results.
+
+    Each result is framed green when it shares a label with its query and red
+    otherwise (grey without labels), and captioned with its Hamming distance,
+    like the retrieval figures of the hashing papers.
+
+    Args:
+        path: output PNG path (written atomically).
+        query_images: (q, H, W) grey or (q, H, W, 3) colour, values in [0, 1].
+        result_images: (q, k, H, W[, 3]).
+        distances: (q, k) Hamming distances.
+        query_labels, result_labels: (q, C) and (q, k, C) one-/multi-hot, or None.
+        title: figure title.
+
+    Returns:
+        (q, k) bool array of label matches (None without labels).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_query, k = distances.shape
+    matches = None if query_labels is None else _share_label(query_labels, result_labels)
+    fig, axes = plt.subplots(n_query, k + 1, figsize=(1.1 * (k + 1), 1.25 * n_query + 0.4), squeeze=False)
+    cmap = "gray" if query_images.ndim == 3 else None
+    for i in range(n_query):
+        _show(axes[i, 0], query_images[i], cmap, "black", "query", linewidth=2)
+        for j in range(k):
+            color = "grey" if matches is None else ("tab:green" if matches[i, j] else "tab:red")
+            _show(axes[i, j + 1], result_images[i, j], cmap, color, f"d={int(distances[i, j])}")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    tmp = f"{path}.tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return matches
+
+
+def _show(ax, image, cmap, color, caption, linewidth=4):
+    ax.imshow(np.clip(image, 0, 1), cmap=cmap, vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_edgecolor(color)
+        spine.set_linewidth(linewidth)
+    ax.set_title(caption, fontsize=7, pad=2)

@@ -20,7 +20,7 @@ import warnings
 
 import numpy as np
 
-from tfhash.models.base import check_features, check_positive_int
+from tfhash.checks import check_features, check_positive_int
 
 FORMAT = "tfhash-baseline-1"
 

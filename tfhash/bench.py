@@ -28,7 +28,7 @@ import traceback
 
 import numpy as np
 
-from tfhash.models.base import check_positive_int
+from tfhash.checks import check_positive_int
 from tfhash.registry import get_method, method_names
 from tfhash.train import fit, write_json
 

@@ -13,8 +13,8 @@ import tempfile
 
 import numpy as np
 
+from tfhash.checks import check_features
 from tfhash.evaluation import pack_codes, unpack_codes
-from tfhash.models.base import check_features
 
 CODES_FORMAT = "tfhash-codes-1"
 

@@ -19,8 +19,8 @@ import tempfile
 
 import numpy as np
 
+from tfhash.checks import check_positive_int
 from tfhash.evaluation import _as_words, _hamming_words, distance_histogram, nearest_positions
-from tfhash.models.base import check_positive_int
 
 FORMAT = "tfhash-hamming-index-1"
 BACKENDS = ("auto", "faiss", "numpy")

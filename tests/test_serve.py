@@ -99,6 +99,8 @@ def test_bad_input_gives_clear_errors(itq_run, tmp_path):
         serve.evaluate_codes(tmp_path / "unlabelled.npz", tmp_path / "unlabelled.npz")
     with pytest.raises(ValueError, match="not a tfhash codes file"):
         load_codes(out / "run" / "model.npz")
+    with pytest.raises(ValueError, match="only 0 and 1"):
+        save_codes(tmp_path / "x.npz", np.full((3, 16), 2, np.uint8), np.arange(3))  # non-binary codes
     with pytest.raises(ValueError, match="one id per code"):
         save_codes(tmp_path / "x.npz", np.zeros((3, 16), np.uint8), np.arange(4))
     index = HammingIndex(8)

@@ -224,5 +224,5 @@ class HammingIndex:
             if meta.get("format") != FORMAT:
                 raise ValueError(f"{path} is not a tfhash Hamming index (format {meta.get('format')!r})")
             index = cls(meta["bits"], backend)
-            index._replace(f["codes"], f["ids"])
+            index.add(f["codes"], f["ids"])  # validates widths and ids, sorts by id
         return index

@@ -66,6 +66,19 @@ def main():
             f"| {n_query / knn:,.0f} | {n_query / radius:,.0f} | {same} |",
             flush=True,
         )
+    if faiss_available():  # exact radius search through 3 multi-hash tables (radius 2 < 3)
+        index = HammingIndex(args.bits, "faiss", radius_hashes=3)
+        index.add(database)
+        _, build = timed(lambda: index._faiss_index_for(2))  # the tables are built on first use
+        (_, _, found), radius = timed(lambda: index.range_search(queries, 2))
+        flat = HammingIndex(args.bits, "faiss")
+        flat.add(database)
+        same = np.array_equal(found, flat.range_search(queries, 2)[2])
+        print(
+            f"| faiss + 3 multi-hash tables | {build:.2f} (tables) | {2 * index.memory_bytes / 2**20:.1f} "
+            f"| {args.queries:,} | - | {args.queries / radius:,.0f} | {same} (radius 2) |",
+            flush=True,
+        )
     ids, naive = timed(lambda: naive_top_k(queries[: args.naive_queries], database, args.k))
     same = reference is not None and np.array_equal(ids, reference[: len(ids)])
     print(

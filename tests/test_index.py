@@ -105,6 +105,26 @@ class HammingIndexTest:
             index.range_search(pack_codes(codes[:1]), -1)
 
 
+@pytest.mark.skipif(not faiss_available(), reason="no faiss")
+def test_multihash_radius_search_is_exact(tied, tmp_path):
+    queries, codes, ids = tied
+    flat, hashed = HammingIndex(16, "faiss"), HammingIndex(16, "faiss", radius_hashes=3)
+    for index in (flat, hashed):
+        index.add(codes, ids)
+    for radius in range(5):  # 0-2 go through the multi-hash tables, 3-4 fall back to the scan
+        for got, want in zip(
+            hashed.range_search(queries, radius), flat.range_search(queries, radius), strict=True
+        ):
+            np.testing.assert_array_equal(got, want)
+    assert hashed._multihash is not None
+    hashed.remove(ids[:100])
+    assert hashed._multihash is None  # rebuilt after a change
+    loaded = HammingIndex.load(hashed.save(tmp_path / "h.npz"))
+    assert loaded.radius_hashes == 3
+    with pytest.raises(ValueError, match="radius_hashes=1 splits 128-bit codes"):
+        HammingIndex(128, "faiss", radius_hashes=1)
+
+
 def test_index_and_evaluation_rank_alike():
     rng = np.random.default_rng(3)
     codes, queries = pack_codes(rng.integers(0, 2, (500, 8))), pack_codes(rng.integers(0, 2, (9, 8)))

@@ -176,7 +176,7 @@ def encode_command(args):
 def index_command(args):
     from tfhash.serve import build_index
 
-    index = build_index(args.codes, args.out, backend=args.backend)
+    index = build_index(args.codes, args.out, backend=args.backend, radius_hashes=args.radius_hashes)
     print(
         f"indexed {len(index)} {index.bits}-bit codes "
         f"({index.backend}, {index.memory_bytes:,} bytes) in {args.out}"
@@ -254,6 +254,11 @@ def add_serve_parsers(sub):
     index.add_argument("codes", help="codes file from `tfhash encode`")
     index.add_argument("--out", required=True, help="index file to write (.npz)")
     index.add_argument("--backend", default="auto", help="faiss, numpy or auto (default: faiss if installed)")
+    index.add_argument(
+        "--radius-hashes",
+        type=int,
+        help="faiss: exact radius searches below N through N multi-hash tables (fast on long codes)",
+    )
     search = sub.add_parser("search", help="encode queries and search an index -> CSV/JSON (+ a PNG grid)")
     search.add_argument("model", help="the encoder that made the index's codes")
     search.add_argument("index", help="index file from `tfhash index`")

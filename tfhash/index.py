@@ -40,6 +40,15 @@ class HammingIndex:
     Args:
         bits: code length (the codes take ceil(bits / 8) bytes).
         backend: "faiss", "numpy", or "auto" (faiss when installed).
+        radius_hashes: faiss only: answer `range_search` with radius below
+            this number through an `IndexBinaryMultiHash` of that many hash
+            tables on disjoint substrings of (bits // radius_hashes) bits,
+            built on first use. Still exact (a code within radius r < n of
+            the query agrees with it on at least one of n disjoint
+            substrings, by pigeonhole), much faster on long codes, and
+            costs a second copy of the codes plus the tables. Larger radii
+            and top-k searches scan (`IndexBinaryFlat`). The NumPy backend
+            always scans.
 
     Example:
         index = HammingIndex(64)
@@ -47,9 +56,17 @@ class HammingIndex:
         distances, ids = index.search(pack_codes(query_codes), k=10)
     """
 
-    def __init__(self, bits, backend="auto"):
+    def __init__(self, bits, backend="auto", radius_hashes=None):
         self.bits = check_positive_int("bits", bits)
+        self.radius_hashes = (
+            None if radius_hashes is None else check_positive_int("radius_hashes", radius_hashes)
+        )
         self.code_size = (self.bits + 7) // 8
+        if self.radius_hashes and not 1 <= self.code_size * 8 // self.radius_hashes <= 64:
+            raise ValueError(
+                f"radius_hashes={radius_hashes} splits {bits}-bit codes into substrings outside 1..64 bits; "
+                f"use between {-(-self.code_size * 8 // 64)} and {self.code_size * 8} hash tables"
+            )
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}; received {backend!r}")
         if backend == "faiss" and not faiss_available():
@@ -60,6 +77,7 @@ class HammingIndex:
         self.ids = np.zeros(0, np.int64)
         self._codes = np.zeros((0, self.code_size), np.uint8)  # numpy backend storage
         self._faiss = self._new_faiss_index() if self.backend == "faiss" else None
+        self._multihash = None
 
     def __len__(self):
         return len(self.ids)
@@ -114,6 +132,7 @@ class HammingIndex:
             )
         elif self._faiss is not None:
             self._faiss.add(packed_codes)
+            self._multihash = None
             self.ids = np.concatenate([self.ids, ids])
         else:
             self._codes = np.concatenate([self._codes, packed_codes])
@@ -122,6 +141,7 @@ class HammingIndex:
 
     def _replace(self, codes, ids):
         self.ids = ids
+        self._multihash = None
         if self._faiss is None:
             self._codes = codes
         else:
@@ -165,13 +185,29 @@ class HammingIndex:
         if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0:
             raise ValueError(f"radius must be a non-negative int; received radius={radius!r}")
         if self._faiss is not None:
-            lims, distances, positions = self._faiss.range_search(queries, int(radius) + 1)  # faiss: d < r
+            lims, distances, positions = self._faiss_index_for(radius).range_search(
+                queries, int(radius) + 1
+            )  # d < r
             lims = lims.astype(np.int64)
             order = np.lexsort((positions, distances, np.repeat(np.arange(len(queries)), np.diff(lims))))
             distances, positions = distances[order], positions[order]
         else:
             lims, distances, positions = self._numpy_range(queries, int(radius))
         return lims.astype(np.int64), distances.astype(np.int32), self.ids[positions]
+
+    def _faiss_index_for(self, radius):
+        """The multi-hash index when it answers this radius exactly, else the flat one."""
+        if self.radius_hashes is None or radius >= self.radius_hashes or len(self) == 0:
+            return self._faiss
+        if self._multihash is None:
+            import faiss
+
+            hashes = self.radius_hashes
+            self._multihash = faiss.IndexBinaryMultiHash(
+                self.code_size * 8, hashes, self.code_size * 8 // hashes
+            )
+            self._multihash.add(self.codes())
+        return self._multihash
 
     def _chunks(self, queries):
         db_words = _as_words(self._codes)
@@ -205,7 +241,7 @@ class HammingIndex:
     def save(self, path):
         """Writes bits, codes and ids to one .npz file, atomically."""
         path = os.path.abspath(path)
-        meta = json.dumps({"format": FORMAT, "bits": self.bits})
+        meta = json.dumps({"format": FORMAT, "bits": self.bits, "radius_hashes": self.radius_hashes})
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npz.tmp")
         try:
             with os.fdopen(fd, "wb") as f:
@@ -218,11 +254,11 @@ class HammingIndex:
 
     @classmethod
     def load(cls, path, backend="auto"):
-        """Reads an index written by `save`."""
+        """Reads an index written by `save` (with its `radius_hashes` setting)."""
         with np.load(path, allow_pickle=False) as f:
             meta = json.loads(str(f["meta"])) if "meta" in f.files else {}
             if meta.get("format") != FORMAT:
                 raise ValueError(f"{path} is not a tfhash Hamming index (format {meta.get('format')!r})")
-            index = cls(meta["bits"], backend)
+            index = cls(meta["bits"], backend, meta.get("radius_hashes"))
             index.add(f["codes"], f["ids"])  # validates widths and ids, sorts by id
         return index

@@ -33,12 +33,12 @@ def encode_source(model_path, data, out, split="database", progress=True):
     return {"path": out, "items": len(codes), "bits": encoder.bits, "items_per_second": len(codes) / seconds}
 
 
-def build_index(codes_path, out, backend="auto", batch_size=1 << 20, progress=True):
+def build_index(codes_path, out, backend="auto", radius_hashes=None, batch_size=1 << 20, progress=True):
     """Builds a `HammingIndex` from a codes file and saves it to `out`; returns the index."""
     import keras
 
     codes = load_codes(codes_path)
-    index = HammingIndex(codes["bits"], backend)
+    index = HammingIndex(codes["bits"], backend, radius_hashes)
     packed, ids = codes["packed_codes"], codes["ids"]
     bar = keras.utils.Progbar(len(ids), unit_name="code") if progress and len(ids) > batch_size else None
     for start in range(0, len(ids), batch_size):

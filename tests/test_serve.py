@@ -97,7 +97,7 @@ def test_bad_input_gives_clear_errors(itq_run, tmp_path):
     save_codes(tmp_path / "unlabelled.npz", np.zeros((3, 16), np.uint8), np.arange(3))
     with pytest.raises(ValueError, match="has no labels"):
         serve.evaluate_codes(tmp_path / "unlabelled.npz", tmp_path / "unlabelled.npz")
-    with pytest.raises(ValueError, match="not a tfhash codes file"):
+    with pytest.raises(ValueError, match="not a tfhash-codes-1 file"):
         load_codes(out / "run" / "model.npz")
     with pytest.raises(ValueError, match="only 0 and 1"):
         save_codes(tmp_path / "x.npz", np.full((3, 16), 2, np.uint8), np.arange(3))  # non-binary codes

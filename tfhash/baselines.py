@@ -13,14 +13,12 @@ each principal direction is fixed so that its largest-magnitude entry is
 positive), the seed is kept only for a uniform interface.
 """
 
-import json
-import os
-import tempfile
 import warnings
 
 import numpy as np
 
 from tfhash.checks import check_features, check_positive_int
+from tfhash.files import read_npz, write_npz
 
 FORMAT = "tfhash-baseline-1"
 
@@ -154,22 +152,13 @@ class Baseline:
         """Writes method, config and fitted state to one .npz file, atomically."""
         if self.input_dim is None:
             raise ValueError(f"{self.name} is not fitted; nothing to save")
-        path = os.path.abspath(path)
         meta = {
             "format": FORMAT,
             "method": self.name,
             "config": self.get_config(),
             "input_dim": self.input_dim,
         }
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, meta=np.array(json.dumps(meta)), **self.state)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        return path
+        return write_npz(path, meta, **self.state)
 
 
 class LinearBaseline(Baseline):
@@ -309,13 +298,10 @@ BASELINES = {cls.name: cls for cls in (LSH, PCAH, ITQ, SH)}
 
 def load(path):
     """Loads a baseline written by `Baseline.save`."""
-    with np.load(path, allow_pickle=False) as f:
-        if "meta" not in f.files:
-            raise ValueError(f"{path} is not a tfhash baseline file (no 'meta' entry)")
-        meta = json.loads(str(f["meta"]))
-        if meta.get("format") != FORMAT or meta.get("method") not in BASELINES:
-            raise ValueError(f"{path}: unsupported baseline file (format {meta.get('format')!r})")
-        model = BASELINES[meta["method"]].from_config(meta["config"])
-        model.input_dim = int(meta["input_dim"])
-        model.state = {k: f[k] for k in f.files if k != "meta"}
+    meta, arrays = read_npz(path, FORMAT, "write one with `tfhash train itq` or Baseline.save")
+    if meta.get("method") not in BASELINES:
+        raise ValueError(f"{path}: unknown baseline {meta.get('method')!r}; known: {', '.join(BASELINES)}")
+    model = BASELINES[meta["method"]].from_config(meta["config"])
+    model.input_dim = int(meta["input_dim"])
+    model.state = arrays
     return model

@@ -29,8 +29,9 @@ import traceback
 import numpy as np
 
 from tfhash.checks import check_positive_int
+from tfhash.files import atomic_path, write_json, write_text
 from tfhash.registry import get_method, method_names
-from tfhash.train import fit, write_json
+from tfhash.train import fit
 
 PRECISION_AT = (10, 20, 50, 100, 200, 500, 1000)
 LEADING_COLUMNS = ("method", "bits", "seed", "status", "map_at_all", "map_at_1000", "precision_radius_2")
@@ -159,8 +160,8 @@ def write_results(records, out, data):
     writer = csv.DictWriter(text, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _write_text(os.path.join(out, "results.csv"), text.getvalue())
-    _write_text(os.path.join(out, "results.md"), markdown_table(records, data))
+    write_text(os.path.join(out, "results.csv"), text.getvalue())
+    write_text(os.path.join(out, "results.md"), markdown_table(records, data))
     plot_results(records, out)
 
 
@@ -168,13 +169,6 @@ def _flat(record):
     row = {k: v for k, v in record.items() if k not in ("config", "curves")}
     row["status"] = "error" if "error" in record else "ok"
     return row
-
-
-def _write_text(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _grid(records):
@@ -273,6 +267,6 @@ def _finish(fig, ax, path):
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=110)
+    with atomic_path(path, suffix=".tmp.png") as tmp:
+        fig.savefig(tmp, dpi=110)
     plt.close(fig)
-    os.replace(path + ".tmp.png", path)

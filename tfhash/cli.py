@@ -238,7 +238,7 @@ def eval_command(args):
     print("| " + " | ".join(metrics) + " |\n|" + "---|" * len(metrics))
     print("| " + " | ".join(f"{v:.4f}" for v in metrics.values()) + " |")
     if args.out:
-        from tfhash.train import write_json
+        from tfhash.files import write_json
 
         write_json(metrics, args.out)
     return metrics

@@ -7,14 +7,13 @@ A codes file is one `.npz` with the packed codes (`np.packbits` layout), the
 code length, int64 ids and, when known, the items' labels.
 """
 
-import json
 import os
-import tempfile
 
 import numpy as np
 
 from tfhash.checks import check_features
 from tfhash.evaluation import pack_codes, unpack_codes
+from tfhash.files import read_npz, write_npz
 
 CODES_FORMAT = "tfhash-codes-1"
 
@@ -83,30 +82,16 @@ def save_codes(path, codes, ids, labels=None):
     arrays = {"packed_codes": pack_codes(codes), "ids": ids}
     if labels is not None:
         arrays["labels"] = np.asarray(labels, np.float32)
-    meta = json.dumps({"format": CODES_FORMAT, "bits": int(codes.shape[1])})
-    path = os.path.abspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=np.array(meta), **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return write_npz(path, {"format": CODES_FORMAT, "bits": int(codes.shape[1])}, **arrays)
 
 
 def load_codes(path):
     """Reads a codes file: dict with `bits`, `packed_codes`, `codes` ({0, 1}), `ids`, `labels` (or None)."""
-    with np.load(path, allow_pickle=False) as f:
-        meta = json.loads(str(f["meta"])) if "meta" in f.files else {}
-        if meta.get("format") != CODES_FORMAT:
-            raise ValueError(f"{path} is not a tfhash codes file (write one with `tfhash encode`)")
-        packed = f["packed_codes"]
-        return {
-            "bits": int(meta["bits"]),
-            "packed_codes": packed,
-            "codes": unpack_codes(packed, int(meta["bits"])),
-            "ids": f["ids"],
-            "labels": f["labels"] if "labels" in f.files else None,
-        }
+    meta, arrays = read_npz(path, CODES_FORMAT, "write one with `tfhash encode`")
+    return {
+        "bits": int(meta["bits"]),
+        "packed_codes": arrays["packed_codes"],
+        "codes": unpack_codes(arrays["packed_codes"], int(meta["bits"])),
+        "ids": arrays["ids"],
+        "labels": arrays.get("labels"),
+    }

@@ -13,14 +13,11 @@ the padding bits are 0 in every code, so distances are unchanged.
 Memory: ceil(bits / 8) bytes per item plus 8 bytes of id.
 """
 
-import json
-import os
-import tempfile
-
 import numpy as np
 
 from tfhash.checks import check_positive_int
 from tfhash.evaluation import _as_words, _hamming_words, distance_histogram, nearest_positions
+from tfhash.files import read_npz, write_npz
 
 FORMAT = "tfhash-hamming-index-1"
 BACKENDS = ("auto", "faiss", "numpy")
@@ -240,25 +237,13 @@ class HammingIndex:
 
     def save(self, path):
         """Writes bits, codes and ids to one .npz file, atomically."""
-        path = os.path.abspath(path)
-        meta = json.dumps({"format": FORMAT, "bits": self.bits, "radius_hashes": self.radius_hashes})
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, meta=np.array(meta), codes=self.codes(), ids=self.ids)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        return path
+        meta = {"format": FORMAT, "bits": self.bits, "radius_hashes": self.radius_hashes}
+        return write_npz(path, meta, codes=self.codes(), ids=self.ids)
 
     @classmethod
     def load(cls, path, backend="auto"):
         """Reads an index written by `save` (with its `radius_hashes` setting)."""
-        with np.load(path, allow_pickle=False) as f:
-            meta = json.loads(str(f["meta"])) if "meta" in f.files else {}
-            if meta.get("format") != FORMAT:
-                raise ValueError(f"{path} is not a tfhash Hamming index (format {meta.get('format')!r})")
-            index = cls(meta["bits"], backend, meta.get("radius_hashes"))
-            index.add(f["codes"], f["ids"])  # validates widths and ids, sorts by id
+        meta, arrays = read_npz(path, FORMAT, "build one with `tfhash index` or HammingIndex.save")
+        index = cls(meta["bits"], backend, meta.get("radius_hashes"))
+        index.add(arrays["codes"], arrays["ids"])  # validates widths and ids, sorts by id
         return index

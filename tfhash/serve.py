@@ -3,14 +3,15 @@
 """
 
 import csv
+import io
 import json
-import os
 import time
 
 import numpy as np
 
 from tfhash.encoder import encode_features, load_codes, load_encoder, save_codes
 from tfhash.evaluation import label_relevance, pack_codes, retrieval_metrics
+from tfhash.files import write_text
 from tfhash.index import HammingIndex
 
 SPLITS = ("database", "query", "train")
@@ -113,23 +114,18 @@ def write_search_results(path, query_ids, results):
         for q, (dists, ids) in zip(query_ids, results, strict=True)
         for rank, (d, i) in enumerate(zip(dists, ids, strict=True), 1)
     ]
-    tmp = f"{path}.tmp"
-    try:
-        with open(tmp, "w", newline="") as f:
-            if str(path).endswith(".json"):
-                grouped = {}
-                for q, rank, i, d in rows:
-                    grouped.setdefault(q, []).append({"rank": rank, "id": i, "distance": d})
-                queries = [{"query_id": int(q), "results": grouped.get(int(q), [])} for q in query_ids]
-                json.dump(queries, f, indent=1)
-            else:
-                writer = csv.writer(f)
-                writer.writerow(["query_id", "rank", "id", "distance"])
-                writer.writerows(rows)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    if str(path).endswith(".json"):
+        grouped = {}
+        for q, rank, i, d in rows:
+            grouped.setdefault(q, []).append({"rank": rank, "id": i, "distance": d})
+        queries = [{"query_id": int(q), "results": grouped.get(int(q), [])} for q in query_ids]
+        write_text(path, json.dumps(queries, indent=1))
+    else:
+        text = io.StringIO()
+        writer = csv.writer(text, lineterminator="\n")
+        writer.writerow(["query_id", "rank", "id", "distance"])
+        writer.writerows(rows)
+        write_text(path, text.getvalue())
 
 
 def evaluate_codes(query_codes_path, database_codes_path, top_k=1000, radius=2, empty_queries="zero"):

@@ -1,10 +1,8 @@
 """Training: data -> model -> fit -> evaluate -> export -> metrics.json."""
 
 import contextlib
-import json
 import math
 import os
-import tempfile
 import time
 
 import keras
@@ -15,6 +13,7 @@ from tfhash.callbacks import RetrievalEvaluation
 from tfhash.data import train_dataset, validation_split
 from tfhash.evaluation import euclidean_relevance, label_relevance, retrieval_metrics
 from tfhash.export import export_encoder
+from tfhash.files import write_json
 from tfhash.registry import get_method
 
 
@@ -86,14 +85,6 @@ class TimeBudget(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if time.time() - self.start >= self.seconds:
             self.model.stop_training = True
-
-
-def write_json(obj, path):
-    """Writes JSON atomically (temp file + rename)."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
 
 
 def fit(

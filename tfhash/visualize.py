@@ -1,8 +1,8 @@
 """Pictures of retrieval results (matplotlib, written as PNG)."""
 
-import os
-
 import numpy as np
+
+from tfhash.files import atomic_path
 
 
 def _share_label(query_labels, result_labels):
@@ -47,10 +47,9 @@ def retrieval_grid(
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    tmp = f"{path}.tmp.png"
-    fig.savefig(tmp, dpi=100)
+    with atomic_path(path, suffix=".tmp.png") as tmp:
+        fig.savefig(tmp, dpi=100)
     plt.close(fig)
-    os.replace(tmp, path)
     return matches
 
 

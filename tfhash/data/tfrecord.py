@@ -5,12 +5,12 @@ A folder holds `train.tfrecords` (training set, also the database unless
 """
 
 import os
-import tempfile
 
 import numpy as np
 import tensorflow as tf
 
 from tfhash.data.dataset import RetrievalData, Split
+from tfhash.files import atomic_path
 
 PART_FILES = {"train": "train.tfrecords", "query": "test.tfrecords", "database": "database.tfrecords"}
 _SPEC = {
@@ -88,19 +88,11 @@ def _example(item_id, feat, label):
 
 def write_split(split, path):
     """Writes a `Split` to one TFRecord file, atomically (temp file + rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    os.close(fd)
-    try:
-        empty = np.zeros(0, np.float32)
-        with tf.io.TFRecordWriter(tmp) as writer:
-            for i in range(len(split)):
-                label = empty if split.labels is None else split.labels[i]
-                writer.write(_example(split.ids[i], split.features[i], label))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    empty = np.zeros(0, np.float32)
+    with atomic_path(path) as tmp, tf.io.TFRecordWriter(tmp) as writer:
+        for i in range(len(split)):
+            label = empty if split.labels is None else split.labels[i]
+            writer.write(_example(split.ids[i], split.features[i], label))
 
 
 def write_tfrecord_folder(data, path):

@@ -26,7 +26,10 @@ class Broken(Baseline):
 
 class RegistryTest:
     def test_unknown_name_lists_the_valid_ones(self):
-        with pytest.raises(ValueError, match="unknown method 'itqq'; valid methods: itq, lsh, pcah, sh, tbh"):
+        with pytest.raises(
+            ValueError,
+            match="unknown method 'itqq'; valid methods: deep-sgh, itq, lsh, pcah, rsgh, sgh, sh, tbh",
+        ):
             registry.get_method("itqq")
 
     def test_every_method_builds_from_its_config(self):

@@ -55,7 +55,9 @@ def test_train_tbh_script_writes_everything_under_out(tmp_path, capsys):
 
 
 def test_unknown_method_lists_valid_ones():
-    with pytest.raises(SystemExit, match="unknown method 'tbhx'; valid methods: itq, lsh, pcah, sh, tbh"):
+    with pytest.raises(
+        SystemExit, match="unknown method 'tbhx'; valid methods: deep-sgh, itq, lsh, pcah, rsgh, sgh, sh, tbh"
+    ):
         cli.main(["train", "tbhx"])
 
 
@@ -98,5 +100,7 @@ def test_benchmark_script_takes_comma_separated_methods(tmp_path, capsys):
 
 
 def test_bench_unknown_method_exits_with_the_list():
-    with pytest.raises(SystemExit, match="unknown method 'sgh'; valid methods: itq, lsh, pcah, sh, tbh"):
-        cli.main(["bench", "--methods", "itq", "sgh"])
+    with pytest.raises(
+        SystemExit, match="unknown method .agh.; valid methods: deep-sgh, itq, lsh, pcah, rsgh, sgh, sh, tbh"
+    ):
+        cli.main(["bench", "--methods", "itq", "agh"])

@@ -11,7 +11,7 @@ import functools
 from collections.abc import Callable
 
 from tfhash import baselines, configs
-from tfhash.models import TBH
+from tfhash.models import SGH, TBH
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +46,19 @@ METHODS = {
     for method in (
         Method(
             "tbh", TBH, configs.tbh.get_config, "Auto-Encoding Twin-Bottleneck Hashing (Shen et al. 2020)"
+        ),
+        Method("sgh", SGH, configs.sgh.get_config, "stochastic generative hashing, linear (Dai et al. 2017)"),
+        Method(
+            "deep-sgh",
+            SGH,
+            functools.partial(configs.sgh.get_config, variant="deep-sgh"),
+            "SGH with [D-K-K-K] / [K-K-K-D] networks",
+        ),
+        Method(
+            "rsgh",
+            SGH,
+            functools.partial(configs.sgh.get_config, variant="rsgh"),
+            "redundancy-resistant SGH (Du et al. 2018)",
         ),
         _baseline(baselines.LSH, "random projections, sign(x W) (Charikar 2002)"),
         _baseline(baselines.PCAH, "PCA then sign"),

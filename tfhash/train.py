@@ -38,9 +38,13 @@ def build_model(config, input_dim, seed):
     if method.is_baseline:
         return method.model(seed=seed, **config["model"])
     model = method.model(input_dim=input_dim, seed=seed, **config["model"])
-    model.compile(
-        learning_rate=config["train"]["learning_rate"], jit_compile=config["train"].get("jit_compile", False)
-    )
+    train_cfg = config["train"]
+    learning_rate = train_cfg["learning_rate"]
+    if train_cfg.get("learning_rate_halving_steps"):
+        learning_rate = keras.optimizers.schedules.ExponentialDecay(
+            learning_rate, train_cfg["learning_rate_halving_steps"], 0.5, staircase=True
+        )
+    model.compile(learning_rate=learning_rate, jit_compile=train_cfg.get("jit_compile", False))
     return model
 
 
@@ -164,6 +168,7 @@ def _fit_deep(config, data, out, seed, verbose, budget_seconds):
     """model.fit with validation retrieval, checkpoints, TensorBoard and an optional time budget."""
     train_cfg = config["train"]
     model = build_model(config, data.feature_dim, seed)
+    model.adapt(data.train.features)
     batch_size = train_cfg["batch_size"]
     dataset = train_dataset(data.train.features, batch_size, seed, train_cfg["shuffle_buffer"])
     steps_per_epoch = max(1, min(train_cfg["steps"], train_cfg["steps_per_epoch"]))

@@ -1,6 +1,7 @@
 """Hashing models (keras.Model subclasses trained with `fit`)."""
 
 from tfhash.models.base import HashingModel
+from tfhash.models.sgh import SGH
 from tfhash.models.tbh import TBH
 
-__all__ = ["TBH", "HashingModel"]
+__all__ = ["SGH", "TBH", "HashingModel"]

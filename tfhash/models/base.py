@@ -12,9 +12,11 @@ class HashingModel(keras.Model):
 
     Subclasses define `roles`, `loss_names`, `role_variables(role)`,
     `compute_loss_terms(x, training) -> (terms, objectives)` and `call(x)`
-    (inference: {0, 1} codes). `terms` are the logged loss values; each
-    `objectives[role]` is what that role's optimiser minimises (already scaled
-    for the replica count).
+    (inference: {0, 1} codes). `terms` are the logged loss values (plus any
+    tensors `after_gradients` needs); each `objectives[role]` is what that
+    role's optimiser minimises (already scaled for the replica count).
+    Optional hooks: `adapt(features)` (data-derived initial values, called
+    by `tfhash.train.fit` before training) and `after_gradients(terms)`.
 
     Args:
         input_dim: feature width the model accepts.
@@ -81,7 +83,14 @@ class HashingModel(keras.Model):
             grads = tape.gradient(scaled[role], variables)
             self.role_optimizers[role].apply(grads, variables)
         del tape
+        self.after_gradients(terms)
         return self._update_trackers(terms)
+
+    def after_gradients(self, terms):
+        """Called in `train_step` after every optimiser has stepped (e.g. closed-form updates)."""
+
+    def adapt(self, features):
+        """Sets data-derived initial values from training features (NumPy); default: nothing."""
 
     def test_step(self, data):
         x, _, _ = keras.utils.unpack_x_y_sample_weight(data)

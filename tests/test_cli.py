@@ -104,3 +104,19 @@ def test_bench_unknown_method_exits_with_the_list():
         SystemExit, match="unknown method .agh.; valid methods: deep-sgh, itq, lsh, pcah, rsgh, sgh, sh, tbh"
     ):
         cli.main(["bench", "--methods", "itq", "agh"])
+
+
+@pytest.mark.large
+def test_train_sgh_script_writes_the_reconstruction_figure(tmp_path):
+    out, figure = tmp_path / "rsgh", tmp_path / "fig.png"
+    flags = ["--bits", "8", "--steps", "10", "--steps-per-epoch", "10", "--out", str(out)]
+    record = run_script("train_sgh").main(["--variant", "rsgh", *flags, "--figure", str(figure)])
+    assert record["method"] == "rsgh" and record["config"]["model"]["variant"] == "rsgh"
+    assert figure.read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((tmp_path / "rsgh-sgh" / "metrics.json").read_text())["method"] == "sgh"
+    assert "dead_bits" in record and len(record["bits_per_bit"]["entropy"]) == 8
+
+
+def test_figure_is_only_for_sgh_variants(tmp_path):
+    with pytest.raises(SystemExit, match="--figure compares SGH and R-SGH"):
+        cli.main(["train", "tbh", "--figure", str(tmp_path / "f.png"), "--out", str(tmp_path)])

@@ -39,6 +39,7 @@ TABLE_METRICS = (
     ("map_at_all", "mAP@all"),
     ("map_at_1000", "mAP@1000"),
     ("precision_radius_2", "precision within Hamming radius 2"),
+    ("dead_bits", "dead bits (entropy < 0.1 bit) in the database codes"),
     ("train_seconds", "train seconds"),
     ("encode_items_per_second", "encode throughput (items/s)"),
 )
@@ -166,7 +167,7 @@ def write_results(records, out, data):
 
 
 def _flat(record):
-    row = {k: v for k, v in record.items() if k not in ("config", "curves")}
+    row = {k: v for k, v in record.items() if k not in ("config", "curves", "bits_per_bit")}
     row["status"] = "error" if "error" in record else "ok"
     return row
 
@@ -215,7 +216,7 @@ def _cell_text(cell_records, key, seeds):
     values = [r[key] for r in cell_records if r.get(key) is not None]
     if not values:
         return "failed" if not cell_records else "-"
-    digits = {"train_seconds": 1, "encode_items_per_second": 0}.get(key, 3)
+    digits = {"train_seconds": 1, "encode_items_per_second": 0, "dead_bits": 1}.get(key, 3)
     text = f"{np.mean(values):,.{digits}f} ± {np.std(values):,.{digits}f}"
     return text if len(values) == len(seeds) else f"{text} (n={len(values)})"
 

@@ -4,6 +4,9 @@ import argparse
 import os
 import sys
 
+import numpy as np
+
+from tfhash.models.sgh import VARIANTS as SGH_VARIANTS
 from tfhash.registry import get_method, method_names
 
 
@@ -46,9 +49,14 @@ def add_train_arguments(parser):
         "(eps ~ U(0,1), the paper) or a number such as 0.5 (the authors' code)",
     )
     parser.add_argument("--jit-compile", action="store_true", help="XLA-compile the train step")
+    parser.add_argument(
+        "--figure",
+        help="SGH variants, image data: also train the other of sgh / rsgh with the same flags and write "
+        "a PNG of originals and both models' reconstructions (R-SGH's Fig. 2)",
+    )
 
 
-DEEP_ONLY_FLAGS = ("batch_size", "steps", "epochs", "steps_per_epoch", "learning_rate", "threshold")
+DEEP_ONLY_FLAGS = ("batch_size", "steps", "epochs", "steps_per_epoch", "learning_rate", "threshold", "figure")
 
 
 def config_from_args(method, args, data_name):
@@ -89,11 +97,41 @@ def train_command(args):
     data = load_data(args.data, args.queries_per_class, seed=args.seed)
     config = config_from_args(args.method, args, "digits" if args.data == "digits" else data_slug(args.data))
     out = args.out or os.path.join("saved_models", f"{args.method}-{data_slug(args.data)}-{args.bits}bit")
-    _, record = fit(config, data, out, seed=args.seed, mixed_precision=args.mixed_precision)
+    if args.figure and args.method not in SGH_VARIANTS:
+        raise ValueError(
+            f"--figure compares SGH and R-SGH reconstructions; {args.method} has no decoder to show"
+        )
+    model, record = fit(config, data, out, seed=args.seed, mixed_precision=args.mixed_precision)
     print_table(record)
     saved = "model.npz" if get_method(args.method).is_baseline else "export"
     print(f"model: {os.path.join(out, saved)}\nmetrics: {os.path.join(out, 'metrics.json')}")
+    if args.figure:
+        reconstruction_figure(args, data, model, out)
     return record
+
+
+def reconstruction_figure(args, data, model, out):
+    """Trains the other of sgh / rsgh with the same flags, then draws originals and both reconstructions."""
+    from tfhash.train import fit
+    from tfhash.visualize import reconstruction_grid
+
+    if data.image_shape is None:
+        raise ValueError(
+            f"--figure needs image data (digits, mnist, CIFAR-10); {data.name} has no image shape"
+        )
+    other = "sgh" if args.method == "rsgh" else "rsgh"
+    config = config_from_args(other, args, "digits" if args.data == "digits" else data_slug(args.data))
+    other_model, _ = fit(config, data, f"{out}-{other}", seed=args.seed, verbose=0)
+    picks = np.unique(np.linspace(0, len(data.query) - 1, 10).astype(int))  # spread over the classes
+    images = data.query.features[picks]
+    names = {"sgh": "SGH", "deep-sgh": "Deep-SGH", "rsgh": "R-SGH"}
+    rows = [("original", images)]
+    rows += [
+        (names[m.variant], m.reconstruct(images))
+        for m in sorted((model, other_model), key=lambda m: SGH_VARIANTS.index(m.variant))
+    ]
+    reconstruction_grid(args.figure, rows, data.image_shape, title=f"{args.bits}-bit codes, {data.name}")
+    print(f"figure: {args.figure} (the {other} run is in {out}-{other})")
 
 
 def print_table(record):
@@ -106,6 +144,12 @@ def print_table(record):
     )
     print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     print("| " + " | ".join(f"{record[k]:.4f}" for k in keys) + " |")
+    if "dead_bits" in record:
+        print(
+            f"bits (database codes): {record['dead_bits']} dead of {record['bits']}, mean entropy "
+            f"{record['bit_entropy_mean']:.3f} bit, redundancy ||r_k||^2/n "
+            f"min {record['bit_redundancy_min']:.4f} mean {record['bit_redundancy_mean']:.4f}"
+        )
 
 
 def convert_command(args):

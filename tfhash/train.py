@@ -11,6 +11,8 @@ import tensorflow as tf
 
 from tfhash.callbacks import RetrievalEvaluation
 from tfhash.data import train_dataset, validation_split
+from tfhash.diagnostics import BitDiagnostics, bit_statistics
+from tfhash.diagnostics import summary as bit_summary
 from tfhash.evaluation import euclidean_relevance, label_relevance, retrieval_metrics
 from tfhash.export import export_encoder
 from tfhash.files import write_json
@@ -53,7 +55,10 @@ def evaluate(model, data, eval_config):
 
     Returns `retrieval_metrics`' dict (with `pr_precision` / `pr_recall`
     arrays when `eval_config["pr_curve"]`) plus `encode_items_per_second`,
-    the throughput of `model.encode` over queries and database together.
+    the throughput of `model.encode` over queries and database together, the
+    database codes' bit diagnostics (`dead_bits`, `bit_entropy_mean`,
+    `bit_redundancy_min`, `bit_redundancy_mean`) and their per-bit arrays
+    under `bits` (see `tfhash.diagnostics.bit_statistics`).
     """
     start = time.perf_counter()
     query_codes, database_codes = model.encode(data.query.features), model.encode(data.database.features)
@@ -63,6 +68,7 @@ def evaluate(model, data, eval_config):
     else:
         relevance = euclidean_relevance(data.query.features, data.database.features, k=50)
     top_k = (None, eval_config["top_k"]) if len(data.database) > eval_config["top_k"] else (None,)
+    bits = bit_statistics(database_codes)
     metrics = retrieval_metrics(
         query_codes,
         database_codes,
@@ -73,7 +79,8 @@ def evaluate(model, data, eval_config):
         pr_curve=eval_config.get("pr_curve", False),
         empty_queries=eval_config["empty_queries"],
     )
-    return {**metrics, "encode_items_per_second": round(rate, 1)}
+    per_bit = {k: np.round(bits[k], 4).tolist() for k in ("ones_fraction", "entropy", "redundancy")}
+    return {**metrics, **bit_summary(bits), "bits": per_bit, "encode_items_per_second": round(rate, 1)}
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -144,6 +151,7 @@ def fit(
             if export:
                 export_encoder(model, os.path.join(out, "export"))
     curves = {k: np.asarray(metrics.pop(k)).tolist() for k in ("pr_precision", "pr_recall") if k in metrics}
+    per_bit = metrics.pop("bits")
     record = {
         "method": config["method"],
         "data": data.name,
@@ -158,6 +166,7 @@ def fit(
         "config": config,
         **{k: v for k, v in metrics.items() if np.isscalar(v)},
     }
+    record["bits_per_bit"] = per_bit
     if curves:
         record["curves"] = curves
     write_json(record, os.path.join(out, "metrics.json"))
@@ -174,6 +183,8 @@ def _fit_deep(config, data, out, seed, verbose, budget_seconds):
     steps_per_epoch = max(1, min(train_cfg["steps"], train_cfg["steps_per_epoch"]))
     epochs = math.ceil(train_cfg["steps"] / steps_per_epoch)
     callbacks = [TimeBudget(budget_seconds)] if budget_seconds else []
+    sample = data.train.features[np.random.default_rng(seed).permutation(len(data.train))[:2000]]
+    callbacks.append(BitDiagnostics(sample, train_cfg["eval_every"], os.path.join(out, "logs", "bits")))
     if data.has_labels:
         val_query, val_database = validation_split(data.train, train_cfg["validation_size"], seed)
         callbacks.append(RetrievalEvaluation(val_query, val_database, every=train_cfg["eval_every"]))

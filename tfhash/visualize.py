@@ -61,3 +61,32 @@ def _show(ax, image, cmap, color, caption, linewidth=4):
         spine.set_edgecolor(color)
         spine.set_linewidth(linewidth)
     ax.set_title(caption, fontsize=7, pad=2)
+
+
+def reconstruction_grid(path, rows, image_shape, title=None):
+    """Writes a grid with one row per (name, images (n, D)) pair: originals, then reconstructions.
+
+    Each row's name labels it on the left; pixel values are clipped to [0, 1].
+    Like Fig. 2 of R-SGH (Du et al. 2018).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(rows[0][1])
+    fig, axes = plt.subplots(len(rows), n, figsize=(0.9 * n + 0.8, 1.0 * len(rows) + 0.4), squeeze=False)
+    cmap = "gray" if len(image_shape) == 2 else None
+    for r, (name, images) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.imshow(np.clip(np.reshape(images[c], image_shape), 0, 1), cmap=cmap, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".tmp.png") as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)

@@ -5,7 +5,9 @@ import pathlib
 import pytest
 
 from tfhash import cli
-from tfhash.data import load_tfrecord_folder
+from tfhash.baselines import PCAH
+from tfhash.data import load_data, load_tfrecord_folder
+from tfhash.evaluation import euclidean_relevance, retrieval_metrics
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -92,10 +94,18 @@ def test_train_baseline_writes_model_and_metrics(tmp_path, capsys):
 def test_benchmark_script_takes_comma_separated_methods(tmp_path, capsys):
     out = tmp_path / "bench"
     records = run_script("benchmark").main(
-        ["--methods", "lsh,pcah", "--bits", "8", "--seeds", "0", "1", "--out", str(out)]
+        ["--methods", "lsh,pcah", "--bits", "8", "--seeds", "0", "1", "--out", str(out), "--euclidean"]
     )
     assert [(r["method"], r["seed"]) for r in records] == [("lsh", 0), ("lsh", 1), ("pcah", 0), ("pcah", 1)]
-    assert "| pcah |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| pcah |" in printed and "Euclidean ground truth" in printed
+    data = load_data("digits")
+    model = PCAH(8).fit(data.train.features)
+    relevance = euclidean_relevance(data.query.features, data.database.features, k=50)
+    want = retrieval_metrics(
+        model.encode(data.query.features), model.encode(data.database.features), relevance
+    )
+    assert records[2]["euclidean_map_at_all"] == pytest.approx(want["map_at_all"], abs=1e-12)
     assert (out / "results.csv").exists() and (out / "map_vs_bits.png").exists()
 
 

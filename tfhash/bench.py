@@ -39,6 +39,8 @@ TABLE_METRICS = (
     ("map_at_all", "mAP@all"),
     ("map_at_1000", "mAP@1000"),
     ("precision_radius_2", "precision within Hamming radius 2"),
+    ("euclidean_map_at_all", "mAP@all, Euclidean ground truth (50 nearest neighbours in input space)"),
+    ("euclidean_map_at_1000", "mAP@1000, Euclidean ground truth"),
     ("dead_bits", "dead bits (entropy < 0.1 bit) in the database codes"),
     ("train_seconds", "train seconds"),
     ("encode_items_per_second", "encode throughput (items/s)"),
@@ -49,10 +51,10 @@ def cell_name(method, bits, seed):
     return f"{method}-{bits}bit-seed{seed}"
 
 
-def cell_config(method, bits, data_name, steps=None):
+def cell_config(method, bits, data_name, steps=None, euclidean=False):
     """The registered config of `method`, evaluated with the benchmark's extra curves."""
     config = method.get_config(bits, data_name)
-    config["eval"].update({"precision_at": list(PRECISION_AT), "pr_curve": True})
+    config["eval"].update({"precision_at": list(PRECISION_AT), "pr_curve": True, "euclidean": euclidean})
     if steps is not None and not method.is_baseline:
         config["train"]["steps"] = steps
     return config
@@ -67,6 +69,7 @@ def run_benchmark(
     budget_seconds=None,
     out="runs/bench",
     export=False,
+    euclidean=False,
     log=None,
 ):
     """Runs (or resumes) a benchmark; returns the records in grid order.
@@ -80,6 +83,7 @@ def run_benchmark(
             many seconds. Baselines ignore both budgets.
         out: results folder.
         export: keep each cell's SavedModel / model.npz.
+        euclidean: also evaluate under the Euclidean ground truth (K = 50).
         log: progress printer.
     """
     log = log or functools.partial(print, flush=True)
@@ -98,7 +102,7 @@ def run_benchmark(
         record = _finished(cell_dir)
         if record is None:
             cell_start = time.time()
-            record = _run_cell(method, b, seed, data, cell_dir, steps, budget_seconds, export)
+            record = _run_cell(method, b, seed, data, cell_dir, steps, budget_seconds, export, euclidean)
             durations.setdefault(method.name, []).append(time.time() - cell_start)
             eta = _eta(durations, [c for c in cells[index:] if not _finished_path(c, out)])
             log(f"{label}: {_summary(record)} (elapsed {time.time() - start:.0f} s, eta {eta:.0f} s)")
@@ -128,11 +132,11 @@ def _finished(cell_dir):
         return json.load(f)
 
 
-def _run_cell(method, bits, seed, data, cell_dir, steps, budget_seconds, export):
+def _run_cell(method, bits, seed, data, cell_dir, steps, budget_seconds, export, euclidean):
     os.makedirs(cell_dir, exist_ok=True)
     error_path = os.path.join(cell_dir, "error.txt")
     try:
-        config = cell_config(method, bits, data.name, steps)
+        config = cell_config(method, bits, data.name, steps, euclidean)
         _, record = fit(
             config, data, cell_dir, seed=seed, verbose=0, budget_seconds=budget_seconds, export=export
         )

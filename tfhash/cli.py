@@ -184,6 +184,11 @@ def add_bench_arguments(parser):
     )
     parser.add_argument("--out", help="results folder (default: runs/bench-<data>)")
     parser.add_argument("--export", action="store_true", help="keep every cell's SavedModel / model.npz")
+    parser.add_argument(
+        "--euclidean",
+        action="store_true",
+        help="also evaluate under the Euclidean ground truth (50 nearest neighbours in input space)",
+    )
 
 
 def bench_command(args):
@@ -196,7 +201,15 @@ def bench_command(args):
     data = load_data(args.data, args.queries_per_class, seed=0)
     out = args.out or os.path.join("runs", f"bench-{data_slug(args.data)}")
     records = run_benchmark(
-        data, methods, args.bits, args.seeds, args.steps, args.budget_seconds, out, export=args.export
+        data,
+        methods,
+        args.bits,
+        args.seeds,
+        args.steps,
+        args.budget_seconds,
+        out,
+        export=args.export,
+        euclidean=args.euclidean,
     )
     with open(os.path.join(out, "results.md")) as f:
         print("\n" + f.read())

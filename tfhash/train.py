@@ -58,7 +58,10 @@ def evaluate(model, data, eval_config):
     the throughput of `model.encode` over queries and database together, the
     database codes' bit diagnostics (`dead_bits`, `bit_entropy_mean`,
     `bit_redundancy_min`, `bit_redundancy_mean`) and their per-bit arrays
-    under `bits` (see `tfhash.diagnostics.bit_statistics`).
+    under `bits` (see `tfhash.diagnostics.bit_statistics`). With
+    `eval_config["euclidean"]` on labelled data, the same retrieval metrics
+    under the Euclidean ground truth (the 50 nearest database items in input
+    space, R-SGH's and GMAN's protocol) are added with a `euclidean_` prefix.
     """
     start = time.perf_counter()
     query_codes, database_codes = model.encode(data.query.features), model.encode(data.database.features)
@@ -68,17 +71,20 @@ def evaluate(model, data, eval_config):
     else:
         relevance = euclidean_relevance(data.query.features, data.database.features, k=50)
     top_k = (None, eval_config["top_k"]) if len(data.database) > eval_config["top_k"] else (None,)
-    bits = bit_statistics(database_codes)
+    options = {
+        "top_k": top_k,
+        "radius": eval_config["radius"],
+        "precision_at": [n for n in eval_config.get("precision_at", (100,)) if n <= len(data.database)],
+        "empty_queries": eval_config["empty_queries"],
+    }
     metrics = retrieval_metrics(
-        query_codes,
-        database_codes,
-        relevance,
-        top_k=top_k,
-        radius=eval_config["radius"],
-        precision_at=[n for n in eval_config.get("precision_at", (100,)) if n <= len(data.database)],
-        pr_curve=eval_config.get("pr_curve", False),
-        empty_queries=eval_config["empty_queries"],
+        query_codes, database_codes, relevance, pr_curve=eval_config.get("pr_curve", False), **options
     )
+    if eval_config.get("euclidean") and data.has_labels:
+        euclidean = euclidean_relevance(data.query.features, data.database.features, k=50)
+        extra = retrieval_metrics(query_codes, database_codes, euclidean, **options)
+        metrics.update({f"euclidean_{key}": value for key, value in extra.items()})
+    bits = bit_statistics(database_codes)
     per_bit = {k: np.round(bits[k], 4).tolist() for k in ("ones_fraction", "entropy", "redundancy")}
     return {**metrics, **bit_summary(bits), "bits": per_bit, "encode_items_per_second": round(rate, 1)}
 

@@ -142,3 +142,26 @@ def test_training_on_digits_beats_lsh(variant, digits):
     got = digits_map(model, digits)
     print(json.dumps({variant: got, "lsh": lsh}))
     assert got > lsh + 0.1, (got, lsh)
+
+
+@pytest.mark.large
+def test_rsgh_trains_under_mirrored_strategy():
+    script = textwrap.dedent("""
+        import numpy as np, tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from tfhash.data import train_dataset
+        from tfhash.models import SGH
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        with strategy.scope():
+            model = SGH(input_dim=16, bits=8, variant="rsgh", seed=0)
+            model.compile(learning_rate=1e-3)
+        x = np.random.default_rng(0).uniform(size=(64, 16)).astype("float32")
+        history = model.fit(train_dataset(x, 16), steps_per_epoch=3, epochs=1, verbose=0)
+        assert all(np.isfinite(v[0]) for v in history.history.values()), history.history
+        a = model.combination.numpy()
+        assert np.abs(a).max() > 0 and np.all(np.diag(a) == 0)
+        print("ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]

@@ -5,6 +5,18 @@ import numpy as np
 from tfhash.files import atomic_path
 
 
+def save_figure(fig, path, title=None):
+    """Titles, lays out and writes a matplotlib figure as PNG atomically, then closes it."""
+    import matplotlib.pyplot as plt
+
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".tmp.png") as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
 def _share_label(query_labels, result_labels):
     """(q, k) bool: result shares at least one label with its query (one-hot or multi-hot)."""
     return np.einsum("qc,qkc->qk", query_labels > 0, result_labels > 0) > 0
@@ -44,12 +56,7 @@ def retrieval_grid(
         for j in range(k):
             color = "grey" if matches is None else ("tab:green" if matches[i, j] else "tab:red")
             _show(axes[i, j + 1], result_images[i, j], cmap, color, f"d={int(distances[i, j])}")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    with atomic_path(path, suffix=".tmp.png") as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, title)
     return matches
 
 
@@ -84,9 +91,4 @@ def reconstruction_grid(path, rows, image_shape, title=None):
             ax.set_xticks([])
             ax.set_yticks([])
         axes[r, 0].set_ylabel(name, fontsize=8, rotation=0, ha="right", va="center")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    with atomic_path(path, suffix=".tmp.png") as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, title)

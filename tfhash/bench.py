@@ -29,7 +29,7 @@ import traceback
 import numpy as np
 
 from tfhash.checks import check_positive_int
-from tfhash.files import atomic_path, write_json, write_text
+from tfhash.files import write_json, write_text
 from tfhash.registry import get_method, method_names
 from tfhash.train import fit
 
@@ -266,12 +266,9 @@ def plot_results(records, out):
 
 
 def _finish(fig, ax, path):
-    import matplotlib.pyplot as plt
+    from tfhash.visualize import save_figure
 
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_path(path, suffix=".tmp.png") as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -4,7 +4,8 @@ import pytest
 from tfhash import baselines
 from tfhash.baselines import ITQ, LSH, PCAH, SH, itq_rotation, spectral_modes
 from tfhash.data import load_data
-from tfhash.evaluation import label_relevance, mean_average_precision, retrieval_metrics
+from tfhash.evaluation import label_relevance, retrieval_metrics
+from tfhash.testing import query_map
 
 ALL = (LSH, PCAH, ITQ, SH)
 
@@ -15,13 +16,7 @@ def digits():
 
 
 def digits_map(model, data):
-    model.fit(data.train.features)
-    return mean_average_precision(
-        model.encode(data.query.features),
-        model.encode(data.database.features),
-        data.query.labels,
-        data.database.labels,
-    )
+    return query_map(model.fit(data.train.features), data)
 
 
 class ITQTest:

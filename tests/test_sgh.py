@@ -10,25 +10,16 @@ import tensorflow as tf
 
 from tfhash.baselines import LSH
 from tfhash.data import load_data, train_dataset
-from tfhash.evaluation import mean_average_precision
 from tfhash.export import export_encoder
 from tfhash.losses import redundancy_combination
 from tfhash.models import SGH
 from tfhash.models.sgh import VARIANTS
+from tfhash.testing import query_map
 
 
 @pytest.fixture(scope="module")
 def digits():
     return load_data("digits")
-
-
-def digits_map(model, data):
-    return mean_average_precision(
-        model.encode(data.query.features),
-        model.encode(data.database.features),
-        data.query.labels,
-        data.database.labels,
-    )
 
 
 class SGHTest:
@@ -133,13 +124,13 @@ class SGHTest:
 @pytest.mark.large
 @pytest.mark.parametrize("variant", ["sgh", "rsgh"])
 def test_training_on_digits_beats_lsh(variant, digits):
-    lsh = np.mean([digits_map(LSH(32, seed).fit(digits.train.features), digits) for seed in range(5)])
+    lsh = np.mean([query_map(LSH(32, seed).fit(digits.train.features), digits) for seed in range(5)])
     keras.utils.set_random_seed(0)
     model = SGH(input_dim=64, bits=32, variant=variant, seed=0)
     model.adapt(digits.train.features)
     model.compile(learning_rate=1e-2)
     model.fit(train_dataset(digits.train.features, 500, seed=0), steps_per_epoch=100, epochs=6, verbose=0)
-    got = digits_map(model, digits)
+    got = query_map(model, digits)
     print(json.dumps({variant: got, "lsh": lsh}))
     assert got > lsh + 0.1, (got, lsh)
 

@@ -13,6 +13,7 @@ from tfhash.data import load_data, train_dataset
 from tfhash.evaluation import mean_average_precision, pack_codes
 from tfhash.export import export_encoder
 from tfhash.models import TBH
+from tfhash.testing import query_map
 from tfhash.train import dtype_policy
 
 SMALL = {"input_dim": 16, "bits": 8, "continuous_dim": 12, "hidden_dim": 24, "seed": 0}
@@ -183,14 +184,7 @@ def test_training_on_digits_beats_lsh():
     lsh = []
     for seed in range(5):
         model = LSH(bits, seed).fit(data.train.features)
-        lsh.append(
-            mean_average_precision(
-                model.encode(data.query.features),
-                model.encode(data.database.features),
-                data.query.labels,
-                data.database.labels,
-            )
-        )
+        lsh.append(query_map(model, data))
     random_codes = mean_average_precision(
         rng.integers(0, 2, (300, bits)),
         rng.integers(0, 2, (1497, bits)),
@@ -201,12 +195,7 @@ def test_training_on_digits_beats_lsh():
     model = TBH(input_dim=data.feature_dim, bits=bits, continuous_dim=256, hidden_dim=512, seed=0)
     model.compile(learning_rate=1e-3)
     model.fit(train_dataset(data.train.features, 400, seed=0), steps_per_epoch=100, epochs=8, verbose=0)
-    tbh = mean_average_precision(
-        model.encode(data.query.features),
-        model.encode(data.database.features),
-        data.query.labels,
-        data.database.labels,
-    )
+    tbh = query_map(model, data)
     print(json.dumps({"tbh": tbh, "lsh": float(np.mean(lsh)), "random": random_codes}))
     assert random_codes < 0.15
     assert tbh > np.mean(lsh) + 0.1, (tbh, lsh)

@@ -81,11 +81,11 @@ def search(encoder, index, features, k=10, radius=None, batch_size=1024, progres
     """
     import keras
 
-    codes = encode_features(encoder, features, progress=progress)
-    if encoder.bits != index.bits:
+    if encoder.bits != index.bits:  # before encoding: a mismatch must not cost a pass over the queries
         raise ValueError(
             f"the encoder makes {encoder.bits}-bit codes but the index holds {index.bits}-bit codes"
         )
+    codes = encode_features(encoder, features, progress=progress)
     packed = pack_codes(codes)
     bar = (
         keras.utils.Progbar(len(packed), unit_name="query") if progress and len(packed) > batch_size else None

@@ -58,7 +58,7 @@ def evaluate(model, data, eval_config):
     the throughput of `model.encode` over queries and database together, the
     database codes' bit diagnostics (`dead_bits`, `bit_entropy_mean`,
     `bit_redundancy_min`, `bit_redundancy_mean`) and their per-bit arrays
-    under `bits` (see `tfhash.diagnostics.bit_statistics`). With
+    under `bits_per_bit` (see `tfhash.diagnostics.bit_statistics`). With
     `eval_config["euclidean"]` on labelled data, the same retrieval metrics
     under the Euclidean ground truth (the 50 nearest database items in input
     space, R-SGH's and GMAN's protocol) are added with a `euclidean_` prefix.
@@ -86,7 +86,12 @@ def evaluate(model, data, eval_config):
         metrics.update({f"euclidean_{key}": value for key, value in extra.items()})
     bits = bit_statistics(database_codes)
     per_bit = {k: np.round(bits[k], 4).tolist() for k in ("ones_fraction", "entropy", "redundancy")}
-    return {**metrics, **bit_summary(bits), "bits": per_bit, "encode_items_per_second": round(rate, 1)}
+    return {
+        **metrics,
+        **bit_summary(bits),
+        "bits_per_bit": per_bit,
+        "encode_items_per_second": round(rate, 1),
+    }
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -157,7 +162,6 @@ def fit(
             if export:
                 export_encoder(model, os.path.join(out, "export"))
     curves = {k: np.asarray(metrics.pop(k)).tolist() for k in ("pr_precision", "pr_recall") if k in metrics}
-    per_bit = metrics.pop("bits")
     record = {
         "method": config["method"],
         "data": data.name,
@@ -171,8 +175,8 @@ def fit(
         "empty_queries": config["eval"]["empty_queries"],
         "config": config,
         **{k: v for k, v in metrics.items() if np.isscalar(v)},
+        "bits_per_bit": metrics["bits_per_bit"],
     }
-    record["bits_per_bit"] = per_bit
     if curves:
         record["curves"] = curves
     write_json(record, os.path.join(out, "metrics.json"))

@@ -51,12 +51,12 @@ def cell_name(method, bits, seed):
     return f"{method}-{bits}bit-seed{seed}"
 
 
-def cell_config(method, bits, data_name, steps=None, euclidean=False):
-    """The registered config of `method`, evaluated with the benchmark's extra curves."""
+def cell_config(method, bits, data_name, train=None, euclidean=False):
+    """The registered config of `method`, `train` overrides (deep methods) and the benchmark's curves."""
     config = method.get_config(bits, data_name)
     config["eval"].update({"precision_at": list(PRECISION_AT), "pr_curve": True, "euclidean": euclidean})
-    if steps is not None and not method.is_baseline:
-        config["train"]["steps"] = steps
+    if not method.is_baseline:
+        config["train"].update(train or {})
     return config
 
 
@@ -68,6 +68,8 @@ def run_benchmark(
     steps=None,
     budget_seconds=None,
     out="runs/bench",
+    learning_rate=None,
+    batch_size=None,
     export=False,
     euclidean=False,
     log=None,
@@ -79,6 +81,8 @@ def run_benchmark(
         methods: registered names (default: all, deep methods first).
         bits, seeds: the grid; each (method, bits, seed) is one cell.
         steps: training steps of each deep method (default: its preset's).
+        learning_rate, batch_size: the same for every deep method (default:
+            each method's preset), e.g. for an ablation under one budget.
         budget_seconds: also stop each deep method's training after this
             many seconds. Baselines ignore both budgets.
         out: results folder.
@@ -89,8 +93,13 @@ def run_benchmark(
     log = log or functools.partial(print, flush=True)
     methods = [get_method(name) for name in (methods or method_names())]  # unknown names fail here
     bits = [check_positive_int("bits", b) for b in bits]
-    if steps is not None:
-        check_positive_int("steps", steps)
+    train = {"steps": steps, "learning_rate": learning_rate, "batch_size": batch_size}
+    train = {key: value for key, value in train.items() if value is not None}
+    for key in ("steps", "batch_size"):
+        if key in train:
+            check_positive_int(key, train[key])
+    if learning_rate is not None and not learning_rate > 0:
+        raise ValueError(f"learning_rate must be positive; received {learning_rate!r}")
     if budget_seconds is not None and not budget_seconds > 0:
         raise ValueError(f"budget_seconds must be positive; received {budget_seconds!r}")
     cells = [(m, b, s) for b in bits for m in methods for s in seeds]
@@ -102,7 +111,7 @@ def run_benchmark(
         record = _finished(cell_dir)
         if record is None:
             cell_start = time.time()
-            record = _run_cell(method, b, seed, data, cell_dir, steps, budget_seconds, export, euclidean)
+            record = _run_cell(method, b, seed, data, cell_dir, train, budget_seconds, export, euclidean)
             durations.setdefault(method.name, []).append(time.time() - cell_start)
             eta = _eta(durations, [c for c in cells[index:] if not _finished_path(c, out)])
             log(f"{label}: {_summary(record)} (elapsed {time.time() - start:.0f} s, eta {eta:.0f} s)")
@@ -132,11 +141,11 @@ def _finished(cell_dir):
         return json.load(f)
 
 
-def _run_cell(method, bits, seed, data, cell_dir, steps, budget_seconds, export, euclidean):
+def _run_cell(method, bits, seed, data, cell_dir, train, budget_seconds, export, euclidean):
     os.makedirs(cell_dir, exist_ok=True)
     error_path = os.path.join(cell_dir, "error.txt")
     try:
-        config = cell_config(method, bits, data.name, steps, euclidean)
+        config = cell_config(method, bits, data.name, train, euclidean)
         _, record = fit(
             config, data, cell_dir, seed=seed, verbose=0, budget_seconds=budget_seconds, export=export
         )

@@ -49,6 +49,21 @@ def add_train_arguments(parser):
         "(eps ~ U(0,1), the paper) or a number such as 0.5 (the authors' code)",
     )
     parser.add_argument("--jit-compile", action="store_true", help="XLA-compile the train step")
+    vae = parser.add_argument_group("TBH-VAE (tbh-vae methods only)")
+    vae.add_argument("--beta", type=float, help="weight of the codes' total correlation (default: 4)")
+    vae.add_argument(
+        "--kappa", type=float, help="GECO tolerance on the per-item squared error (default: data)"
+    )
+    vae.add_argument(
+        "--kappa-fraction",
+        type=float,
+        help="default kappa = this x the mean squared distance of the items to their mean (default: 0.25)",
+    )
+    vae.add_argument(
+        "--binary-posterior",
+        choices=("bernoulli", "gaussian"),
+        help="binary VAE posterior: Bernoulli codes (default) or the authors' Gaussian-then-sign",
+    )
     parser.add_argument(
         "--figure",
         help="SGH variants, image data: also train the other of sgh / rsgh with the same flags and write "
@@ -56,7 +71,17 @@ def add_train_arguments(parser):
     )
 
 
-DEEP_ONLY_FLAGS = ("batch_size", "steps", "epochs", "steps_per_epoch", "learning_rate", "threshold", "figure")
+MODEL_FLAGS = ("beta", "kappa", "kappa_fraction", "binary_posterior")
+DEEP_ONLY_FLAGS = (
+    "batch_size",
+    "steps",
+    "epochs",
+    "steps_per_epoch",
+    "learning_rate",
+    "threshold",
+    "figure",
+    *MODEL_FLAGS,
+)
 
 
 def config_from_args(method, args, data_name):
@@ -78,6 +103,13 @@ def config_from_args(method, args, data_name):
         train["steps"] = args.epochs * train["steps_per_epoch"]
     if args.threshold is not None:
         config["model"]["threshold"] = args.threshold
+    for key in MODEL_FLAGS:
+        if getattr(args, key, None) is not None:
+            if key not in config["model"]:
+                raise SystemExit(
+                    f"error: --{key.replace('_', '-')} applies to the tbh-vae methods, not {method.name}"
+                )
+            config["model"][key] = getattr(args, key)
     train["jit_compile"] = args.jit_compile
     for key in ("batch_size", "steps", "steps_per_epoch"):
         value = train[key]
@@ -182,6 +214,8 @@ def add_bench_arguments(parser):
     parser.add_argument(
         "--budget-seconds", type=float, help="also stop each deep method's training after this many seconds"
     )
+    parser.add_argument("--learning-rate", type=float, help="Adam learning rate of every deep method")
+    parser.add_argument("--batch-size", type=int, help="batch size of every deep method")
     parser.add_argument("--out", help="results folder (default: runs/bench-<data>)")
     parser.add_argument("--export", action="store_true", help="keep every cell's SavedModel / model.npz")
     parser.add_argument(
@@ -210,6 +244,8 @@ def bench_command(args):
         out,
         export=args.export,
         euclidean=args.euclidean,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
     )
     with open(os.path.join(out, "results.md")) as f:
         print("\n" + f.read())

@@ -11,7 +11,7 @@ import functools
 from collections.abc import Callable
 
 from tfhash import baselines, configs
-from tfhash.models import SGH, TBH
+from tfhash.models import SGH, TBH, TBHVAE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +59,19 @@ METHODS = {
             SGH,
             functools.partial(configs.sgh.get_config, variant="rsgh"),
             "redundancy-resistant SGH (Du et al. 2018)",
+        ),
+        *(
+            Method(name, TBHVAE, functools.partial(configs.tbh_vae.get_config, ablation=arm), summary)
+            for arm, name, summary in (
+                (
+                    "both",
+                    "tbh-vae",
+                    "TBH with a beta-TC binary VAE and a GECO continuous VAE (Verwilst et al.)",
+                ),
+                ("binary", "tbh-vae-binary", "TBH-VAE ablation: the binary VAE change only"),
+                ("geco", "tbh-vae-geco", "TBH-VAE ablation: the GECO continuous VAE change only"),
+                ("none", "tbh-vae-none", "TBH-VAE ablation: neither change (TBH under TBH-VAE's settings)"),
+            )
         ),
         _baseline(baselines.LSH, "random projections, sign(x W) (Charikar 2002)"),
         _baseline(baselines.PCAH, "PCA then sign"),

@@ -38,6 +38,7 @@ class GraphConvolution(keras.layers.Layer):
     Args:
         units: output width (512 in TBH).
         activation: applied after propagation ("sigmoid" in TBH).
+        seed: seed of the Glorot-uniform kernel initialiser (None: unseeded).
 
     Call arguments:
         features: (batch, dim) node features.
@@ -46,13 +47,15 @@ class GraphConvolution(keras.layers.Layer):
     Reference: Kipf and Welling 2017; TBH (Shen et al. 2020) Sec. 3.2.
     """
 
-    def __init__(self, units, activation="sigmoid", **kwargs):
+    def __init__(self, units, activation="sigmoid", seed=None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(units, int) or units <= 0:
             raise ValueError(f"units must be a positive int; received units={units!r}")
         self.units = units
         self.activation = keras.activations.get(activation)
-        self.dense = keras.layers.Dense(units, dtype=self.dtype_policy, name="dense")
+        self.seed = seed
+        init = keras.initializers.GlorotUniform(seed=seed)
+        self.dense = keras.layers.Dense(units, kernel_initializer=init, dtype=self.dtype_policy, name="dense")
 
     def build(self, features_shape, adjacency_shape=None):
         self.dense.build(features_shape)
@@ -70,4 +73,5 @@ class GraphConvolution(keras.layers.Layer):
             **super().get_config(),
             "units": self.units,
             "activation": keras.activations.serialize(self.activation),
+            "seed": self.seed,
         }

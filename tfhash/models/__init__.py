@@ -3,5 +3,6 @@
 from tfhash.models.base import HashingModel
 from tfhash.models.sgh import SGH
 from tfhash.models.tbh import TBH
+from tfhash.models.tbh_vae import TBHVAE
 
-__all__ = ["SGH", "TBH", "HashingModel"]
+__all__ = ["SGH", "TBH", "TBHVAE", "HashingModel"]

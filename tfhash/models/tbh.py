@@ -49,6 +49,9 @@ class TBH(HashingModel):
     """
 
     roles = ("actor", "critic")
+    # Subclasses may set these (on the instance, before calling __init__).
+    continuous_activation = "sigmoid"
+    uses_binary_discriminator = True
     loss_names = (
         "actor_loss",
         "critic_loss",
@@ -84,11 +87,18 @@ class TBH(HashingModel):
         self.encoder_hidden = dense(hidden_dim, "relu", "encoder_hidden")
         self.binary_head = dense(bits, name="binary_head")
         self.binary_neuron = StochasticBinary(threshold, seed=seed, name="binary_neuron")
-        self.continuous_head = dense(continuous_dim, "sigmoid", "continuous_head")
-        self.graph_convolution = GraphConvolution(continuous_dim, "sigmoid", name="graph_convolution")
+        self.continuous_head = dense(continuous_dim, self.continuous_activation, "continuous_head")
+        self.graph_convolution = GraphConvolution(
+            continuous_dim,
+            "sigmoid",
+            seed=None if seed is None else seed * 1000 + 999,
+            name="graph_convolution",
+        )
         self.decoder_hidden = dense(hidden_dim, "relu", "decoder_hidden")
         self.decoder_output = dense(input_dim, "relu", "decoder_output")
-        self.binary_discriminator = dense(1, name="binary_discriminator")
+        self.binary_discriminator = (
+            dense(1, name="binary_discriminator") if self.uses_binary_discriminator else None
+        )
         self.continuous_discriminator = dense(1, name="continuous_discriminator")
         self.build((None, input_dim))
 
@@ -100,13 +110,14 @@ class TBH(HashingModel):
         self.graph_convolution.build((None, self.continuous_dim), (None, None))
         self.decoder_hidden.build((None, self.continuous_dim))
         self.decoder_output.build((None, self.hidden_dim))
-        self.binary_discriminator.build((None, self.bits))
+        if self.binary_discriminator is not None:
+            self.binary_discriminator.build((None, self.bits))
         self.continuous_discriminator.build((None, self.continuous_dim))
         self.built = True
 
     def role_variables(self, role):
         if role == "critic":
-            layers = (self.binary_discriminator, self.continuous_discriminator)
+            layers = [d for d in (self.binary_discriminator, self.continuous_discriminator) if d is not None]
         else:
             layers = (
                 self.encoder_hidden,
@@ -124,12 +135,19 @@ class TBH(HashingModel):
     def forward(self, x, training=False):
         """The full twin-bottleneck pass: codes, continuous code, bottleneck, x_hat."""
         hidden = self.encoder_hidden(x)
-        codes = self.binary_neuron(self.binary_head(hidden), training=training)
-        continuous = self.continuous_head(hidden)
-        adjacency = hamming_adjacency(codes, self.adjacency_power)  # (B, B) float32
-        bottleneck = self.graph_convolution(continuous, adjacency)
-        x_hat = self.decoder_output(self.decoder_hidden(bottleneck))
-        return {"codes": codes, "continuous": continuous, "bottleneck": bottleneck, "x_hat": x_hat}
+        out = {**self.binary_bottleneck(hidden, training), **self.continuous_bottleneck(hidden, training)}
+        adjacency = hamming_adjacency(out["codes"], self.adjacency_power)  # (B, B) float32
+        out["bottleneck"] = self.graph_convolution(out["continuous"], adjacency)
+        out["x_hat"] = self.decoder_output(self.decoder_hidden(out["bottleneck"]))
+        return out
+
+    def binary_bottleneck(self, hidden, training=False):
+        """{"codes": {0, 1} (B, bits)} from the encoder's hidden layer (subclasses add more keys)."""
+        return {"codes": self.binary_neuron(self.binary_head(hidden), training=training)}
+
+    def continuous_bottleneck(self, hidden, training=False):
+        """{"continuous": (B, continuous_dim)}, the input of the graph convolution."""
+        return {"continuous": self.continuous_head(hidden)}
 
     def compute_loss_terms(self, x, training=False):
         out = self.forward(x, training=training)

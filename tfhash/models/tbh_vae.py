@@ -1,0 +1,274 @@
+"""TBH-VAE: twin-bottleneck hashing with variational bottlenecks (Verwilst et al.)."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfhash.layers import GECO
+from tfhash.losses import (
+    adversarial_loss,
+    bernoulli_log_density_matrix,
+    gaussian_kl,
+    gaussian_log_density_matrix,
+    kl_decomposition,
+    reconstruction_loss,
+)
+from tfhash.models.tbh import TBH
+
+POSTERIORS = ("bernoulli", "gaussian")
+
+
+@keras.saving.register_keras_serializable(package="tfhash")
+class TBHVAE(TBH):
+    """TBH whose bottlenecks are VAEs; two switches give the paper's four-way ablation.
+
+    The encoder, binary neuron, graph convolution, decoder and continuous
+    discriminator are TBH's (`tfhash.models.TBH`); the switches replace:
+
+    - `binary_vae`: the binary discriminator is dropped and the codes are
+      regularised as a VAE latent instead, with the KL to the prior split
+      into index-code mutual information + beta * total correlation +
+      dimension-wise KL, estimated on the batch (`tfhash.losses.kl_decomposition`).
+      Posterior "bernoulli" (default): q(z_k|x) = Bernoulli(sigmoid(logit_k)),
+      sampled by TBH's stochastic neuron (eps ~ U(0, 1) makes 1[p > eps] an
+      exact Bernoulli(p) draw, so `threshold` must be "uniform"), prior
+      Bernoulli(`prior`). Posterior "gaussian" (the authors' code): a
+      Gaussian latent z ~ N(mean, exp(log_var)) with an N(0, I) prior, codes
+      1[z > 0] with a straight-through gradient; inference codes 1[mean > 0].
+    - `geco`: the continuous head becomes a Gaussian VAE, z ~ N(mean,
+      exp(log_var)) by reparameterisation (the mean at inference), and the
+      reconstruction is a GECO constraint: the actor minimises
+      KL(q(z|x) || N(0, I)) + lambda * sum_i (||x_i - x_hat_i||^2 - kappa), with
+      lambda from `tfhash.layers.GECO` (updated after every step from the
+      constraint C = mean_i ||x_i - x_hat_i||^2 - kappa).
+
+    Every actor term is a sum over the batch, as TBH's reconstruction is, so
+    with `binary_vae` alone the objective is a beta-TC negative ELBO
+    (0.5 ||x - x_hat||^2 is a unit-variance Gaussian decoder). With both
+    switches off the model is TBH exactly (same layers, terms and seeds).
+
+    kappa: `kappa` if given, else `kappa_fraction` times the mean squared
+    distance of the training items to their mean (the squared error of
+    reconstructing every item by the data mean), set by `adapt(features)`
+    (`tfhash.train.fit` calls it) or, if training starts without it, from
+    the first batch. The paper's kappa is 2400 for 4096-d CIFAR-10 fc7.
+
+    Args:
+        binary_vae, geco: the two ablation switches (both on: the paper's method).
+        beta: weight of the total correlation (the paper gives no value; 4).
+        binary_posterior: "bernoulli" or "gaussian".
+        prior: Bernoulli prior probability of a 1 bit (0.5).
+        kappa, kappa_fraction: the GECO tolerance, or the rule that sets it.
+        geco_alpha, geco_update_every: see `tfhash.layers.GECO`.
+        **kwargs: `TBH`'s arguments (input_dim, bits, continuous_dim, ...).
+
+    Reference: Verwilst, Zizakic, Gu and Pizurica, "Deep image hashing based
+    on twin-bottleneck hashing with variational autoencoders".
+    """
+
+    def __init__(
+        self,
+        input_dim,
+        binary_vae=True,
+        geco=True,
+        beta=4.0,
+        binary_posterior="bernoulli",
+        prior=0.5,
+        kappa=None,
+        kappa_fraction=0.25,
+        geco_alpha=0.99,
+        geco_update_every=100,
+        **kwargs,
+    ):
+        if binary_posterior not in POSTERIORS:
+            raise ValueError(f"binary_posterior must be one of {POSTERIORS}; received {binary_posterior!r}")
+        if binary_vae and binary_posterior == "bernoulli" and kwargs.get("threshold", "uniform") != "uniform":
+            raise ValueError(
+                'the binary VAE needs Bernoulli samples: use threshold="uniform" '
+                f"(received threshold={kwargs['threshold']!r})"
+            )
+        if not 0.0 < float(prior) < 1.0:
+            raise ValueError(f"prior must be a probability in (0, 1); received prior={prior!r}")
+        if kappa is not None and not float(kappa) >= 0.0:
+            raise ValueError(f"kappa must be a non-negative number; received kappa={kappa!r}")
+        if not float(kappa_fraction) > 0.0:
+            raise ValueError(f"kappa_fraction must be positive; received kappa_fraction={kappa_fraction!r}")
+        self.binary_vae, self.geco = bool(binary_vae), bool(geco)
+        self.beta, self.binary_posterior, self.prior = float(beta), binary_posterior, float(prior)
+        self.kappa = None if kappa is None else float(kappa)
+        self.kappa_fraction = float(kappa_fraction)
+        self.geco_alpha, self.geco_update_every = float(geco_alpha), geco_update_every
+        self.uses_binary_discriminator = not self.binary_vae
+        self.continuous_activation = None if self.geco else "sigmoid"
+        self.loss_names = self._loss_names()
+        super().__init__(input_dim=input_dim, **kwargs)  # TBH's layers; calls build()
+
+    def build(self, input_shape):
+        seed = self.seed
+
+        def dense(units, offset, name):
+            init = keras.initializers.GlorotUniform(seed=None if seed is None else seed * 1000 + offset)
+            layer = keras.layers.Dense(units, kernel_initializer=init, name=name)
+            layer.build((None, self.hidden_dim))
+            return layer
+
+        def state(name, value):
+            init = keras.initializers.Constant(value)
+            return self.add_weight(shape=(), initializer=init, trainable=False, name=name, dtype="float32")
+
+        if self.binary_vae and self.binary_posterior == "gaussian":
+            self.binary_log_variance = dense(self.bits, 500, "binary_log_variance")
+        if self.geco:
+            self.continuous_log_variance = dense(self.continuous_dim, 501, "continuous_log_variance")
+            self.geco_multiplier = GECO(
+                alpha=self.geco_alpha, update_every=self.geco_update_every, name="geco"
+            )
+            self.kappa_value = state("kappa", np.nan if self.kappa is None else self.kappa)
+        if self.binary_vae:
+            self.dataset_size = state("dataset_size", 0.0)
+        super().build(input_shape)
+
+    def _loss_names(self):
+        names = ["actor_loss", "critic_loss", "reconstruction_loss", "continuous_adversarial_loss"]
+        if self.binary_vae:
+            names += ["mutual_information", "total_correlation", "dimensionwise_kl"]
+        else:
+            names += ["binary_adversarial_loss"]
+        if self.geco:
+            names += ["continuous_kl", "constraint", "constraint_moving_average", "geco_lambda"]
+        return tuple(names)
+
+    def role_variables(self, role):
+        variables = super().role_variables(role)
+        if role == "actor":
+            for name in ("binary_log_variance", "continuous_log_variance"):
+                if hasattr(self, name):
+                    variables += getattr(self, name).trainable_variables
+        return variables
+
+    def adapt(self, features):
+        """Sets the data set size (for the KL estimator) and, unless given, kappa."""
+        features = np.asarray(features, np.float64)
+        if self.binary_vae:
+            self.dataset_size.assign(float(len(features)))
+        if self.geco and self.kappa is None:
+            self.kappa_value.assign(self.kappa_fraction * _spread(features))
+
+    def binary_bottleneck(self, hidden, training=False):
+        logits = self.binary_head(hidden)
+        if not (self.binary_vae and self.binary_posterior == "gaussian"):
+            return {"codes": self.binary_neuron(logits, training=training), "binary_logits": logits}
+        log_variance = self.binary_log_variance(hidden)
+        sample = logits
+        if training:
+            noise = keras.random.normal(tf.shape(logits), seed=self.seed_generator, dtype=logits.dtype)
+            sample = logits + tf.exp(0.5 * log_variance) * noise
+        hard = tf.cast(sample > 0, sample.dtype)
+        codes = sample + tf.stop_gradient(hard - sample)  # straight-through sign
+        return {
+            "codes": codes,
+            "binary_logits": logits,
+            "binary_log_variance": log_variance,
+            "binary_sample": sample,
+        }
+
+    def continuous_bottleneck(self, hidden, training=False):
+        if not self.geco:
+            return super().continuous_bottleneck(hidden, training)
+        mean, log_variance = self.continuous_head(hidden), self.continuous_log_variance(hidden)
+        sample = mean
+        if training:
+            noise = keras.random.normal(tf.shape(mean), seed=self.seed_generator, dtype=mean.dtype)
+            sample = mean + tf.exp(0.5 * log_variance) * noise
+        return {"continuous": sample, "continuous_mean": mean, "continuous_log_variance": log_variance}
+
+    def compute_loss_terms(self, x, training=False):
+        out = self.forward(x, training=training)
+        batch = tf.cast(tf.shape(x)[0], tf.float32)
+        terms, actor, adversarial = {}, 0.0, 0.0
+        if self.binary_vae:
+            terms.update(self._binary_kl_terms(out))
+            kl = terms["mutual_information"] + self.beta * terms["total_correlation"]
+            actor += kl + terms["dimensionwise_kl"]
+        else:  # TBH's binary discriminator, with TBH's order of random draws
+            real_codes = tf.cast(
+                keras.random.uniform((tf.shape(x)[0], self.bits), seed=self.seed_generator) < 0.5,
+                self.compute_dtype,
+            )
+            terms["binary_adversarial_loss"] = adversarial_loss(
+                self.binary_discriminator(real_codes), self.binary_discriminator(out["codes"])
+            )
+            adversarial += terms["binary_adversarial_loss"]
+        real_bottleneck = keras.random.uniform(
+            (tf.shape(x)[0], self.continuous_dim), seed=self.seed_generator, dtype=self.compute_dtype
+        )
+        terms["continuous_adversarial_loss"] = adversarial_loss(
+            self.continuous_discriminator(real_bottleneck), self.continuous_discriminator(out["bottleneck"])
+        )
+        adversarial += terms["continuous_adversarial_loss"]
+        terms["reconstruction_loss"] = reconstruction_loss(x, out["x_hat"])
+        if self.geco:
+            terms.update(self._geco_terms(x, out))
+            actor += terms["continuous_kl"] + terms["geco_lambda"] * batch * terms["constraint"]
+        else:
+            actor += terms["reconstruction_loss"]
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        terms["actor_loss"] = actor - adversarial
+        terms["critic_loss"] = adversarial
+        return terms, {"actor": actor - adversarial / replicas, "critic": adversarial / replicas}
+
+    def _binary_kl_terms(self, out):
+        if self.binary_posterior == "bernoulli":
+            codes = tf.cast(out["codes"], tf.float32)
+            log_q = bernoulli_log_density_matrix(out["binary_logits"], codes)
+            log_prior = codes * np.log(self.prior) + (1.0 - codes) * np.log(1.0 - self.prior)
+        else:
+            sample = tf.cast(out["binary_sample"], tf.float32)
+            log_q = gaussian_log_density_matrix(out["binary_logits"], out["binary_log_variance"], sample)
+            log_prior = -0.5 * (np.log(2.0 * np.pi) + tf.square(sample))
+        size = tf.where(self.dataset_size > 0, self.dataset_size, tf.cast(tf.shape(log_q)[0], tf.float32))
+        return kl_decomposition(log_q, log_prior, dataset_size=size)
+
+    def _geco_terms(self, x, out):
+        x32, x_hat = tf.cast(x, tf.float32), tf.cast(out["x_hat"], tf.float32)
+        if self.kappa is None:  # not adapted: set kappa from the first batch
+            self.kappa_value.assign(
+                tf.where(
+                    tf.math.is_nan(self.kappa_value), self.kappa_fraction * _spread_tf(x32), self.kappa_value
+                )
+            )
+        squared_error = tf.reduce_mean(tf.reduce_sum(tf.square(x32 - x_hat), axis=1))
+        return {
+            "continuous_kl": gaussian_kl(out["continuous_mean"], out["continuous_log_variance"])
+            / tf.cast(tf.shape(x)[0], tf.float32),
+            "constraint": squared_error - self.kappa_value,
+            "constraint_moving_average": tf.identity(self.geco_multiplier.moving_average),
+            "geco_lambda": tf.identity(self.geco_multiplier.multiplier),
+        }
+
+    def after_gradients(self, terms):
+        if self.geco:
+            self.geco_multiplier.update(terms["constraint"])
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "binary_vae": self.binary_vae,
+            "geco": self.geco,
+            "beta": self.beta,
+            "binary_posterior": self.binary_posterior,
+            "prior": self.prior,
+            "kappa": self.kappa,
+            "kappa_fraction": self.kappa_fraction,
+            "geco_alpha": self.geco_alpha,
+            "geco_update_every": self.geco_update_every,
+        }
+
+
+def _spread(features):
+    """Mean squared distance of the rows to their mean (NumPy, float64)."""
+    return float(np.mean(np.sum(np.square(features - features.mean(axis=0)), axis=1)))
+
+
+def _spread_tf(x):
+    return tf.reduce_mean(tf.reduce_sum(tf.square(x - tf.reduce_mean(x, axis=0)), axis=1))

@@ -1,6 +1,4 @@
-import importlib.util
 import json
-import pathlib
 
 import pytest
 
@@ -9,18 +7,9 @@ from tfhash.baselines import PCAH
 from tfhash.data import load_data, load_tfrecord_folder
 from tfhash.evaluation import euclidean_relevance, retrieval_metrics
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-
-
-def run_script(name):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "run" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.mark.large
-def test_train_tbh_script_writes_everything_under_out(tmp_path, capsys):
+def test_train_tbh_script_writes_everything_under_out(tmp_path, capsys, run_script):
     out = tmp_path / "run"
     record = run_script("train_tbh").main(
         [
@@ -91,7 +80,7 @@ def test_train_baseline_writes_model_and_metrics(tmp_path, capsys):
     assert json.loads((out / "metrics.json").read_text())["map_at_all"] == record["map_at_all"]
 
 
-def test_benchmark_script_takes_comma_separated_methods(tmp_path, capsys):
+def test_benchmark_script_takes_comma_separated_methods(tmp_path, capsys, run_script):
     out = tmp_path / "bench"
     records = run_script("benchmark").main(
         ["--methods", "lsh,pcah", "--bits", "8", "--seeds", "0", "1", "--out", str(out), "--euclidean"]
@@ -117,7 +106,7 @@ def test_bench_unknown_method_exits_with_the_list():
 
 
 @pytest.mark.large
-def test_train_sgh_script_writes_the_reconstruction_figure(tmp_path):
+def test_train_sgh_script_writes_the_reconstruction_figure(tmp_path, run_script):
     out, figure = tmp_path / "rsgh", tmp_path / "fig.png"
     flags = ["--bits", "8", "--steps", "10", "--steps-per-epoch", "10", "--out", str(out)]
     record = run_script("train_sgh").main(["--variant", "rsgh", *flags, "--figure", str(figure)])

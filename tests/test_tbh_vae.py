@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfhash import cli
 from tfhash.baselines import LSH
 from tfhash.data import load_data, train_dataset
 from tfhash.export import export_encoder
@@ -258,9 +259,16 @@ def test_kappa_comes_from_the_data_or_the_first_batch():
     assert float(terms["constraint"]) == pytest.approx(squared_error - 0.5 * spread, rel=1e-4)
 
 
-@pytest.mark.parametrize("arm, posterior", [*[(arm, "bernoulli") for arm in ARMS], ("both", "gaussian")])
-def test_every_variable_of_each_role_gets_a_gradient(arm, posterior):
-    model = small_model(arm, binary_posterior=posterior)
+@pytest.mark.parametrize(
+    "arm, options",
+    [
+        *[(arm, {}) for arm in ARMS],
+        ("both", {"binary_posterior": "gaussian"}),
+        ("binary", {"kl_through_samples": True}),
+    ],
+)
+def test_every_variable_of_each_role_gets_a_gradient(arm, options):
+    model = small_model(arm, **options)
     x = tf.constant(features())
     with tf.GradientTape(persistent=True) as tape:
         _, objectives = model.compute_loss_terms(x, training=True)
@@ -289,12 +297,23 @@ def test_fit_logs_geco_and_kl_terms_and_updates_lambda():
 
 
 def test_config_round_trip_and_bad_settings():
-    model = TBHVAE(**SMALL, binary_vae=True, geco=False, beta=2.5, binary_posterior="gaussian", kappa=3.0)
+    model = TBHVAE(
+        **SMALL,
+        binary_vae=True,
+        geco=False,
+        beta=2.5,
+        binary_posterior="gaussian",
+        kappa=3.0,
+        binary_kl_weight=2.0,
+        mutual_information_weight=0.5,
+        kl_through_samples=True,
+    )
     config = model.get_config()
     clone = TBHVAE.from_config(config)
     assert clone.get_config() == config
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))
     assert isinstance(restored, TBHVAE) and restored.beta == 2.5 and not restored.geco
+    assert restored.kl_through_samples and restored.binary_kl_weight == 2.0
     assert len(clone.trainable_variables) == len(model.trainable_variables)
     with pytest.raises(ValueError, match='threshold="uniform"'):
         TBHVAE(**SMALL, threshold=0.5)
@@ -341,7 +360,66 @@ def test_training_on_digits_beats_lsh():
     model = TBHVAE(input_dim=data.feature_dim, bits=32, continuous_dim=256, hidden_dim=512, seed=0)
     model.compile(learning_rate=1e-3)
     model.adapt(data.train.features)
-    model.fit(train_dataset(data.train.features, 400, seed=0), steps_per_epoch=100, epochs=8, verbose=0)
+    model.fit(train_dataset(data.train.features, 400, seed=0), steps_per_epoch=100, epochs=20, verbose=0)
     score = query_map(model, data)
     print(json.dumps({"tbh_vae": score, "lsh": float(lsh)}))
     assert score > lsh + 0.1, (score, lsh)
+
+
+def test_kl_gradient_reaches_the_binary_head_through_the_densities_or_the_samples():
+    x = tf.constant(features())
+    grads = {}
+    for through in (False, True):
+        model = small_model("binary", kl_through_samples=through)
+        with tf.GradientTape() as tape:
+            terms, _ = model.compute_loss_terms(x, training=True)
+            kl = terms["mutual_information"] + terms["total_correlation"] + terms["dimensionwise_kl"]
+        grads[through] = tape.gradient(kl, model.binary_head.kernel).numpy()
+    assert np.abs(grads[False]).max() > 0
+    assert not np.allclose(grads[False], grads[True])  # the samples' straight-through path adds gradient
+
+
+# === Commands ===
+
+
+def test_train_tbh_vae_script_logs_geco_and_kl_to_tensorboard(tmp_path, run_script):
+    out = tmp_path / "run"
+    flags = [
+        "--bits",
+        "8",
+        "--steps",
+        "4",
+        "--steps-per-epoch",
+        "2",
+        "--batch-size",
+        "100",
+        "--out",
+        str(out),
+    ]
+    record = run_script("train_tbh_vae").main(["--ablation", "both", "--beta", "2", "--kappa", "5", *flags])
+    assert record["method"] == "tbh-vae" and record["steps"] == 4
+    assert record["config"]["model"]["beta"] == 2.0 and record["config"]["model"]["kappa"] == 5.0
+    assert (out / "export" / "saved_model.pb").exists()
+    tags = set()
+    for events in (out / "logs").rglob("events.out.tfevents*"):
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            tags |= {value.tag for value in event.summary.value}
+    for name in (
+        "geco_lambda",
+        "constraint",
+        "constraint_moving_average",
+        "mutual_information",
+        "dimensionwise_kl",
+    ):
+        assert f"epoch_{name}" in tags, name
+    assert "epoch_total_correlation" in tags
+
+
+def test_ablation_flag_picks_the_arm_and_vae_flags_are_refused_elsewhere(tmp_path, run_script):
+    flags = ["--bits", "8", "--steps", "2", "--steps-per-epoch", "2", "--batch-size", "100"]
+    record = run_script("train_tbh_vae").main(["--ablation", "none", *flags, "--out", str(tmp_path / "a")])
+    assert record["method"] == "tbh-vae-none" and record["config"]["model"]["binary_vae"] is False
+    with pytest.raises(SystemExit, match="--beta applies to the tbh-vae methods, not tbh"):
+        cli.main(["train", "tbh", "--beta", "2", *flags, "--out", str(tmp_path / "b")])
+    with pytest.raises(SystemExit, match="has no model option"):
+        cli.main(["bench", "--methods", "tbh", "--model-option", "nope=1", "--out", str(tmp_path / "c")])

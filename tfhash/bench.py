@@ -51,12 +51,13 @@ def cell_name(method, bits, seed):
     return f"{method}-{bits}bit-seed{seed}"
 
 
-def cell_config(method, bits, data_name, train=None, euclidean=False):
-    """The registered config of `method`, `train` overrides (deep methods) and the benchmark's curves."""
+def cell_config(method, bits, data_name, train=None, euclidean=False, model_options=None):
+    """The registered config of `method`, `train` / `model_options` overrides (deep methods), and curves."""
     config = method.get_config(bits, data_name)
     config["eval"].update({"precision_at": list(PRECISION_AT), "pr_curve": True, "euclidean": euclidean})
     if not method.is_baseline:
         config["train"].update(train or {})
+        config["model"].update(model_options or {})
     return config
 
 
@@ -70,6 +71,7 @@ def run_benchmark(
     out="runs/bench",
     learning_rate=None,
     batch_size=None,
+    model_options=None,
     export=False,
     euclidean=False,
     log=None,
@@ -83,6 +85,8 @@ def run_benchmark(
         steps: training steps of each deep method (default: its preset's).
         learning_rate, batch_size: the same for every deep method (default:
             each method's preset), e.g. for an ablation under one budget.
+        model_options: constructor arguments set for every deep method (e.g.
+            {"hidden_dim": 512}); each must be one of the method's config keys.
         budget_seconds: also stop each deep method's training after this
             many seconds. Baselines ignore both budgets.
         out: results folder.
@@ -102,6 +106,10 @@ def run_benchmark(
         raise ValueError(f"learning_rate must be positive; received {learning_rate!r}")
     if budget_seconds is not None and not budget_seconds > 0:
         raise ValueError(f"budget_seconds must be positive; received {budget_seconds!r}")
+    for method in methods:
+        unknown = set(model_options or {}) - set(method.get_config(bits[0], data.name)["model"])
+        if unknown and not method.is_baseline:
+            raise ValueError(f"{method.name} has no model option {sorted(unknown)}")
     cells = [(m, b, s) for b in bits for m in methods for s in seeds]
     os.makedirs(os.path.join(out, "cells"), exist_ok=True)
     records, start, durations = [], time.time(), {}
@@ -111,7 +119,9 @@ def run_benchmark(
         record = _finished(cell_dir)
         if record is None:
             cell_start = time.time()
-            record = _run_cell(method, b, seed, data, cell_dir, train, budget_seconds, export, euclidean)
+            record = _run_cell(
+                method, b, seed, data, cell_dir, (train, model_options), budget_seconds, export, euclidean
+            )
             durations.setdefault(method.name, []).append(time.time() - cell_start)
             eta = _eta(durations, [c for c in cells[index:] if not _finished_path(c, out)])
             log(f"{label}: {_summary(record)} (elapsed {time.time() - start:.0f} s, eta {eta:.0f} s)")
@@ -141,11 +151,11 @@ def _finished(cell_dir):
         return json.load(f)
 
 
-def _run_cell(method, bits, seed, data, cell_dir, train, budget_seconds, export, euclidean):
+def _run_cell(method, bits, seed, data, cell_dir, overrides, budget_seconds, export, euclidean):
     os.makedirs(cell_dir, exist_ok=True)
     error_path = os.path.join(cell_dir, "error.txt")
     try:
-        config = cell_config(method, bits, data.name, train, euclidean)
+        config = cell_config(method, bits, data.name, overrides[0], euclidean, overrides[1])
         _, record = fit(
             config, data, cell_dir, seed=seed, verbose=0, budget_seconds=budget_seconds, export=export
         )

@@ -196,6 +196,18 @@ def _names(value):
     return [name for part in value.split(",") for name in [part.strip()] if name]
 
 
+def _model_option(text):
+    import json
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, e.g. hidden_dim=512; received {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def add_bench_arguments(parser):
     add_data_arguments(parser)
     parser.add_argument(
@@ -216,6 +228,14 @@ def add_bench_arguments(parser):
     )
     parser.add_argument("--learning-rate", type=float, help="Adam learning rate of every deep method")
     parser.add_argument("--batch-size", type=int, help="batch size of every deep method")
+    parser.add_argument(
+        "--model-option",
+        action="append",
+        type=_model_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help="a constructor argument for every deep method, e.g. hidden_dim=512 (repeatable)",
+    )
     parser.add_argument("--out", help="results folder (default: runs/bench-<data>)")
     parser.add_argument("--export", action="store_true", help="keep every cell's SavedModel / model.npz")
     parser.add_argument(
@@ -246,6 +266,7 @@ def bench_command(args):
         euclidean=args.euclidean,
         learning_rate=args.learning_rate,
         batch_size=args.batch_size,
+        model_options=dict(args.model_option),
     )
     with open(os.path.join(out, "results.md")) as f:
         print("\n" + f.read())

@@ -25,7 +25,7 @@ def bit_statistics(codes, ridge=1.0):
     """
     codes = as_binary_codes(codes).astype(np.float32)
     ones = codes.mean(axis=0)
-    p = np.clip(ones, 1e-12, 1 - 1e-12)
+    p = np.clip(ones.astype(np.float64), 1e-12, 1 - 1e-12)  # 1 - 1e-12 is 1.0 in float32
     entropy = np.where((ones > 0) & (ones < 1), -(p * np.log2(p) + (1 - p) * np.log2(1 - p)), 0.0)
     combination = redundancy_combination(tf.constant(codes), ridge)
     redundancy = redundancy_residuals(tf.constant(codes), combination).numpy() / max(len(codes), 1)

@@ -72,6 +72,9 @@ class TBHVAE(TBH):
         binary_vae=True,
         geco=True,
         beta=4.0,
+        binary_kl_weight=1.0,
+        mutual_information_weight=1.0,
+        kl_through_samples=False,
         binary_posterior="bernoulli",
         prior=0.5,
         kappa=None,
@@ -95,6 +98,9 @@ class TBHVAE(TBH):
             raise ValueError(f"kappa_fraction must be positive; received kappa_fraction={kappa_fraction!r}")
         self.binary_vae, self.geco = bool(binary_vae), bool(geco)
         self.beta, self.binary_posterior, self.prior = float(beta), binary_posterior, float(prior)
+        self.binary_kl_weight = float(binary_kl_weight)
+        self.mutual_information_weight = float(mutual_information_weight)
+        self.kl_through_samples = bool(kl_through_samples)
         self.kappa = None if kappa is None else float(kappa)
         self.kappa_fraction = float(kappa_fraction)
         self.geco_alpha, self.geco_update_every = float(geco_alpha), geco_update_every
@@ -188,8 +194,9 @@ class TBHVAE(TBH):
         terms, actor, adversarial = {}, 0.0, 0.0
         if self.binary_vae:
             terms.update(self._binary_kl_terms(out))
-            kl = terms["mutual_information"] + self.beta * terms["total_correlation"]
-            actor += kl + terms["dimensionwise_kl"]
+            kl = self.mutual_information_weight * terms["mutual_information"]
+            kl += self.beta * terms["total_correlation"] + terms["dimensionwise_kl"]
+            actor += self.binary_kl_weight * kl
         else:  # TBH's binary discriminator, with TBH's order of random draws
             real_codes = tf.cast(
                 keras.random.uniform((tf.shape(x)[0], self.bits), seed=self.seed_generator) < 0.5,
@@ -220,6 +227,8 @@ class TBHVAE(TBH):
     def _binary_kl_terms(self, out):
         if self.binary_posterior == "bernoulli":
             codes = tf.cast(out["codes"], tf.float32)
+            if not self.kl_through_samples:
+                codes = tf.stop_gradient(codes)
             log_q = bernoulli_log_density_matrix(out["binary_logits"], codes)
             log_prior = codes * np.log(self.prior) + (1.0 - codes) * np.log(1.0 - self.prior)
         else:
@@ -256,6 +265,9 @@ class TBHVAE(TBH):
             "binary_vae": self.binary_vae,
             "geco": self.geco,
             "beta": self.beta,
+            "binary_kl_weight": self.binary_kl_weight,
+            "mutual_information_weight": self.mutual_information_weight,
+            "kl_through_samples": self.kl_through_samples,
             "binary_posterior": self.binary_posterior,
             "prior": self.prior,
             "kappa": self.kappa,

@@ -74,7 +74,8 @@ class TBHVAE(TBH):
         beta: weight of the total correlation (the paper gives no value; 4).
         binary_kl_weight: weight of the whole binary KL (MI + beta TC + dim-KL).
         mutual_information_weight: weight of the MI term inside it (1, the paper).
-        kl_through_samples: see above.
+        kl_through_samples: see above (Bernoulli posterior; the Gaussian
+            posterior's reparameterised samples always carry the gradient).
         binary_posterior: "bernoulli" or "gaussian".
         prior: Bernoulli prior probability of a 1 bit (0.5).
         kappa, kappa_fraction: the GECO tolerance, or the rule that sets it.
@@ -210,12 +211,13 @@ class TBHVAE(TBH):
     def compute_loss_terms(self, x, training=False):
         out = self.forward(x, training=training)
         batch = tf.cast(tf.shape(x)[0], tf.float32)
-        terms, actor, adversarial = {}, 0.0, 0.0
+        # batch sums (reconstruction) and batch means (regularisers), kept apart for the replica scaling
+        terms, sums, means, adversarial = {}, 0.0, 0.0, 0.0
         if self.binary_vae:
             terms.update(self._binary_kl_terms(out))
             kl = self.mutual_information_weight * terms["mutual_information"]
             kl += self.beta * terms["total_correlation"] + terms["dimensionwise_kl"]
-            actor += self.binary_kl_weight * kl
+            means += self.binary_kl_weight * kl
         else:  # TBH's binary discriminator, with TBH's order of random draws
             real_codes = tf.cast(
                 keras.random.uniform((tf.shape(x)[0], self.bits), seed=self.seed_generator) < 0.5,
@@ -235,13 +237,14 @@ class TBHVAE(TBH):
         terms["reconstruction_loss"] = reconstruction_loss(x, out["x_hat"])
         if self.geco:
             terms.update(self._geco_terms(x, out))
-            actor += terms["continuous_kl"] + terms["geco_lambda"] * batch * terms["constraint"]
+            means += terms["continuous_kl"]
+            sums += terms["geco_lambda"] * batch * terms["constraint"]
         else:
-            actor += terms["reconstruction_loss"]
+            sums += terms["reconstruction_loss"]
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        terms["actor_loss"] = actor - adversarial
+        terms["actor_loss"] = sums + means - adversarial
         terms["critic_loss"] = adversarial
-        return terms, {"actor": actor - adversarial / replicas, "critic": adversarial / replicas}
+        return terms, {"actor": sums + (means - adversarial) / replicas, "critic": adversarial / replicas}
 
     def _binary_kl_terms(self, out):
         if self.binary_posterior == "bernoulli":

@@ -152,6 +152,13 @@ def test_gaussian_densities_and_kl_by_hand():
     assert float(gaussian_kl(mean, log_var)) == pytest.approx(0.5 * (4 - np.log(4)))
 
 
+def test_a_batch_of_one_is_exact():
+    logits = np.array([[0.3, -1.2]], np.float32)
+    terms = bernoulli_terms(logits, np.array([[1.0, 0.0]]))
+    assert {k: float(v) for k, v in terms.items()}["mutual_information"] == pytest.approx(0.0, abs=1e-6)
+    assert all(np.isfinite(float(v)) for v in terms.values())
+
+
 def test_estimator_rejects_unknown_options():
     with pytest.raises(ValueError, match="weighting"):
         kl_decomposition(tf.zeros((2, 2, 1)), tf.zeros((2, 1)), weighting="mss")

@@ -1,6 +1,7 @@
 """The `tfhash` command: train, bench, encode, index, search, eval, convert."""
 
 import argparse
+import json
 import os
 import sys
 
@@ -197,8 +198,6 @@ def _names(value):
 
 
 def _model_option(text):
-    import json
-
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, e.g. hidden_dim=512; received {text!r}")

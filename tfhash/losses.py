@@ -204,8 +204,8 @@ def kl_decomposition(log_q_matrix, log_prior, dataset_size=None, weighting="impo
         log_w = -tf.math.log(n * batch) * tf.ones_like(log_q_matrix[:, :, 0])
     else:
         off = tf.math.log(n - 1.0) - tf.math.log(n) - tf.math.log(tf.maximum(batch - 1.0, 1.0))
-        eye = tf.eye(tf.shape(log_q_matrix)[0])
-        log_w = eye * -tf.math.log(n) + (1.0 - eye) * off
+        diagonal = tf.eye(tf.shape(log_q_matrix)[0]) > 0
+        log_w = tf.where(diagonal, -tf.math.log(n), off)  # where, not a product: off is -inf when N = 1
     log_q_own = tf.reduce_sum(tf.linalg.diag_part(tf.transpose(log_q_matrix, (2, 0, 1))), axis=0)  # (M,)
     log_q_joint = tf.reduce_logsumexp(log_w + tf.reduce_sum(log_q_matrix, axis=2), axis=1)  # (M,)
     log_q_marginals = tf.reduce_sum(

@@ -51,13 +51,14 @@ def cell_name(method, bits, seed):
     return f"{method}-{bits}bit-seed{seed}"
 
 
-def cell_config(method, bits, data_name, train=None, euclidean=False, model_options=None):
-    """The registered config of `method`, `train` / `model_options` overrides (deep methods), and curves."""
+def cell_config(method, bits, data_name, overrides=None, euclidean=False):
+    """The registered config of `method` with the benchmark's curves and, for deep methods,
+    `overrides` ({"train": {...}, "model": {...}}) applied section by section."""
     config = method.get_config(bits, data_name)
     config["eval"].update({"precision_at": list(PRECISION_AT), "pr_curve": True, "euclidean": euclidean})
     if not method.is_baseline:
-        config["train"].update(train or {})
-        config["model"].update(model_options or {})
+        for section, values in (overrides or {}).items():
+            config[section].update(values)
     return config
 
 
@@ -110,6 +111,7 @@ def run_benchmark(
         unknown = set(model_options or {}) - set(method.get_config(bits[0], data.name)["model"])
         if unknown and not method.is_baseline:
             raise ValueError(f"{method.name} has no model option {sorted(unknown)}")
+    overrides = {"train": train, "model": dict(model_options or {})}
     cells = [(m, b, s) for b in bits for m in methods for s in seeds]
     os.makedirs(os.path.join(out, "cells"), exist_ok=True)
     records, start, durations = [], time.time(), {}
@@ -119,9 +121,7 @@ def run_benchmark(
         record = _finished(cell_dir)
         if record is None:
             cell_start = time.time()
-            record = _run_cell(
-                method, b, seed, data, cell_dir, (train, model_options), budget_seconds, export, euclidean
-            )
+            record = _run_cell(method, b, seed, data, cell_dir, overrides, budget_seconds, export, euclidean)
             durations.setdefault(method.name, []).append(time.time() - cell_start)
             eta = _eta(durations, [c for c in cells[index:] if not _finished_path(c, out)])
             log(f"{label}: {_summary(record)} (elapsed {time.time() - start:.0f} s, eta {eta:.0f} s)")
@@ -155,7 +155,7 @@ def _run_cell(method, bits, seed, data, cell_dir, overrides, budget_seconds, exp
     os.makedirs(cell_dir, exist_ok=True)
     error_path = os.path.join(cell_dir, "error.txt")
     try:
-        config = cell_config(method, bits, data.name, overrides[0], euclidean, overrides[1])
+        config = cell_config(method, bits, data.name, overrides, euclidean)
         _, record = fit(
             config, data, cell_dir, seed=seed, verbose=0, budget_seconds=budget_seconds, export=export
         )

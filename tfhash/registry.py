@@ -41,6 +41,13 @@ def _baseline(cls, summary):
     return Method(cls.name, cls, functools.partial(configs.baselines.get_config, cls.name), summary)
 
 
+TBH_VAE = {
+    "both": "TBH with a beta-TC binary VAE and a GECO continuous VAE (Verwilst et al.)",
+    "binary": "TBH-VAE ablation: the binary VAE change only",
+    "geco": "TBH-VAE ablation: the GECO continuous VAE change only",
+    "none": "TBH-VAE ablation: neither change (TBH under TBH-VAE's settings)",
+}
+
 METHODS = {
     method.name: method
     for method in (
@@ -61,17 +68,8 @@ METHODS = {
             "redundancy-resistant SGH (Du et al. 2018)",
         ),
         *(
-            Method(name, TBHVAE, functools.partial(configs.tbh_vae.get_config, ablation=arm), summary)
-            for arm, name, summary in (
-                (
-                    "both",
-                    "tbh-vae",
-                    "TBH with a beta-TC binary VAE and a GECO continuous VAE (Verwilst et al.)",
-                ),
-                ("binary", "tbh-vae-binary", "TBH-VAE ablation: the binary VAE change only"),
-                ("geco", "tbh-vae-geco", "TBH-VAE ablation: the GECO continuous VAE change only"),
-                ("none", "tbh-vae-none", "TBH-VAE ablation: neither change (TBH under TBH-VAE's settings)"),
-            )
+            Method(name, TBHVAE, functools.partial(configs.tbh_vae.get_config, ablation=arm), TBH_VAE[arm])
+            for arm, name in configs.tbh_vae.ABLATION_METHODS.items()
         ),
         _baseline(baselines.LSH, "random projections, sign(x W) (Charikar 2002)"),
         _baseline(baselines.PCAH, "PCA then sign"),

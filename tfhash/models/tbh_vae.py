@@ -174,11 +174,11 @@ class TBHVAE(TBH):
 
     def adapt(self, features):
         """Sets the data set size (for the KL estimator) and, unless given, kappa."""
-        features = np.asarray(features, np.float64)
+        features = np.asarray(features, np.float32)
         if self.binary_vae:
             self.dataset_size.assign(float(len(features)))
         if self.geco and self.kappa is None:
-            self.kappa_value.assign(self.kappa_fraction * _spread(features))
+            self.kappa_value.assign(self.kappa_fraction * _spread(tf.constant(features, tf.float32)))
 
     def binary_bottleneck(self, hidden, training=False):
         logits = self.binary_head(hidden)
@@ -265,7 +265,7 @@ class TBHVAE(TBH):
         if self.kappa is None:  # not adapted: set kappa from the first batch
             self.kappa_value.assign(
                 tf.where(
-                    tf.math.is_nan(self.kappa_value), self.kappa_fraction * _spread_tf(x32), self.kappa_value
+                    tf.math.is_nan(self.kappa_value), self.kappa_fraction * _spread(x32), self.kappa_value
                 )
             )
         squared_error = tf.reduce_mean(tf.reduce_sum(tf.square(x32 - x_hat), axis=1))
@@ -299,10 +299,6 @@ class TBHVAE(TBH):
         }
 
 
-def _spread(features):
-    """Mean squared distance of the rows to their mean (NumPy, float64)."""
-    return float(np.mean(np.sum(np.square(features - features.mean(axis=0)), axis=1)))
-
-
-def _spread_tf(x):
+def _spread(x):
+    """Mean squared distance of the rows of x (float32) to their mean."""
     return tf.reduce_mean(tf.reduce_sum(tf.square(x - tf.reduce_mean(x, axis=0)), axis=1))

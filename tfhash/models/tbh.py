@@ -151,21 +151,11 @@ class TBH(HashingModel):
 
     def compute_loss_terms(self, x, training=False):
         out = self.forward(x, training=training)
-        batch = tf.shape(x)[0]
-        real_codes = tf.cast(
-            keras.random.uniform((batch, self.bits), seed=self.seed_generator) < 0.5,
-            self.compute_dtype,
-        )
-        real_bottleneck = keras.random.uniform(
-            (batch, self.continuous_dim), seed=self.seed_generator, dtype=self.compute_dtype
-        )
         terms = tbh_loss_terms(
             x,
             out["x_hat"],
-            self.binary_discriminator(real_codes),
-            self.binary_discriminator(out["codes"]),
-            self.continuous_discriminator(real_bottleneck),
-            self.continuous_discriminator(out["bottleneck"]),
+            *self.binary_discriminator_logits(out["codes"]),  # draws the prior codes first
+            *self.continuous_discriminator_logits(out["bottleneck"]),
         )
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         adversarial = terms["binary_adversarial_loss"] + terms["continuous_adversarial_loss"]
@@ -174,6 +164,16 @@ class TBH(HashingModel):
             "critic": adversarial / replicas,
         }
         return terms, objectives
+
+    def binary_discriminator_logits(self, codes):
+        """(real, fake) logits of the binary discriminator: Bernoulli(0.5) samples vs `codes`."""
+        real = keras.random.uniform(tf.shape(codes), seed=self.seed_generator) < 0.5
+        return self.binary_discriminator(tf.cast(real, self.compute_dtype)), self.binary_discriminator(codes)
+
+    def continuous_discriminator_logits(self, bottleneck):
+        """(real, fake) logits of the continuous discriminator: U(0, 1) samples vs `bottleneck`."""
+        real = keras.random.uniform(tf.shape(bottleneck), seed=self.seed_generator, dtype=self.compute_dtype)
+        return self.continuous_discriminator(real), self.continuous_discriminator(bottleneck)
 
     def get_config(self):
         return {

@@ -218,25 +218,18 @@ class TBHVAE(TBH):
             kl = self.mutual_information_weight * terms["mutual_information"]
             kl += self.beta * terms["total_correlation"] + terms["dimensionwise_kl"]
             means += self.binary_kl_weight * kl
-        else:  # TBH's binary discriminator, with TBH's order of random draws
-            real_codes = tf.cast(
-                keras.random.uniform((tf.shape(x)[0], self.bits), seed=self.seed_generator) < 0.5,
-                self.compute_dtype,
-            )
+        else:  # TBH's binary discriminator, drawn before the continuous one as in TBH
             terms["binary_adversarial_loss"] = adversarial_loss(
-                self.binary_discriminator(real_codes), self.binary_discriminator(out["codes"])
+                *self.binary_discriminator_logits(out["codes"])
             )
             adversarial += terms["binary_adversarial_loss"]
-        real_bottleneck = keras.random.uniform(
-            (tf.shape(x)[0], self.continuous_dim), seed=self.seed_generator, dtype=self.compute_dtype
-        )
         terms["continuous_adversarial_loss"] = adversarial_loss(
-            self.continuous_discriminator(real_bottleneck), self.continuous_discriminator(out["bottleneck"])
+            *self.continuous_discriminator_logits(out["bottleneck"])
         )
         adversarial += terms["continuous_adversarial_loss"]
         terms["reconstruction_loss"] = reconstruction_loss(x, out["x_hat"])
         if self.geco:
-            terms.update(self._geco_terms(x, out))
+            terms.update(self._geco_terms(x, out, 2.0 * terms["reconstruction_loss"] / batch))
             means += terms["continuous_kl"]
             sums += terms["geco_lambda"] * batch * terms["constraint"]
         else:
@@ -260,15 +253,16 @@ class TBHVAE(TBH):
         size = tf.where(self.dataset_size > 0, self.dataset_size, tf.cast(tf.shape(log_q)[0], tf.float32))
         return kl_decomposition(log_q, log_prior, dataset_size=size)
 
-    def _geco_terms(self, x, out):
-        x32, x_hat = tf.cast(x, tf.float32), tf.cast(out["x_hat"], tf.float32)
+    def _geco_terms(self, x, out, squared_error):
+        """`squared_error`: the batch mean of ||x_i - x_hat_i||^2 (twice TBH's reconstruction / batch)."""
         if self.kappa is None:  # not adapted: set kappa from the first batch
             self.kappa_value.assign(
                 tf.where(
-                    tf.math.is_nan(self.kappa_value), self.kappa_fraction * _spread(x32), self.kappa_value
+                    tf.math.is_nan(self.kappa_value),
+                    self.kappa_fraction * _spread(tf.cast(x, tf.float32)),
+                    self.kappa_value,
                 )
             )
-        squared_error = tf.reduce_mean(tf.reduce_sum(tf.square(x32 - x_hat), axis=1))
         return {
             "continuous_kl": gaussian_kl(out["continuous_mean"], out["continuous_log_variance"])
             / tf.cast(tf.shape(x)[0], tf.float32),

@@ -30,7 +30,7 @@ import numpy as np
 
 from tfhash.checks import check_positive_int
 from tfhash.files import write_json, write_text
-from tfhash.registry import get_method, method_names
+from tfhash.registry import check_model_options, get_method, method_names
 from tfhash.train import fit
 
 PRECISION_AT = (10, 20, 50, 100, 200, 500, 1000)
@@ -52,13 +52,16 @@ def cell_name(method, bits, seed):
 
 
 def cell_config(method, bits, data_name, overrides=None, euclidean=False):
-    """The registered config of `method` with the benchmark's curves and, for deep methods,
-    `overrides` ({"train": {...}, "model": {...}}) applied section by section."""
+    """The registered config of `method` with the benchmark's curves and `overrides`
+    ({"train": {...}, "model": {...}}): training settings for deep methods, and each model
+    option that the method has (baselines have no training settings)."""
     config = method.get_config(bits, data_name)
     config["eval"].update({"precision_at": list(PRECISION_AT), "pr_curve": True, "euclidean": euclidean})
+    overrides = overrides or {}
     if not method.is_baseline:
-        for section, values in (overrides or {}).items():
-            config[section].update(values)
+        config["train"].update(overrides.get("train", {}))
+    own = {k: v for k, v in overrides.get("model", {}).items() if k in config["model"]}
+    config["model"].update(own)
     return config
 
 
@@ -86,8 +89,9 @@ def run_benchmark(
         steps: training steps of each deep method (default: its preset's).
         learning_rate, batch_size: the same for every deep method (default:
             each method's preset), e.g. for an ablation under one budget.
-        model_options: constructor arguments set for every deep method (e.g.
-            {"hidden_dim": 512}); each must be one of the method's config keys.
+        model_options: constructor arguments (e.g. {"hidden_dim": 512}), set
+            for every method that has them (a note names the others); a key
+            that no method has fails before anything runs.
         budget_seconds: also stop each deep method's training after this
             many seconds. Baselines ignore both budgets.
         out: results folder.
@@ -107,10 +111,8 @@ def run_benchmark(
         raise ValueError(f"learning_rate must be positive; received {learning_rate!r}")
     if budget_seconds is not None and not budget_seconds > 0:
         raise ValueError(f"budget_seconds must be positive; received {budget_seconds!r}")
-    for method in methods:
-        unknown = set(model_options or {}) - set(method.get_config(bits[0], data.name)["model"])
-        if unknown and not method.is_baseline:
-            raise ValueError(f"{method.name} has no model option {sorted(unknown)}")
+    for name, keys in check_model_options(model_options or {}, methods).items():
+        log(f"note: {name} has no model option {', '.join(keys)}; it runs with its own")
     overrides = {"train": train, "model": dict(model_options or {})}
     cells = [(m, b, s) for b in bits for m in methods for s in seeds]
     os.makedirs(os.path.join(out, "cells"), exist_ok=True)

@@ -11,7 +11,7 @@ class RetrievalEvaluation(keras.callbacks.Callback):
     Sets `logs["val_map_at_all"]`, `logs["val_map_at_<k>"]` and
     `logs["val_precision_radius_<r>"]`, so it must come before
     `keras.callbacks.TensorBoard` in the callback list. The model needs an
-    `encode(features) -> {0, 1} codes` method (every `HashingModel` has one).
+    `encode_split(split) -> {0, 1} codes` method (every `HashingModel` has one).
 
     Args:
         query, database: `tfhash.data.Split`s with labels (carved from the
@@ -34,8 +34,8 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         if (epoch + 1) % self.every and epoch + 1 != self.total_epochs:
             return
         metrics = retrieval_metrics(
-            self.model.encode(self.query.features),
-            self.model.encode(self.database.features),
+            self.model.encode_split(self.query),
+            self.model.encode_split(self.database),
             self.relevance,
             top_k=self.top_k,
             radius=self.radius,

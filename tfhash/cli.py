@@ -7,22 +7,62 @@ import sys
 
 import numpy as np
 
+from tfhash.data.dataset import PROTOCOLS
 from tfhash.models.sgh import VARIANTS as SGH_VARIANTS
-from tfhash.registry import get_method, method_names
+from tfhash.registry import check_model_options, get_method, method_names
 
 
 def _threshold(value):
     return value if value == "uniform" else float(value)
 
 
-def add_data_arguments(parser):
+def add_data_arguments(parser, split_seed_default=0):
     parser.add_argument(
         "--data",
         default="digits",
-        help="digits, a keras.datasets name, or a path to an "
-        "npz / mat file, a TFRecord folder or a cifar-10-batches-py folder (default: digits)",
+        help="digits, a keras.datasets name, or a path to an npz / mat file, a TFRecord folder, "
+        "a cifar-10-batches-py folder or an image folder (one subfolder per class) (default: digits)",
     )
     parser.add_argument("--queries-per-class", type=int, help="queries per class for pooled sources")
+    parser.add_argument(
+        "--split-seed",
+        type=int,
+        default=split_seed_default,
+        help="seed of the query/database split (default: "
+        + ("0, the protocol's)" if split_seed_default == 0 else "the run's, else 0)"),
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default=None if split_seed_default is None else "pooled",
+        help="pooled: per-class queries from the pooled source, label ground truth (default); "
+        "train-test: the source's test part as queries, ground truth the 50 Euclidean nearest "
+        "database items (GMAN's protocol)",
+    )
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="image folders: resize every image to H x W (default: the first file's size)",
+    )
+
+
+def load_data_from_args(args, split_seed=None, protocol=None):
+    """The data set of a command's data flags; `split_seed` / `protocol` fill flags left unset."""
+    from tfhash.data import load_data
+
+    seed = args.split_seed if args.split_seed is not None else (split_seed or 0)
+    data = load_data(
+        args.data,
+        args.queries_per_class,
+        seed=seed,
+        protocol=args.protocol or protocol or "pooled",
+        image_size=args.image_size,
+    )
+    for note in data.notes:
+        print(f"note: {note}")
+    return data
 
 
 def add_train_arguments(parser):
@@ -35,7 +75,22 @@ def add_train_arguments(parser):
     parser.add_argument("--steps-per-epoch", type=int, help="steps between logs, evaluations and checkpoints")
     parser.add_argument("--learning-rate", type=float, help="Adam learning rate of every optimiser")
     parser.add_argument(
-        "--seed", type=int, default=0, help="seed of the split, weights and sampling (default: 0)"
+        "--seed",
+        type=int,
+        default=0,
+        help="model seed: weights, sampling, shuffling (default: 0; the split has --split-seed)",
+    )
+    parser.add_argument(
+        "--labelled-per-class",
+        type=int,
+        help="supervised methods: labelled training items per class, drawn from the database "
+        "(default: 500; 50 on digits)",
+    )
+    add_model_option_argument(parser, "a constructor argument of the method (see `tfhash methods NAME`)")
+    parser.add_argument(
+        "--backbone",
+        help="encoder backbone of methods that have one: mlp (flat features), conv, vgg16, resnet50, "
+        "mobilenetv3small (images); same as --model-option backbone=NAME",
     )
     parser.add_argument("--out", help="output folder (default: saved_models/<method>-<data>-<bits>bit)")
     parser.add_argument(
@@ -73,6 +128,26 @@ def add_train_arguments(parser):
 
 
 MODEL_FLAGS = ("beta", "kappa", "kappa_fraction", "binary_posterior")
+
+
+def add_model_option_argument(parser, help_text):
+    parser.add_argument(
+        "--model-option",
+        action="append",
+        type=_model_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"{help_text}, e.g. hidden_dim=512; VALUE is JSON or a string (repeatable)",
+    )
+
+
+def model_options_from_args(args):
+    options = dict(args.model_option)
+    if getattr(args, "backbone", None):
+        options["backbone"] = args.backbone
+    return options
+
+
 DEEP_ONLY_FLAGS = (
     "batch_size",
     "steps",
@@ -90,9 +165,13 @@ def config_from_args(method, args, data_name):
         raise SystemExit(f"error: --bits must be a positive integer; received {args.bits}")
     method = get_method(method)
     config = method.get_config(args.bits, data_name)
+    options = model_options_from_args(args)
+    check_model_options(options, [method])
+    config["model"].update(options)
     if method.is_baseline:
         ignored = [f"--{k.replace('_', '-')}" for k in DEEP_ONLY_FLAGS if getattr(args, k) is not None]
         ignored += ["--mixed-precision"] * args.mixed_precision + ["--jit-compile"] * args.jit_compile
+        ignored += ["--labelled-per-class"] * (args.labelled_per_class is not None)
         if ignored:
             print(f"note: {method.name} is fitted in closed form; ignoring {' '.join(ignored)}")
         return config
@@ -124,17 +203,23 @@ def data_slug(source):
 
 
 def train_command(args):
-    from tfhash.data import load_data
     from tfhash.train import fit
 
-    data = load_data(args.data, args.queries_per_class, seed=args.seed)
     config = config_from_args(args.method, args, "digits" if args.data == "digits" else data_slug(args.data))
+    data = load_data_from_args(args)
     out = args.out or os.path.join("saved_models", f"{args.method}-{data_slug(args.data)}-{args.bits}bit")
     if args.figure and args.method not in SGH_VARIANTS:
         raise ValueError(
             f"--figure compares SGH and R-SGH reconstructions; {args.method} has no decoder to show"
         )
-    model, record = fit(config, data, out, seed=args.seed, mixed_precision=args.mixed_precision)
+    model, record = fit(
+        config,
+        data,
+        out,
+        seed=args.seed,
+        mixed_precision=args.mixed_precision,
+        labelled_per_class=args.labelled_per_class,
+    )
     print_table(record)
     saved = "model.npz" if get_method(args.method).is_baseline else "export"
     print(f"model: {os.path.join(out, saved)}\nmetrics: {os.path.join(out, 'metrics.json')}")
@@ -188,7 +273,7 @@ def print_table(record):
 def convert_command(args):
     from tfhash.data import load_data, write_tfrecord_folder
 
-    data = load_data(args.source, args.queries_per_class, seed=args.seed)
+    data = load_data(args.source, args.queries_per_class, seed=args.split_seed, protocol=args.protocol)
     write_tfrecord_folder(data, args.out)
     print(f"wrote {len(data.train)} train, {len(data.query)} query items to {args.out}")
 
@@ -227,14 +312,7 @@ def add_bench_arguments(parser):
     )
     parser.add_argument("--learning-rate", type=float, help="Adam learning rate of every deep method")
     parser.add_argument("--batch-size", type=int, help="batch size of every deep method")
-    parser.add_argument(
-        "--model-option",
-        action="append",
-        type=_model_option,
-        default=[],
-        metavar="KEY=VALUE",
-        help="a constructor argument for every deep method, e.g. hidden_dim=512 (repeatable)",
-    )
+    add_model_option_argument(parser, "a constructor argument for every method that has it")
     parser.add_argument("--out", help="results folder (default: runs/bench-<data>)")
     parser.add_argument("--export", action="store_true", help="keep every cell's SavedModel / model.npz")
     parser.add_argument(
@@ -246,12 +324,11 @@ def add_bench_arguments(parser):
 
 def bench_command(args):
     from tfhash.bench import run_benchmark
-    from tfhash.data import load_data
 
     methods = [name for group in args.methods for name in group] if args.methods else None
     for name in methods or ():
         get_method(name)  # unknown names fail before the data is loaded
-    data = load_data(args.data, args.queries_per_class, seed=0)
+    data = load_data_from_args(args)
     out = args.out or os.path.join("runs", f"bench-{data_slug(args.data)}")
     records = run_benchmark(
         data,
@@ -265,7 +342,7 @@ def bench_command(args):
         euclidean=args.euclidean,
         learning_rate=args.learning_rate,
         batch_size=args.batch_size,
-        model_options=dict(args.model_option),
+        model_options=model_options_from_args(args),
     )
     with open(os.path.join(out, "results.md")) as f:
         print("\n" + f.read())
@@ -273,11 +350,22 @@ def bench_command(args):
     return records
 
 
+def run_split(model_path):
+    """(split seed, protocol) recorded by the run that holds `model_path`, or (None, None)."""
+    path = os.path.abspath(model_path)
+    for folder in (path, os.path.dirname(path)):
+        record = os.path.join(folder, "metrics.json")
+        if os.path.isfile(record):
+            with open(record) as f:
+                info = json.load(f)
+            return info.get("split_seed"), info.get("protocol")
+    return None, None
+
+
 def encode_command(args):
-    from tfhash.data import load_data
     from tfhash.serve import encode_source
 
-    data = load_data(args.data, args.queries_per_class, seed=0)
+    data = load_data_from_args(args, *run_split(args.model))
     info = encode_source(args.model, data, args.out, split=args.split)
     print(
         f"wrote {info['items']} {info['bits']}-bit codes "
@@ -308,9 +396,7 @@ def search_command(args):
     index = HammingIndex.load(args.index, backend=args.backend)
     data = None
     if args.data:
-        from tfhash.data import load_data
-
-        data = load_data(args.data, args.queries_per_class, seed=0)
+        data = load_data_from_args(args, *run_split(args.model))
     if args.images:
         image_shape = data.image_shape if data else None
         features = serve.load_images(args.images, encoder.input_dim, image_shape)
@@ -360,7 +446,7 @@ def eval_command(args):
 def add_serve_parsers(sub):
     encode = sub.add_parser("encode", help="encode a data split with a trained model -> codes file")
     encode.add_argument("model", help="a SavedModel folder, a baseline model.npz, or a run folder")
-    add_data_arguments(encode)
+    add_data_arguments(encode, split_seed_default=None)
     encode.add_argument("--split", default="database", help="database (default), query or train")
     encode.add_argument("--out", required=True, help="codes file to write (.npz)")
     index = sub.add_parser("index", help="build a Hamming index from a codes file")
@@ -375,7 +461,7 @@ def add_serve_parsers(sub):
     search = sub.add_parser("search", help="encode queries and search an index -> CSV/JSON (+ a PNG grid)")
     search.add_argument("model", help="the encoder that made the index's codes")
     search.add_argument("index", help="index file from `tfhash index`")
-    add_data_arguments(search)
+    add_data_arguments(search, split_seed_default=None)
     search.set_defaults(data=None)
     search.add_argument("--features", help="queries as a .npy array (n, D) instead of --data's query split")
     search.add_argument(
@@ -404,6 +490,23 @@ def add_serve_parsers(sub):
     evaluate.add_argument("--out", help="also write the metrics as JSON")
 
 
+def methods_command(args):
+    """Lists the methods, or one method's options with their defaults and one line each."""
+    from tfhash.registry import METHODS
+
+    if not args.name:
+        lines = [f"{name:16} {'baseline' if METHODS[name].is_baseline else 'deep':9}{METHODS[name].summary}"
+                 for name in method_names()]  # fmt: skip
+        print("\n".join(lines) + "\n\n`tfhash methods NAME` lists a method's options.")
+        return lines
+    method = get_method(args.name)
+    options = method.options()
+    print(f"{method.name}: {method.summary}\noptions (tfhash train {method.name} --model-option KEY=VALUE):")
+    for key, default, text in options:
+        print(f"  {key}={json.dumps(default)}  {text}")
+    return options
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="tfhash", description="Learning to hash with Keras 3.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -413,11 +516,14 @@ def build_parser():
     bench = sub.add_parser("bench", help="train and evaluate methods x bits x seeds; write a results table")
     add_bench_arguments(bench)
     add_serve_parsers(sub)
+    methods = sub.add_parser("methods", help="list the methods, or one method's options")
+    methods.add_argument("name", nargs="?", help="a method name: list its options and defaults")
     convert = sub.add_parser("convert", help="convert any data source to the TBH TFRecord layout")
     convert.add_argument("source", help="digits, a keras.datasets name, or a path")
     convert.add_argument("out", help="output folder (train.tfrecords, test.tfrecords)")
-    convert.add_argument("--seed", type=int, default=0)
+    convert.add_argument("--split-seed", "--seed", dest="split_seed", type=int, default=0, help="split seed")
     convert.add_argument("--queries-per-class", type=int)
+    convert.add_argument("--protocol", choices=PROTOCOLS, default="pooled")
     return parser
 
 
@@ -434,6 +540,7 @@ def run(argv=None):
         "search": search_command,
         "eval": eval_command,
         "convert": convert_command,
+        "methods": methods_command,
     }
     return commands[args.command](args)
 

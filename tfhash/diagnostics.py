@@ -56,14 +56,15 @@ class BitDiagnostics(keras.callbacks.Callback):
     the per-bit ones-fraction, entropy and redundancy under `log_dir`.
 
     Args:
-        features: a sample of training features (a few thousand rows).
+        sample: a `tfhash.data.Split` of a few thousand training items (or
+            their features as an array), encoded with `model.encode_split`.
         every: epochs between diagnostics (and after the last).
         log_dir: TensorBoard folder for the histograms (None: none).
     """
 
-    def __init__(self, features, every=1, log_dir=None):
+    def __init__(self, sample, every=1, log_dir=None):
         super().__init__()
-        self.features, self.every, self.log_dir = features, max(1, int(every)), log_dir
+        self.sample, self.every, self.log_dir = sample, max(1, int(every)), log_dir
         self.last = None
 
     def on_train_begin(self, logs=None):
@@ -73,7 +74,8 @@ class BitDiagnostics(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every and epoch + 1 != self.total_epochs:
             return
-        self.last = bit_statistics(self.model.encode(self.features))
+        encode = self.model.encode if isinstance(self.sample, np.ndarray) else self.model.encode_split
+        self.last = bit_statistics(encode(self.sample))
         if logs is not None:
             logs.update(summary(self.last))
         if self.writer is not None:

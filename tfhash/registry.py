@@ -8,6 +8,8 @@ the benchmark table.
 
 import dataclasses
 import functools
+import inspect
+import re
 from collections.abc import Callable
 
 from tfhash import baselines, configs
@@ -35,6 +37,13 @@ class Method:
     @property
     def is_baseline(self):
         return issubclass(self.model, baselines.Baseline)
+
+    def options(self):
+        """[(key, default, description)] of the method's model options, from its config and the
+        "Args:" section of its class docstring (the one place each option is described)."""
+        described = argument_descriptions(self.model)
+        defaults = self.get_config(32, "digits")["model"]
+        return [(key, value, described.get(key, "")) for key, value in defaults.items() if key != "bits"]
 
 
 def _baseline(cls, summary):
@@ -79,6 +88,23 @@ METHODS = {
 }
 
 
+def argument_descriptions(cls):
+    """{argument: first sentence of its description} from the "Args:" sections of `cls` and its bases."""
+    found = {}
+    for klass in reversed(inspect.getmro(cls)):
+        doc = inspect.getdoc(klass) or ""
+        section = re.search(r"^Args:\n(.*?)(?:^\S|\Z)", doc, re.S | re.M)
+        if not section:
+            continue
+        for block in re.split(r"^    (?=[a-z_][a-z0-9_, ]*:)", section.group(1), flags=re.M):
+            name, sep, text = block.partition(":")
+            if sep:
+                line = " ".join(text.split())
+                for key in name.split(","):
+                    found[key.strip()] = line.split(". ")[0].rstrip(".")
+    return found
+
+
 def get_method(name):
     """The registered `Method` called `name`; a ValueError lists the valid names otherwise."""
     if name not in METHODS:
@@ -91,3 +117,22 @@ def method_names():
     return [m.name for m in METHODS.values() if not m.is_baseline] + [
         m.name for m in METHODS.values() if m.is_baseline
     ]
+
+
+def check_model_options(options, methods):
+    """Checks `options` ({key: value}) against the model options of `methods`.
+
+    Every key must be an option of at least one of the methods, else a
+    ValueError lists the valid ones. Returns {method name: [keys it does not
+    take]} for the methods that lack some, so that a caller can say so.
+    """
+    keys = {m.name: set(m.get_config(32, "digits")["model"]) - {"bits"} for m in methods}
+    unknown = sorted(set(options) - set().union(*keys.values()))
+    if unknown:
+        names = " / ".join(m.name for m in methods)
+        valid = ", ".join(sorted(set().union(*keys.values())))
+        raise ValueError(
+            f"{names} has no model option {unknown}; valid options: {valid} "
+            "(`tfhash methods NAME` describes them)"
+        )
+    return {name: sorted(set(options) - own) for name, own in keys.items() if set(options) - own}

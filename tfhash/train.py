@@ -1,6 +1,7 @@
 """Training: data -> model -> fit -> evaluate -> export -> metrics.json."""
 
 import contextlib
+import inspect
 import math
 import os
 import time
@@ -10,12 +11,14 @@ import numpy as np
 import tensorflow as tf
 
 from tfhash.callbacks import RetrievalEvaluation
-from tfhash.data import train_dataset, validation_split
+from tfhash.data import batch_dataset, validation_split
 from tfhash.diagnostics import BitDiagnostics, bit_statistics
 from tfhash.diagnostics import summary as bit_summary
 from tfhash.evaluation import euclidean_relevance, label_relevance, retrieval_metrics
 from tfhash.export import export_encoder
 from tfhash.files import write_json
+from tfhash.models import HashingModel
+from tfhash.optimizers import build_role_optimizers
 from tfhash.registry import get_method
 
 
@@ -34,19 +37,28 @@ def dtype_policy(name):
         keras.mixed_precision.set_dtype_policy(previous)
 
 
-def build_model(config, input_dim, seed):
-    """The registered model of `config["method"]`; deep models come compiled."""
+def build_model(config, input_dim, seed, image_shape=None):
+    """The registered model of `config["method"]`; deep models come compiled.
+
+    Args:
+        config: a method config.
+        input_dim: the flat feature width.
+        seed: the model seed.
+        image_shape: one item as an image, (H, W) or (H, W, C), passed (with
+            its channel axis) to models whose constructor takes `image_shape`.
+    """
     method = get_method(config["method"])
     if method.is_baseline:
         return method.model(seed=seed, **config["model"])
-    model = method.model(input_dim=input_dim, seed=seed, **config["model"])
+    kwargs = dict(config["model"])
+    if image_shape is not None and "image_shape" in inspect.signature(method.model).parameters:
+        kwargs.setdefault("image_shape", tuple(image_shape) + (1,) * (len(image_shape) == 2))
+    model = method.model(input_dim=input_dim, seed=seed, **kwargs)
     train_cfg = config["train"]
-    learning_rate = train_cfg["learning_rate"]
-    if train_cfg.get("learning_rate_halving_steps"):
-        learning_rate = keras.optimizers.schedules.ExponentialDecay(
-            learning_rate, train_cfg["learning_rate_halving_steps"], 0.5, staircase=True
-        )
-    model.compile(learning_rate=learning_rate, jit_compile=train_cfg.get("jit_compile", False))
+    model.compile(
+        optimizers=build_role_optimizers(train_cfg, model.roles),
+        jit_compile=train_cfg.get("jit_compile", False),
+    )
     return model
 
 
@@ -61,10 +73,12 @@ def evaluate(model, data, eval_config):
     under `bits_per_bit` (see `tfhash.diagnostics.bit_statistics`). With
     `eval_config["euclidean"]` on labelled data, the same retrieval metrics
     under the Euclidean ground truth (the 50 nearest database items in input
-    space, R-SGH's and GMAN's protocol) are added with a `euclidean_` prefix.
+    space, R-SGH's and GMAN's protocol) are added with a `euclidean_` prefix;
+    the train-test protocol always adds them (without labels, the main
+    metrics are already Euclidean and are repeated under the prefix).
     """
     start = time.perf_counter()
-    query_codes, database_codes = model.encode(data.query.features), model.encode(data.database.features)
+    query_codes, database_codes = encode_split(model, data.query), encode_split(model, data.database)
     rate = (len(data.query) + len(data.database)) / max(time.perf_counter() - start, 1e-9)
     if data.has_labels:
         relevance = label_relevance(data.query.labels, data.database.labels)
@@ -80,10 +94,12 @@ def evaluate(model, data, eval_config):
     metrics = retrieval_metrics(
         query_codes, database_codes, relevance, pr_curve=eval_config.get("pr_curve", False), **options
     )
-    if eval_config.get("euclidean") and data.has_labels:
-        euclidean = euclidean_relevance(data.query.features, data.database.features, k=50)
-        extra = retrieval_metrics(query_codes, database_codes, euclidean, **options)
-        metrics.update({f"euclidean_{key}": value for key, value in extra.items()})
+    if eval_config.get("euclidean") or data.protocol == "train-test":
+        extra = metrics
+        if data.has_labels:
+            euclidean = euclidean_relevance(data.query.features, data.database.features, k=50)
+            extra = retrieval_metrics(query_codes, database_codes, euclidean, **options)
+        metrics.update({f"euclidean_{key}": value for key, value in extra.items() if np.isscalar(value)})
     bits = bit_statistics(database_codes)
     per_bit = {k: np.round(bits[k], 4).tolist() for k in ("ones_fraction", "entropy", "redundancy")}
     return {
@@ -92,6 +108,13 @@ def evaluate(model, data, eval_config):
         "bits_per_bit": per_bit,
         "encode_items_per_second": round(rate, 1),
     }
+
+
+def encode_split(model, split):
+    """{0, 1} codes of a split: an image model reads its uint8 images, anything else its features."""
+    if isinstance(model, HashingModel):
+        return model.encode_split(split)
+    return model.encode(split.features)
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -119,6 +142,7 @@ def fit(
     verbose="auto",
     budget_seconds=None,
     export=True,
+    labelled_per_class=None,
 ):
     """Trains `config["method"]` on `data`, evaluates, exports, writes metrics.json.
 
@@ -132,13 +156,17 @@ def fit(
         config: a method config (`tfhash.registry.get_method(name).get_config(bits, data)`).
         data: a `tfhash.data.RetrievalData`.
         out: output folder.
-        seed: seed of the weights, sampling and shuffling (the split is `data`'s).
+        seed: the model seed: weights, sampling and shuffling (the split and
+            its seed are `data`'s; metrics.json records both).
         mixed_precision: mixed_float16 on GPU, mixed_bfloat16 on CPU (deep methods).
         strategy: a `tf.distribute.Strategy` (deep methods).
         verbose: Keras `fit` verbosity.
         budget_seconds: stop a deep method's training after this many seconds
             (at most `config["train"]["steps"]` steps either way).
         export: write the SavedModel / model.npz.
+        labelled_per_class: size per class of the supervised training subset
+            (`RetrievalData.labelled`; default: the data's, 500 or 50 on
+            digits). Only models that train on labels use it.
 
     Returns:
         (model, record) with record the dict written to metrics.json.
@@ -150,13 +178,16 @@ def fit(
         start = time.time()
         model = build_model(config, data.feature_dim, seed).fit(data.train.features)
         run = {"train_seconds": time.time() - start, "steps": None, "mixed_precision": "float64"}
+        train_split = {"part": "train", "items": len(data.train)}
         metrics = evaluate(model, data, config["eval"])
         if export:
             model.save(os.path.join(out, "model.npz"))
     else:
         policy = mixed_precision_policy() if mixed_precision else None
         with dtype_policy(policy), (strategy or tf.distribute.get_strategy()).scope():
-            model, run = _fit_deep(config, data, out, seed, verbose, budget_seconds)
+            model, run, train_split = _fit_deep(
+                config, data, out, seed, verbose, budget_seconds, labelled_per_class
+            )
             run["mixed_precision"] = policy or "float32"
             metrics = evaluate(model, data, config["eval"])
             if export:
@@ -167,6 +198,10 @@ def fit(
         "data": data.name,
         "bits": model.bits,
         "seed": seed,
+        "split_seed": data.split_seed,
+        "protocol": data.protocol,
+        "queries_per_class": data.queries_per_class,
+        "train_split": train_split,
         **run,
         "train_seconds": round(run["train_seconds"], 2),
         "num_queries": len(data.query),
@@ -183,20 +218,40 @@ def fit(
     return model, record
 
 
-def _fit_deep(config, data, out, seed, verbose, budget_seconds):
+def training_split(model, data, labelled_per_class=None):
+    """(split, description) a deep model trains on: the labelled subset for models that need labels,
+    else the training part; image models need image data."""
+    name = type(model).__name__
+    if model.input_kind == "images":
+        data.require_images(
+            name,
+            "Pass an image source (an npz of uint8 images, a CIFAR-10 folder, an image folder), or "
+            "train on the features with --backbone mlp.",
+        )
+    if not model.needs_labels:
+        return data.train, {"part": "train", "items": len(data.train)}
+    data.require_labels(f"{name} (a supervised method)")
+    split = data.labelled(labelled_per_class)
+    per_class = labelled_per_class or data.labelled_per_class
+    return split, {"part": "labelled", "per_class": per_class, "items": len(split)}
+
+
+def _fit_deep(config, data, out, seed, verbose, budget_seconds, labelled_per_class=None):
     """model.fit with validation retrieval, checkpoints, TensorBoard and an optional time budget."""
     train_cfg = config["train"]
-    model = build_model(config, data.feature_dim, seed)
-    model.adapt(data.train.features)
+    model = build_model(config, data.feature_dim, seed, data.image_shape)
+    train, train_split = training_split(model, data, labelled_per_class)
+    if type(model).adapt is not HashingModel.adapt:  # the float view of images only when asked for
+        model.adapt(train.features)
     batch_size = train_cfg["batch_size"]
-    dataset = train_dataset(data.train.features, batch_size, seed, train_cfg["shuffle_buffer"])
+    dataset = batch_dataset(train, model.batch_keys, batch_size, seed, train_cfg["shuffle_buffer"])
     steps_per_epoch = max(1, min(train_cfg["steps"], train_cfg["steps_per_epoch"]))
     epochs = math.ceil(train_cfg["steps"] / steps_per_epoch)
     callbacks = [TimeBudget(budget_seconds)] if budget_seconds else []
-    sample = data.train.features[np.random.default_rng(seed).permutation(len(data.train))[:2000]]
+    sample = train.subset(np.sort(np.random.default_rng(seed).permutation(len(train))[:2000]))
     callbacks.append(BitDiagnostics(sample, train_cfg["eval_every"], os.path.join(out, "logs", "bits")))
     if data.has_labels:
-        val_query, val_database = validation_split(data.train, train_cfg["validation_size"], seed)
+        val_query, val_database = validation_split(train, train_cfg["validation_size"], seed)
         callbacks.append(RetrievalEvaluation(val_query, val_database, every=train_cfg["eval_every"]))
     callbacks += [
         keras.callbacks.BackupAndRestore(os.path.join(out, "checkpoints")),
@@ -211,5 +266,9 @@ def _fit_deep(config, data, out, seed, verbose, budget_seconds):
         verbose=verbose,
         shuffle=False,
     )
-    steps = int(model.role_optimizers[model.roles[0]].iterations.numpy())
-    return model, {"train_seconds": time.time() - start, "steps": steps, "batch_size": batch_size}
+    run = {
+        "train_seconds": time.time() - start,
+        "steps": int(model.train_steps.numpy()),
+        "batch_size": batch_size,
+    }
+    return model, run, train_split

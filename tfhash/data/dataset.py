@@ -1,30 +1,60 @@
-"""One description of a retrieval data set, and the seeded protocol splits."""
+"""One description of a retrieval data set (`Split`, `RetrievalData`) and its checks."""
 
 import dataclasses
 
 import numpy as np
 
+from tfhash.checks import check_positive_int
 
-@dataclasses.dataclass(frozen=True)
+
 class Split:
     """One part of a retrieval data set.
 
+    A split made of images keeps them as they came (uint8) and builds the
+    flat float32 view that feature methods use on first access (`features`
+    = images / pixel_max, flattened), so image models never pay for it.
+
     Attributes:
-        features: float32 (n, D), finite.
+        features: float32 (n, D), finite (for an image split: the flat view).
         labels: float32 (n, C) one-hot or multi-hot, or None when unlabelled.
         ids: int64 (n,) item ids (pool indices or the ids stored in the file).
+        images: uint8 (n, H, W) grey or (n, H, W, 3) colour, or None.
+        pixel_max: the value of a white pixel in `images` (255; 16 for digits).
     """
 
-    features: np.ndarray
-    labels: np.ndarray | None
-    ids: np.ndarray
+    def __init__(self, features, labels, ids, images=None, pixel_max=255.0):
+        if features is None and images is None:
+            raise ValueError("a Split needs features or images")
+        self._features = features
+        self.labels = labels
+        self.ids = ids
+        self.images = images
+        self.pixel_max = float(pixel_max)
+
+    @property
+    def features(self):
+        if self._features is None:
+            flat = self.images.reshape(len(self.images), -1).astype(np.float32)
+            flat /= self.pixel_max
+            self._features = flat
+        return self._features
+
+    @property
+    def feature_dim(self):
+        source = self.images if self._features is None else self._features
+        return int(np.prod(source.shape[1:]))
 
     def __len__(self):
-        return len(self.features)
+        return len(self.images if self._features is None else self._features)
 
     def subset(self, index):
         labels = None if self.labels is None else self.labels[index]
-        return Split(self.features[index], labels, self.ids[index])
+        features = None if self._features is None else self._features[index]
+        images = None if self.images is None else self.images[index]
+        return Split(features, labels, self.ids[index], images, self.pixel_max)
+
+
+PROTOCOLS = ("pooled", "train-test")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +65,20 @@ class RetrievalData:
         name: where it came from ("digits", a file path, ...).
         train, query, database: `Split`s; `database` may be the same object as
             `train` (unsupervised protocols train on the database).
-        image_shape: shape of one item as an image (for pictures), or None.
+        image_shape: shape of one item as an image ((H, W) grey, (H, W, 3)
+            colour), or None.
+        split_seed: the seed of the split (protocols.md: 0).
+        protocol: "pooled" (queries drawn per class from the pooled source,
+            label ground truth) or "train-test" (the source's test part as
+            queries, its training part as database, ground truth the 50
+            Euclidean nearest database items; GMAN's protocol).
+        queries_per_class: queries drawn per class ("pooled"), or None.
+        labelled_per_class: default size per class of the supervised
+            training subset (`labelled`): 50 for digits, 500 otherwise.
+        rng_state: the split generator's state after the queries were drawn
+            (`labelled` continues from it), or None for a fresh
+            `default_rng(split_seed)`.
+        notes: lines a command prints about how the data was read.
 
     Raises:
         ValueError: on an empty part, mismatched feature or label widths,
@@ -47,12 +90,20 @@ class RetrievalData:
     query: Split
     database: Split
     image_shape: tuple | None = None
+    split_seed: int = 0
+    protocol: str = "pooled"
+    queries_per_class: int | None = None
+    labelled_per_class: int = 500
+    rng_state: dict | None = dataclasses.field(default=None, repr=False)
+    notes: tuple = ()
 
     def __post_init__(self):
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}; received protocol={self.protocol!r}")
         parts = {"train": self.train, "query": self.query, "database": self.database}
         for part, split in parts.items():
             check_split(split, f"{self.name} {part}")
-        widths = {part: s.features.shape[1] for part, s in parts.items()}
+        widths = {part: s.feature_dim for part, s in parts.items()}
         if len(set(widths.values())) > 1:
             raise ValueError(f"{self.name}: feature widths differ between parts: {widths}")
         labelled = {part: s.labels is not None for part, s in parts.items()}
@@ -65,11 +116,15 @@ class RetrievalData:
 
     @property
     def feature_dim(self):
-        return int(self.train.features.shape[1])
+        return self.train.feature_dim
 
     @property
     def has_labels(self):
         return self.train.labels is not None
+
+    @property
+    def has_images(self):
+        return self.train.images is not None
 
     @property
     def num_classes(self):
@@ -80,13 +135,73 @@ class RetrievalData:
         if not self.has_labels:
             raise ValueError(
                 f"{purpose} needs labels, but {self.name} has none. Use a source with labels "
-                "(TFRecord `label`, npz y_train/y_test, mat *_label) or the Euclidean ground truth."
+                "(TFRecord `label`, npz y_train/y_test, mat *_label, an image folder) or the "
+                "Euclidean ground truth."
             )
+
+    def require_images(self, purpose, fix):
+        """Raises a clear error when the data set holds features, not images."""
+        if not self.has_images:
+            raise ValueError(
+                f"{purpose} needs images, but {self.name} holds features (a .mat, TFRecord or "
+                f"feature npz source). {fix}"
+            )
+
+    def labelled(self, per_class=None):
+        """The supervised training subset (protocols.md): `per_class` items per class of the database.
+
+        Drawn class by class (classes in order; an item's class is its
+        first label) with `rng.choice(database items of c, per_class,
+        replace=False)`, `rng` continuing the split's generator after the
+        queries (a fresh `default_rng(split_seed)` for sources with their
+        own query part). The same for every method and model seed, and
+        disjoint from the queries. Returned in database order.
+
+        Raises:
+            ValueError: without labels, or when a class has too few items.
+        """
+        self.require_labels("a supervised method")
+        per_class = check_positive_int("labelled_per_class", per_class or self.labelled_per_class)
+        rng = np.random.default_rng(self.split_seed)
+        if self.rng_state is not None:
+            rng.bit_generator.state = self.rng_state
+        class_ids = self.database.labels.argmax(1)
+        picks = []
+        for c in range(self.num_classes):
+            members = np.flatnonzero(class_ids == c)
+            if len(members) < per_class:
+                raise ValueError(
+                    f"{self.name}: class {c} has {len(members)} database items, fewer than "
+                    f"labelled_per_class={per_class}; lower --labelled-per-class"
+                )
+            picks.append(rng.choice(members, per_class, replace=False))
+        return self.database.subset(np.sort(np.concatenate(picks)))
 
 
 def check_split(split, what):
-    """Validates one split (see `RetrievalData`)."""
-    features = split.features
+    """Validates one split (see `RetrievalData`); an image split is checked without its float view."""
+    if split.images is not None and split._features is None:
+        images = split.images
+        if images.dtype != np.uint8 or images.ndim not in (3, 4):
+            raise ValueError(
+                f"{what}: images must be uint8 (items, H, W) or (items, H, W, 3); "
+                f"got {images.dtype} {images.shape}"
+            )
+        if len(images) == 0:
+            raise ValueError(f"{what}: the split is empty; check the source file and the split sizes")
+    else:
+        _check_features(split.features, what)
+    if split.labels is not None:
+        if split.labels.ndim != 2 or len(split.labels) != len(split):
+            raise ValueError(
+                f"{what}: labels must be (items, classes) with one row per item; "
+                f"got {split.labels.shape} for {len(split)} items"
+            )
+    if len(split.ids) != len(split):
+        raise ValueError(f"{what}: {len(split.ids)} ids for {len(split)} items")
+
+
+def _check_features(features, what):
     if features.ndim != 2:
         raise ValueError(f"{what}: features must be 2-D (items, dim); got shape {features.shape}")
     if len(features) == 0:
@@ -98,14 +213,6 @@ def check_split(split, what):
             f"{what}: {len(rows)} items have NaN or infinite features (first rows {rows[:5].tolist()}); "
             "clean or drop them before hashing"
         )
-    if split.labels is not None:
-        if split.labels.ndim != 2 or len(split.labels) != len(features):
-            raise ValueError(
-                f"{what}: labels must be (items, classes) with one row per item; "
-                f"got {split.labels.shape} for {len(features)} items"
-            )
-    if len(split.ids) != len(features):
-        raise ValueError(f"{what}: {len(split.ids)} ids for {len(features)} items")
 
 
 def one_hot(labels, num_classes=None):
@@ -118,33 +225,6 @@ def one_hot(labels, num_classes=None):
     out = np.zeros((len(labels), num_classes), np.float32)
     out[np.arange(len(labels)), labels] = 1.0
     return out
-
-
-def pool_split(name, features, labels, queries_per_class, seed=0, image_shape=None):
-    """The protocols.md split: per-class queries, database = train = the rest.
-
-    For each class c in order, `rng.choice(indices of c, queries_per_class,
-    replace=False)` with `rng = numpy.random.default_rng(seed)`; the database
-    (and training set) is every other item in pool order.
-    """
-    features = np.asarray(features, np.float32)
-    labels = one_hot(labels)
-    class_ids = labels.argmax(1)
-    rng = np.random.default_rng(seed)
-    queries = []
-    for c in range(labels.shape[1]):
-        members = np.flatnonzero(class_ids == c)
-        if len(members) < queries_per_class:
-            raise ValueError(
-                f"{name}: class {c} has {len(members)} items, fewer than queries_per_class="
-                f"{queries_per_class}; lower queries_per_class"
-            )
-        queries.append(rng.choice(members, queries_per_class, replace=False))
-    query_index = np.concatenate(queries)
-    rest = np.setdiff1d(np.arange(len(features)), query_index)
-    pool = Split(features, labels, np.arange(len(features), dtype=np.int64))
-    database = pool.subset(rest)
-    return RetrievalData(name, database, pool.subset(query_index), database, image_shape)
 
 
 def validation_split(split, size, seed=0):

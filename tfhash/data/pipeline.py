@@ -3,6 +3,15 @@
 import numpy as np
 import tensorflow as tf
 
+BATCH_KEYS = ("features", "images", "labels", "index")
+
+
+def _check_batch_size(n, batch_size):
+    if n < batch_size:
+        raise ValueError(
+            f"the training set has {n} items, fewer than batch_size={batch_size}; lower --batch-size"
+        )
+
 
 def train_dataset(features, batch_size, seed=0, shuffle_buffer=10000, repeat=True):
     """Seeded shuffle -> repeat -> fixed-size batches of float32 features.
@@ -14,13 +23,76 @@ def train_dataset(features, batch_size, seed=0, shuffle_buffer=10000, repeat=Tru
         ValueError: if there are fewer items than one batch.
     """
     features = np.asarray(features, np.float32)
-    if len(features) < batch_size:
-        raise ValueError(
-            f"the training set has {len(features)} items, fewer than batch_size={batch_size}; "
-            "lower --batch-size"
-        )
+    _check_batch_size(len(features), batch_size)
     dataset = tf.data.Dataset.from_tensor_slices(features).cache()
     dataset = dataset.shuffle(min(shuffle_buffer, len(features)), seed=seed, reshuffle_each_iteration=True)
     if repeat:
         dataset = dataset.repeat()
     return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def batch_dataset(split, keys, batch_size, seed=0, shuffle_buffer=10000, repeat=True, augment=None):
+    """Seeded training batches holding exactly what a model declares (`HashingModel.batch_keys`).
+
+    A model that consumes features only gets `train_dataset`'s bare feature
+    batches (the same stream, so seeded figures do not change). Otherwise
+    each batch is a dict with `keys` among:
+
+    - "features": float32 (B, D), the split's flat view;
+    - "images": float32 (B, H, W, C) in [0, 1], made per batch from the
+      split's uint8 images (which stay uint8 in memory; grey gets C = 1);
+    - "labels": float32 (B, classes);
+    - "index": int64 (B,), the item's position in `split`.
+
+    Batches are shuffled with a seeded buffer, repeated, of fixed size
+    (drop_remainder) and prefetched. The data is held in memory already
+    (NumPy arrays), so nothing is cached again.
+
+    Args:
+        split: a `tfhash.data.Split`.
+        keys: the keys to yield, e.g. ("images", "labels").
+        batch_size, seed, shuffle_buffer, repeat: as in `train_dataset`.
+        augment: a callable on a float image batch (B, H, W, C) -> same
+            shape (e.g. `tfhash.data.augmentation`'s layers), or None.
+
+    Raises:
+        ValueError: on an unknown key, a missing part (no images, no
+            labels), or fewer items than one batch.
+    """
+    keys = tuple(keys)
+    unknown = set(keys) - set(BATCH_KEYS)
+    if unknown:
+        raise ValueError(f"unknown batch keys {sorted(unknown)}; valid keys: {', '.join(BATCH_KEYS)}")
+    _check_batch_size(len(split), batch_size)
+    if keys == ("features",) and augment is None:
+        return train_dataset(split.features, batch_size, seed, shuffle_buffer, repeat)
+    arrays = {}
+    for key in keys:
+        if key == "features":
+            arrays[key] = np.asarray(split.features, np.float32)
+        elif key == "images":
+            if split.images is None:
+                raise ValueError("this model trains on images, but the data holds features only")
+            arrays[key] = split.images
+        elif key == "labels":
+            if split.labels is None:
+                raise ValueError("this model trains on labels, but the data has none")
+            arrays[key] = np.asarray(split.labels, np.float32)
+        else:
+            arrays[key] = np.arange(len(split), dtype=np.int64)
+    dataset = tf.data.Dataset.from_tensor_slices(arrays)
+    dataset = dataset.shuffle(min(shuffle_buffer, len(split)), seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        dataset = dataset.repeat()
+    dataset = dataset.batch(batch_size, drop_remainder=True)
+    if "images" in keys:
+        scale = 1.0 / split.pixel_max
+        grey = split.images.ndim == 3
+
+        def to_float(batch):
+            images = tf.cast(batch["images"], tf.float32) * scale
+            images = images[..., None] if grey else images
+            return {**batch, "images": augment(images) if augment else images}
+
+        dataset = dataset.map(to_float, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.prefetch(tf.data.AUTOTUNE)

@@ -1,11 +1,21 @@
-"""Data sources: digits, Keras-layout npz, MATLAB mat, TBH TFRecords, CIFAR-10, keras.datasets."""
+"""Data sources: digits, Keras-layout npz, MATLAB mat, TBH TFRecords, CIFAR-10, image folders, keras.datasets.
 
+Sources made of images (digits, an npz of uint8 images, the CIFAR-10 batch
+folder, an image folder, keras.datasets) keep them as uint8 images; the
+flat [0, 1] float view that feature methods use is `Split.features`.
+Sources made of features (.mat, TFRecord, an npz of 2-D or float arrays)
+stay features. See `tfhash.data.protocols` for the splits.
+"""
+
+import dataclasses
 import os
 import pickle
 
 import numpy as np
 
-from tfhash.data.dataset import RetrievalData, Split, one_hot, pool_split
+from tfhash.data.dataset import RetrievalData, Split, one_hot
+from tfhash.data.images import is_image_folder, read_image_folder
+from tfhash.data.protocols import split_pool
 from tfhash.data.tfrecord import is_tfrecord_folder, load_tfrecord_folder
 
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
@@ -16,26 +26,39 @@ SOURCES = (
     "<file>.mat",
     "<TFRecord folder>",
     "<cifar-10-batches-py folder>",
+    "<image folder: one subfolder per class>",
 )
 
 
-def _scaled(images):
-    """Flattens images to float32 rows; 8-bit data is scaled to [0, 1]."""
+def _pool_items(images):
+    """uint8 images stay images ((n, H, W) grey, (n, H, W, 3) colour); anything else becomes float rows.
+
+    Returns (items, image_shape): 8-bit 2-D data is scaled to [0, 1]; float
+    arrays with more than two axes are flattened and keep their image shape.
+    """
     images = np.asarray(images)
+    if images.ndim == 4 and images.shape[-1] == 1:
+        images = images[..., 0]
+    shape = tuple(images.shape[1:]) if images.ndim > 2 else None
+    if images.dtype == np.uint8 and images.ndim in (3, 4):
+        return images, shape
     rows = images.reshape(len(images), -1).astype(np.float32)
-    return rows / 255.0 if images.dtype == np.uint8 else rows
+    return (rows / 255.0 if images.dtype == np.uint8 else rows), shape
 
 
-def load_digits(queries_per_class=30, seed=0):
+def load_digits(queries_per_class=30, seed=0, protocol="pooled"):
     """scikit-learn's 8x8 digits, split as protocols.md says (features / 16)."""
     from sklearn.datasets import load_digits as sk_digits
 
     bunch = sk_digits()
-    features = (bunch.data / 16.0).astype(np.float32)
-    return pool_split("digits", features, bunch.target, queries_per_class, seed, image_shape=(8, 8))
+    images = bunch.images.astype(np.uint8)  # values 0..16
+    return split_pool(
+        "digits", images, bunch.target, queries_per_class, seed, protocol,
+        image_shape=(8, 8), pixel_max=16.0, labelled_per_class=50,
+    )  # fmt: skip
 
 
-def load_npz(path, queries_per_class=100, seed=0):
+def load_npz(path, queries_per_class=100, seed=0, protocol="pooled"):
     """A Keras-layout npz (x_train, y_train, x_test, y_test), pooled and split."""
     with np.load(path) as f:
         missing = {"x_train", "y_train", "x_test", "y_test"} - set(f.files)
@@ -44,20 +67,24 @@ def load_npz(path, queries_per_class=100, seed=0):
                 f"{path}: expected the Keras load_data layout (x_train, y_train, x_test, y_test); "
                 f"missing {sorted(missing)}, found {f.files}"
             )
-        images = np.concatenate([f["x_train"], f["x_test"]])
+        x_train, x_test = f["x_train"], f["x_test"]
+        images = np.concatenate([x_train, x_test])
         labels = np.concatenate(
             [
-                np.asarray(f["y_train"]).reshape(len(f["x_train"]), -1),
-                np.asarray(f["y_test"]).reshape(len(f["x_test"]), -1),
+                np.asarray(f["y_train"]).reshape(len(x_train), -1),
+                np.asarray(f["y_test"]).reshape(len(x_test), -1),
             ]
         )
-    shape = images.shape[1:] if images.ndim > 2 else None
-    return pool_split(
+    items, shape = _pool_items(images)
+    del images
+    return split_pool(
         str(path),
-        _scaled(images),
+        items,
         labels.squeeze(-1) if labels.shape[1] == 1 else labels,
         queries_per_class,
         seed,
+        protocol,
+        test_start=len(x_train),
         image_shape=shape,
     )
 
@@ -91,8 +118,8 @@ def load_mat(path):
     return RetrievalData(str(path), train, split(mat["test_data"], mat["test_label"]), train)
 
 
-def load_cifar10_folder(path, queries_per_class=100, seed=0):
-    """The CIFAR-10 python batch folder: all 60,000 images pooled and split."""
+def load_cifar10_folder(path, queries_per_class=100, seed=0, protocol="pooled"):
+    """The CIFAR-10 python batch folder: all 60,000 images pooled and split (the test batch last)."""
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     images, labels = [], []
     for name in names:
@@ -103,13 +130,41 @@ def load_cifar10_folder(path, queries_per_class=100, seed=0):
             batch = pickle.load(f, encoding="bytes")
         images.append(np.asarray(batch[b"data"], np.uint8))
         labels.append(np.asarray(batch[b"labels"]))
+    test_start = sum(len(x) for x in images[:-1])
     images = np.concatenate(images).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return pool_split(
-        str(path), _scaled(images), np.concatenate(labels), queries_per_class, seed, (32, 32, 3)
-    )
+    return split_pool(
+        str(path), np.ascontiguousarray(images), np.concatenate(labels), queries_per_class, seed,
+        protocol, test_start=test_start, image_shape=(32, 32, 3),
+    )  # fmt: skip
 
 
-def load_keras_dataset(name, queries_per_class=100, seed=0):
+def load_image_folder(path, queries_per_class=None, seed=0, protocol="pooled", image_size=None):
+    """A folder with one subfolder per class (or train/ and test/ ones), pooled and split.
+
+    Without `queries_per_class`, 100 queries per class, or min(100,
+    smallest class // 2) when a class is too small (the data's `notes` say so).
+    """
+    folder = read_image_folder(path, image_size)
+    counts = np.bincount(folder.class_ids, minlength=len(folder.class_names))
+    notes = [
+        f"read {len(folder.class_ids)} images of shape {folder.images.shape[1:]} in "
+        f"{len(folder.class_names)} classes from {path}"
+    ]
+    if queries_per_class is None:
+        queries_per_class = 100
+        if protocol == "pooled" and counts.min() < 2 * queries_per_class:
+            queries_per_class = max(1, min(100, int(counts.min()) // 2))
+            notes.append(
+                f"the smallest class has {counts.min()} images: {queries_per_class} queries per class "
+                "(--queries-per-class to change)"
+            )
+    return split_pool(
+        str(path), folder.images, folder.class_ids, queries_per_class, seed, protocol,
+        test_start=folder.test_start, image_shape=folder.images.shape[1:], notes=notes,
+    )  # fmt: skip
+
+
+def load_keras_dataset(name, queries_per_class=100, seed=0, protocol="pooled"):
     """A `keras.datasets` name; needs the network or Keras' download cache."""
     import keras
 
@@ -120,42 +175,59 @@ def load_keras_dataset(name, queries_per_class=100, seed=0):
             f"could not load keras.datasets.{name} ({type(err).__name__}: {err}). Offline? "
             f"Pass a local file instead, e.g. --data path/to/{name}.npz (Keras layout)."
         ) from None
-    images = np.concatenate([x_train, x_test])
+    items, shape = _pool_items(np.concatenate([x_train, x_test]))
     labels = np.concatenate([y_train.reshape(-1), y_test.reshape(-1)])
-    return pool_split(name, _scaled(images), labels, queries_per_class, seed, images.shape[1:])
+    return split_pool(
+        name, items, labels, queries_per_class, seed, protocol, test_start=len(x_train), image_shape=shape
+    )
 
 
-def load_data(source, queries_per_class=None, seed=0):
+def load_data(source, queries_per_class=None, seed=0, protocol="pooled", image_size=None):
     """Loads any supported source into a `RetrievalData` (see `SOURCES`).
 
     Args:
         source: "digits", a keras.datasets name, or a path to an npz / mat file,
-            a TFRecord folder or a cifar-10-batches-py folder.
+            a TFRecord folder, a cifar-10-batches-py folder or an image folder.
         queries_per_class: queries drawn per class for pooled sources (default
             30 for digits, 100 otherwise, as protocols.md says).
-        seed: seed of the split.
+        seed: seed of the split (the split seed, not a model's).
+        protocol: "pooled" or "train-test" (`tfhash.data.protocols`). Sources
+            with their own query part (.mat, TFRecord) keep it under both;
+            "train-test" switches their ground truth to the Euclidean one.
+        image_size: (H, W) that an image folder's images are resized to
+            (default: the first file's size).
     """
     source = str(source)
     pooled = {} if queries_per_class is None else {"queries_per_class": queries_per_class}
+    common = {"seed": seed, "protocol": protocol, **pooled}
+    if image_size is not None and not (os.path.isdir(source) and is_image_folder(source)):
+        raise ValueError(f"--image-size applies to image folders; {source} is not one")
     if source == "digits":
-        return load_digits(seed=seed, **pooled)
+        return load_digits(**common)
     if source in KERAS_DATASETS:
-        return load_keras_dataset(source, seed=seed, **pooled)
+        return load_keras_dataset(source, **common)
     if os.path.isdir(source):
         if is_tfrecord_folder(source):
-            return load_tfrecord_folder(source)
+            return _own_split(load_tfrecord_folder(source), seed, protocol)
         if os.path.exists(os.path.join(source, "data_batch_1")):
-            return load_cifar10_folder(source, seed=seed, **pooled)
+            return load_cifar10_folder(source, **common)
+        if is_image_folder(source):
+            return load_image_folder(source, image_size=image_size, **common)
         raise ValueError(
-            f"{source} is a folder but neither a TFRecord folder (train.tfrecords, "
-            "test.tfrecords) nor a cifar-10-batches-py folder"
+            f"{source} is a folder but neither a TFRecord folder (train.tfrecords, test.tfrecords), "
+            "a cifar-10-batches-py folder, nor an image folder (one subfolder of PNG/JPEG files per class)"
         )
     if os.path.isfile(source):
         if source.endswith(".npz"):
-            return load_npz(source, seed=seed, **pooled)
+            return load_npz(source, **common)
         if source.endswith(".mat"):
-            return load_mat(source)
+            return _own_split(load_mat(source), seed, protocol)
         raise ValueError(f"{source}: unknown file type; expected .npz or .mat (or a folder)")
     raise ValueError(
         f"unknown data source {source!r}: not a file or folder; valid sources: {', '.join(SOURCES)}"
     )
+
+
+def _own_split(data, seed, protocol):
+    """A source with its own query part: the protocol only sets the ground truth and the split seed."""
+    return dataclasses.replace(data, split_seed=seed, protocol=protocol)

@@ -1,8 +1,9 @@
-"""The shared skeleton of tfhash models: role optimisers, train_step, trackers."""
+"""The shared skeleton of tfhash models: role optimisers, gates, batches, train_step, trackers."""
 
 import keras
 import numpy as np
 import tensorflow as tf
+from keras import ops
 
 from tfhash.checks import check_features, check_positive_int
 
@@ -10,13 +11,31 @@ from tfhash.checks import check_features, check_positive_int
 class HashingModel(keras.Model):
     """Base class: a model with one optimiser per role and a shared train_step.
 
-    Subclasses define `roles`, `loss_names`, `role_variables(role)`,
-    `compute_loss_terms(x, training) -> (terms, objectives)` and `call(x)`
-    (inference: {0, 1} codes). `terms` are the logged loss values (plus any
-    tensors `after_gradients` needs); each `objectives[role]` is what that
-    role's optimiser minimises (already scaled for the replica count).
+    Subclasses define `roles` (any number: TBH has two, GAN-style methods
+    three), `loss_names`, `role_variables(role)`, `compute_loss_terms(inputs,
+    training) -> (terms, objectives)` and `call(x)` (inference: {0, 1}
+    codes). `terms` are the logged loss values (plus any tensors
+    `after_gradients` or `role_gates` need); each `objectives[role]` is what
+    that role's optimiser minimises (already scaled for the replica count).
+
+    What a training batch holds is declared by the model (`batch_keys`):
+    its input, "features" (flat float32) or "images" (float32 (B, H, W, C)
+    in [0, 1]; `input_kind`), then "labels" when `needs_labels`, then
+    "index" (the item's int64 position in the training split) when
+    `needs_index`. `tfhash.data.batch_dataset` yields exactly these keys.
+    `compute_loss_terms` receives the input tensor itself when the model
+    declares its input only, and the dict otherwise.
+
     Optional hooks: `adapt(features)` (data-derived initial values, called
-    by `tfhash.train.fit` before training) and `after_gradients(terms)`.
+    by `tfhash.train.fit` before training), `after_gradients(terms)` and
+    `role_gates(terms) -> {role: bool scalar}`: a role whose gate is False
+    in a step applies nothing that step (its variables, its optimiser's
+    slots and its step count stay as they are; Adam given zero gradients
+    would still move the weights).
+
+    `train_steps` counts training steps for the model as a whole (a
+    non-trainable int64 variable: checkpointed, restored and exported),
+    whatever the gates did; `steps` in metrics.json is read from it.
 
     Args:
         input_dim: feature width the model accepts.
@@ -26,6 +45,9 @@ class HashingModel(keras.Model):
 
     roles = ()
     loss_names = ()
+    input_kind = "features"
+    needs_labels = False
+    needs_index = False
 
     def __init__(self, input_dim, bits, seed=None, **kwargs):
         super().__init__(**kwargs)
@@ -35,6 +57,19 @@ class HashingModel(keras.Model):
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_names}
         self.role_optimizers = {}
+        self.train_steps = self.add_weight(
+            name="train_steps",
+            shape=(),
+            dtype="int64",
+            initializer="zeros",
+            trainable=False,
+            aggregation="only_first_replica",
+        )
+
+    @property
+    def batch_keys(self):
+        """What `train_step` consumes, in order: the input kind, then "labels", "index" if needed."""
+        return (self.input_kind, *("labels",) * self.needs_labels, *("index",) * self.needs_index)
 
     @property
     def metrics(self):
@@ -44,7 +79,8 @@ class HashingModel(keras.Model):
         """Sets one optimiser per role (default: Adam(learning_rate) each).
 
         Args:
-            optimizers: dict role -> optimizer, e.g. {"actor": ..., "critic": ...}.
+            optimizers: dict role -> optimizer, e.g. {"actor": ..., "critic": ...}
+                (`tfhash.optimizers.build_role_optimizers` makes them from a config).
             learning_rate: learning rate of the default Adam optimisers.
             **kwargs: passed to `keras.Model.compile` (e.g. `jit_compile`).
         """
@@ -72,19 +108,63 @@ class HashingModel(keras.Model):
         raise NotImplementedError
 
     def train_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        inputs = self.unpack_batch(data)
         if not self.role_optimizers:
             raise RuntimeError(f"call {type(self).__name__}.compile() before fit()")
         with tf.GradientTape(persistent=True) as tape:
-            terms, objectives = self.compute_loss_terms(x, training=True)
+            terms, objectives = self.compute_loss_terms(inputs, training=True)
             scaled = {r: self.role_optimizers[r].scale_loss(objectives[r]) for r in self.roles}
+        gates = self.role_gates(terms)
         for role in self.roles:
             variables = self.role_variables(role)
             grads = tape.gradient(scaled[role], variables)
-            self.role_optimizers[role].apply(grads, variables)
+            optimizer = self.role_optimizers[role]
+            if role in gates:
+                tf.cond(
+                    tf.cast(gates[role], tf.bool),
+                    lambda o=optimizer, g=grads, v=variables: self._apply(o, g, v),
+                    tf.no_op,
+                )
+            else:
+                optimizer.apply(grads, variables)
         del tape
         self.after_gradients(terms)
+        self.train_steps.assign_add(1)
         return self._update_trackers(terms)
+
+    @staticmethod
+    def _apply(optimizer, grads, variables):
+        optimizer.apply(grads, variables)
+        return tf.no_op()
+
+    def unpack_batch(self, data):
+        """A pipeline batch -> what `compute_loss_terms` takes (see the class docstring).
+
+        Accepts the dict of `tfhash.data.batch_dataset`, or a bare feature
+        tensor / (x, y) tuple for a model that consumes features only.
+
+        Raises:
+            ValueError: when the batch lacks a declared key.
+        """
+        keys = self.batch_keys
+        if not isinstance(data, dict):
+            x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+            if keys != ("features",):
+                raise ValueError(
+                    f"{type(self).__name__} trains on batches with {keys}; build them with "
+                    "tfhash.data.batch_dataset(split, model.batch_keys, ...)"
+                )
+            return x
+        missing = [key for key in keys if key not in data]
+        if missing:
+            raise ValueError(
+                f"{type(self).__name__} needs {missing} in every batch; the batch holds {sorted(data)}"
+            )
+        return data[keys[0]] if len(keys) == 1 else {key: data[key] for key in keys}
+
+    def role_gates(self, terms):
+        """{role: bool scalar}: roles that step only when their gate is True this step (default: none)."""
+        return {}
 
     def after_gradients(self, terms):
         """Called in `train_step` after every optimiser has stepped (e.g. closed-form updates)."""
@@ -93,8 +173,7 @@ class HashingModel(keras.Model):
         """Sets data-derived initial values from training features (NumPy); default: nothing."""
 
     def test_step(self, data):
-        x, _, _ = keras.utils.unpack_x_y_sample_weight(data)
-        terms, _ = self.compute_loss_terms(x, training=False)
+        terms, _ = self.compute_loss_terms(self.unpack_batch(data), training=False)
         return self._update_trackers(terms)
 
     def _update_trackers(self, terms):
@@ -103,15 +182,49 @@ class HashingModel(keras.Model):
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     def encode(self, features, batch_size=1024):
-        """Encodes a NumPy feature array to {0, 1} uint8 codes (n, bits)."""
+        """Encodes a NumPy feature array to {0, 1} uint8 codes (n, bits).
+
+        Image models take the flat view (n, H * W * C) of [0, 1] images and
+        reshape it inside, as their SavedModel's `features` signature does.
+        """
         features = check_features(features, self.input_dim, type(self).__name__).astype(np.float32)
+        return self._encode_batches(features, batch_size, lambda chunk: self.model_input(chunk))
+
+    def encode_images(self, images, pixel_max=255.0, batch_size=1024):
+        """Encodes uint8 images (n, H, W[, C]) of an image model; the float view is made per batch."""
+        if self.input_kind != "images":
+            raise ValueError(f"{type(self).__name__} takes features, not images; call encode(features)")
+        images = np.asarray(images)
+        if images.shape[1:] not in (tuple(self.image_shape), tuple(self.image_shape[:2])):
+            raise ValueError(
+                f"{type(self).__name__} takes images of shape {tuple(self.image_shape)}; "
+                f"received {images.shape[1:]}. Resize them as in training."
+            )
+        scale = np.float32(1.0 / pixel_max)
+        return self._encode_batches(
+            images, batch_size, lambda chunk: chunk.astype(np.float32).reshape(-1, *self.image_shape) * scale
+        )
+
+    def _encode_batches(self, items, batch_size, prepare):
         codes = [
-            np.asarray(self(features[i : i + batch_size], training=False))
-            for i in range(0, len(features), batch_size)
+            np.asarray(self(prepare(items[i : i + batch_size]), training=False))
+            for i in range(0, len(items), batch_size)
         ]
         if not codes:
             return np.zeros((0, self.bits), np.uint8)
         return np.concatenate(codes).round().astype(np.uint8)
+
+    def model_input(self, features):
+        """Flat features (B, input_dim) -> what `call` takes: images reshape to (B, H, W, C)."""
+        if self.input_kind == "images":
+            return ops.reshape(features, (-1, *self.image_shape))
+        return features
+
+    def encode_split(self, split, batch_size=1024):
+        """Codes of a `tfhash.data.Split`: an image model reads its uint8 images, others its features."""
+        if self.input_kind == "images" and getattr(split, "images", None) is not None:
+            return self.encode_images(split.images, split.pixel_max, batch_size)
+        return self.encode(split.features, batch_size)
 
     def get_config(self):
         base = {k: v for k, v in super().get_config().items() if k in ("name", "trainable", "dtype")}

@@ -1,0 +1,84 @@
+"""Optimisers by config: one per role, Adam or SGD, with a step-wise learning-rate schedule.
+
+A training config (`config["train"]`) describes its optimisers with these keys:
+
+- `learning_rate` (required): the base learning rate.
+- `optimizer`: "adam" (default) or "sgd".
+- `momentum` (SGD, default 0.0) and `weight_decay` (decoupled, as Keras
+  applies it; default None: none).
+- `learning_rate_halving_steps`: multiply the learning rate by
+  `learning_rate_decay_factor` (default 0.5) every this many steps of the
+  role's optimiser (a staircase; HashNet's solver halves it every 2,000).
+- `learning_rate_multipliers`: {role: factor}, e.g. {"hash_layer": 10.0}:
+  the role's learning rate is the base one times the factor (HashNet trains
+  its new layer at 10x the pretrained network's rate).
+- `optimizers`: {role: {key: value}}: any key above, for one role only.
+
+The schedule counts the role's own optimiser steps; a role that a gate
+skipped (`HashingModel.role_gates`) does not advance its schedule.
+"""
+
+import keras
+
+OPTIMIZERS = ("adam", "sgd")
+OPTIMIZER_KEYS = (
+    "learning_rate",
+    "optimizer",
+    "momentum",
+    "weight_decay",
+    "learning_rate_halving_steps",
+    "learning_rate_decay_factor",
+)
+
+
+def role_settings(train_config, role):
+    """The optimiser settings of `role`: the shared keys, then the role's own (`optimizers[role]`)."""
+    settings = {key: train_config[key] for key in OPTIMIZER_KEYS if train_config.get(key) is not None}
+    own = dict((train_config.get("optimizers") or {}).get(role) or {})
+    unknown = set(own) - set(OPTIMIZER_KEYS)
+    if unknown:
+        raise ValueError(
+            f"optimizers[{role!r}] has unknown keys {sorted(unknown)}; "
+            f"valid keys: {', '.join(OPTIMIZER_KEYS)}"
+        )
+    settings.update(own)
+    multiplier = (train_config.get("learning_rate_multipliers") or {}).get(role, 1.0)
+    settings["learning_rate"] = settings["learning_rate"] * float(multiplier)
+    return settings
+
+
+def build_optimizer(settings, name=None):
+    """A Keras optimiser from one role's settings (see the module docstring).
+
+    Raises:
+        ValueError: on an unknown optimiser name, a non-positive learning
+            rate or schedule length, or momentum outside [0, 1).
+    """
+    kind = settings.get("optimizer", "adam")
+    if kind not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}; received optimizer={kind!r}")
+    learning_rate = settings["learning_rate"]
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate must be positive; received learning_rate={learning_rate!r}")
+    halving = settings.get("learning_rate_halving_steps")
+    if halving:
+        if not halving > 0:
+            raise ValueError(f"learning_rate_halving_steps must be positive; received {halving!r}")
+        factor = settings.get("learning_rate_decay_factor", 0.5)
+        learning_rate = keras.optimizers.schedules.ExponentialDecay(
+            learning_rate, halving, factor, staircase=True
+        )
+    weight_decay = settings.get("weight_decay") or None
+    if kind == "adam":
+        return keras.optimizers.Adam(learning_rate, weight_decay=weight_decay, name=name and f"{name}_adam")
+    momentum = float(settings.get("momentum", 0.0))
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum must be in [0, 1); received momentum={momentum!r}")
+    return keras.optimizers.SGD(
+        learning_rate, momentum=momentum, weight_decay=weight_decay, name=name and f"{name}_sgd"
+    )
+
+
+def build_role_optimizers(train_config, roles):
+    """{role: optimiser} for every role, from a training config."""
+    return {role: build_optimizer(role_settings(train_config, role), name=role) for role in roles}

@@ -23,13 +23,17 @@ def pack_codes_tf(codes):
     return tf.cast(tf.reduce_sum(grouped * weights, axis=-1), tf.uint8)
 
 
-def export_encoder(model, path):
+def export_encoder(model, path, pixel_max=255.0):
     """Writes `model`'s encoder as a SavedModel at `path`, atomically.
 
-    The archive has one endpoint, `encode` (also `serving_default`): input
-    `features` float32 (None, input_dim); outputs `codes` uint8 (None, bits)
-    in {0, 1} and `packed_codes` uint8 (None, ceil(bits / 8)). It loads with
-    `tf.saved_model.load` alone; tfhash need not be installed.
+    The archive's endpoint `encode` (also `serving_default`) takes
+    `features` float32 (None, input_dim) and returns `codes` uint8 (None,
+    bits) in {0, 1} and `packed_codes` uint8 (None, ceil(bits / 8)). An
+    image model (`input_kind == "images"`) reshapes the flat features
+    inside, and has a second endpoint, `images`: uint8 (None, H, W, C)
+    images, divided by `pixel_max` (255; 16 for digits), with the same
+    outputs. It loads with `tf.saved_model.load` alone; tfhash need not be
+    installed.
 
     The SavedModel is written to a temporary sibling folder and renamed into
     place, so an interrupted export never leaves a half-written `path`.
@@ -37,12 +41,22 @@ def export_encoder(model, path):
     archive = keras.export.ExportArchive()
     archive.track(model)
 
-    def encode(features):
-        codes = tf.cast(tf.round(tf.cast(model(features, training=False), tf.float32)), tf.uint8)
+    def outputs(inputs):
+        codes = tf.cast(tf.round(tf.cast(model(inputs, training=False), tf.float32)), tf.uint8)
         return {"codes": codes, "packed_codes": pack_codes_tf(codes)}
+
+    def encode(features):
+        return outputs(model.model_input(features))
 
     spec = tf.TensorSpec((None, model.input_dim), tf.float32, name="features")
     archive.add_endpoint("encode", encode, input_signature=[spec])
+    if model.input_kind == "images":
+
+        def encode_images(images):
+            return outputs(tf.cast(images, tf.float32) * (1.0 / pixel_max))
+
+        image_spec = tf.TensorSpec((None, *model.image_shape), tf.uint8, name="images")
+        archive.add_endpoint("images", encode_images, input_signature=[image_spec])
     path = os.path.abspath(path)
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)

@@ -191,7 +191,7 @@ def fit(
             run["mixed_precision"] = policy or "float32"
             metrics = evaluate(model, data, config["eval"])
             if export:
-                export_encoder(model, os.path.join(out, "export"))
+                export_encoder(model, os.path.join(out, "export"), data.train.pixel_max)
     curves = {k: np.asarray(metrics.pop(k)).tolist() for k in ("pr_precision", "pr_recall") if k in metrics}
     record = {
         "method": config["method"],
@@ -218,16 +218,20 @@ def fit(
     return model, record
 
 
-def training_split(model, data, labelled_per_class=None):
-    """(split, description) a deep model trains on: the labelled subset for models that need labels,
-    else the training part; image models need image data."""
-    name = type(model).__name__
-    if model.input_kind == "images":
+def require_inputs(model_class, options, data):
+    """Fails before anything is built when an image model is given features."""
+    if model_class.takes_images(options):
         data.require_images(
-            name,
+            model_class.__name__,
             "Pass an image source (an npz of uint8 images, a CIFAR-10 folder, an image folder), or "
             "train on the features with --backbone mlp.",
         )
+
+
+def training_split(model, data, labelled_per_class=None):
+    """(split, description) a deep model trains on: the labelled subset for models that need labels,
+    else the training part."""
+    name = type(model).__name__
     if not model.needs_labels:
         return data.train, {"part": "train", "items": len(data.train)}
     data.require_labels(f"{name} (a supervised method)")
@@ -239,6 +243,7 @@ def training_split(model, data, labelled_per_class=None):
 def _fit_deep(config, data, out, seed, verbose, budget_seconds, labelled_per_class=None):
     """model.fit with validation retrieval, checkpoints, TensorBoard and an optional time budget."""
     train_cfg = config["train"]
+    require_inputs(get_method(config["method"]).model, config["model"], data)
     model = build_model(config, data.feature_dim, seed, data.image_shape)
     train, train_split = training_split(model, data, labelled_per_class)
     if type(model).adapt is not HashingModel.adapt:  # the float view of images only when asked for

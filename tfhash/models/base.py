@@ -66,6 +66,15 @@ class HashingModel(keras.Model):
             aggregation="only_first_replica",
         )
 
+    @classmethod
+    def takes_images(cls, options):
+        """Whether a model built with `options` (its config's "model" section) trains on images.
+
+        `tfhash.train` asks before building the model, so that image data
+        is required up front; models with image backbones override it.
+        """
+        return cls.input_kind == "images"
+
     @property
     def batch_keys(self):
         """What `train_step` consumes, in order: the input kind, then "labels", "index" if needed."""

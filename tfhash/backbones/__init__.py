@@ -1,0 +1,60 @@
+"""Feature extractors that hashing models put their heads on: flat-feature MLPs and image networks.
+
+Every backbone exposes `output_dim` (the width of its flat output) and `input_kind`
+("features" for inputs (batch, D), "images" for float images (batch, H, W, C) in [0, 1]).
+"""
+
+from tfhash.backbones.applications import NETWORKS, ApplicationBackbone
+from tfhash.backbones.conv import ConvDecoder, ConvEncoder
+from tfhash.backbones.mlp import MLP
+
+BACKBONES = ("mlp", "conv", *NETWORKS)
+
+
+def build_backbone(name, input_shape, seed=None, **options):
+    """Builds the backbone `name` for items of shape `input_shape`, weights created.
+
+    Args:
+        name: one of `BACKBONES`: "mlp", "conv", "vgg16", "resnet50", "mobilenetv3small".
+        input_shape: shape of one item without the batch axis: (D,) for "mlp",
+            (H, W, C) for the image backbones.
+        seed: seeds the initialisers of "mlp" and "conv". keras.applications networks have
+            no per-layer seed, so the application backbones ignore it (use
+            `keras.utils.set_random_seed` for a reproducible random initialisation).
+        **options: constructor arguments of `MLP`, `ConvEncoder` or `ApplicationBackbone`
+            (e.g. `units=(1024, 512)`, `filters=(32, 64)`, `weights="imagenet"`, `freeze=True`).
+
+    Returns:
+        a built `keras.layers.Layer` with `output_dim` and `input_kind`.
+
+    Raises:
+        ValueError: for an unknown name, an input shape of the wrong rank, or bad options.
+    """
+    if name not in BACKBONES:
+        raise ValueError(f"Unknown backbone {name!r}; valid names: {', '.join(BACKBONES)}")
+    input_shape = tuple(input_shape)
+    rank = 1 if name == "mlp" else 3
+    if len(input_shape) != rank:
+        expected = "(D,)" if name == "mlp" else "(H, W, C)"
+        raise ValueError(
+            f"backbone {name!r} takes input_shape={expected} (one item, no batch axis); "
+            f"received input_shape={input_shape!r}"
+        )
+    if name == "mlp":
+        backbone = MLP(seed=seed, **options)
+    elif name == "conv":
+        backbone = ConvEncoder(seed=seed, **options)
+    else:
+        backbone = ApplicationBackbone(network=name, input_shape=input_shape, **options)
+    backbone.build((None, *input_shape))
+    return backbone
+
+
+__all__ = [
+    "BACKBONES",
+    "MLP",
+    "ApplicationBackbone",
+    "ConvDecoder",
+    "ConvEncoder",
+    "build_backbone",
+]

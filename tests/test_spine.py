@@ -167,9 +167,13 @@ class RoleGateTest:
         state_before = [v.numpy().copy() for v in head_opt.variables]
         backbone_before = [v.numpy().copy() for v in model.backbone.trainable_variables]
         model.fit(batch_dataset(digits.train, model.batch_keys, 32), steps_per_epoch=3, epochs=1, verbose=0)
-        assert all(np.array_equal(a, v.numpy()) for a, v in zip(head_before, model.head.trainable_variables))
+        assert all(
+            np.array_equal(a, v.numpy())
+            for a, v in zip(head_before, model.head.trainable_variables, strict=True)
+        )
         assert not any(
-            np.array_equal(a, v.numpy()) for a, v in zip(backbone_before, model.backbone.trainable_variables)
+            np.array_equal(a, v.numpy())
+            for a, v in zip(backbone_before, model.backbone.trainable_variables, strict=True)
         )
         assert int(head_opt.iterations) == 0 and int(model.train_steps) == 3
         assert all(
@@ -371,8 +375,8 @@ class ModelOptionTest:
 
     def test_bench_applies_options_where_they_exist_and_says_where_not(self, tmp_path, capsys):
         cli.run(
-            ["bench", "--methods", "itq", "lsh", "--bits", "8", "--seeds", "0", "--model-option", "iterations=2",
-             "--out", str(tmp_path / "b")]
+            ["bench", "--methods", "itq", "lsh", "--bits", "8", "--seeds", "0",
+             "--model-option", "iterations=2", "--out", str(tmp_path / "b")]
         )  # fmt: skip
         assert "note: lsh has no model option iterations" in capsys.readouterr().out
         cell = json.loads((tmp_path / "b" / "cells" / "itq-8bit-seed0" / "metrics.json").read_text())

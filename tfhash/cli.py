@@ -490,6 +490,42 @@ def add_serve_parsers(sub):
     evaluate.add_argument("--out", help="also write the metrics as JSON")
 
 
+def features_command(args):
+    """Runs a source's images through a pretrained backbone; writes a feature npz (or TFRecords)."""
+    from tfhash import features
+    from tfhash.train import dtype_policy, mixed_precision_policy
+
+    if args.batch_size <= 0:
+        raise ValueError(f"--batch-size must be a positive integer; received {args.batch_size}")
+    args.data = args.source
+    if args.format == "npz" and args.queries_per_class is None:
+        args.queries_per_class = 1  # the npz is in pool order: no split decides anything in it
+    data = load_data_from_args(args)
+    weights = None if args.weights == "none" else args.weights
+    policy = mixed_precision_policy() if args.mixed_precision else None
+    with dtype_policy(policy):
+        values, labels, ids, seconds = features.extract(
+            data, args.backbone, weights, args.input_size, args.batch_size, progress=not args.quiet
+        )
+    meta = {
+        "source": data.name,
+        "backbone": args.backbone,
+        "weights": args.weights,
+        "input_size": args.input_size,
+        "precision": policy or "float32",
+        "images_per_second": round(len(values) / seconds, 1),
+    }
+    if args.format == "tfrecord":
+        features.write_feature_tfrecords(data, values, args.out)
+    else:
+        features.write_features(data, values, labels, ids, args.out, meta)
+    print(
+        f"wrote {values.shape[0]} x {values.shape[1]} {args.backbone} features of {data.name} to {args.out} "
+        f"({meta['images_per_second']:,.1f} images/s, {meta['precision']})"
+    )
+    return meta
+
+
 def methods_command(args):
     """Lists the methods, or one method's options with their defaults and one line each."""
     from tfhash.registry import METHODS
@@ -516,6 +552,39 @@ def build_parser():
     bench = sub.add_parser("bench", help="train and evaluate methods x bits x seeds; write a results table")
     add_bench_arguments(bench)
     add_serve_parsers(sub)
+    feats = sub.add_parser(
+        "features", help="images -> deep features of a pretrained backbone (a feature npz)"
+    )
+    feats.add_argument("source", help="an image source: digits, an npz of images, a CIFAR-10 or image folder")
+    feats.add_argument(
+        "--backbone", default="vgg16", help="vgg16 (fc7, 4096-d; default), resnet50, mobilenetv3small"
+    )
+    feats.add_argument(
+        "--weights",
+        default="imagenet",
+        help="imagenet (from Keras' cache; never downloaded), a weights file, or none (random)",
+    )
+    feats.add_argument("--input-size", type=int, default=224, help="images are resized to this side (224)")
+    feats.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: 64)")
+    feats.add_argument("--out", required=True, help="output: a .npz file, or a folder with --format tfrecord")
+    feats.add_argument(
+        "--format",
+        choices=("npz", "tfrecord"),
+        default="npz",
+        help="npz: Keras layout in the source's order (default); tfrecord: the split, TBH authors' layout",
+    )
+    feats.add_argument(
+        "--mixed-precision", action="store_true", help="mixed_float16 on GPU, mixed_bfloat16 on CPU"
+    )
+    feats.add_argument("--quiet", action="store_true", help="no progress bar")
+    feats.add_argument("--queries-per-class", type=int, help="tfrecord: queries per class of the split")
+    feats.add_argument("--split-seed", type=int, default=0, help="tfrecord: seed of the split (default: 0)")
+    feats.add_argument(
+        "--protocol", choices=PROTOCOLS, default="pooled", help="tfrecord: protocol of the split"
+    )
+    feats.add_argument(
+        "--image-size", type=int, nargs=2, metavar=("H", "W"), help="image folders: resize to H x W"
+    )
     methods = sub.add_parser("methods", help="list the methods, or one method's options")
     methods.add_argument("name", nargs="?", help="a method name: list its options and defaults")
     convert = sub.add_parser("convert", help="convert any data source to the TBH TFRecord layout")
@@ -541,6 +610,7 @@ def run(argv=None):
         "eval": eval_command,
         "convert": convert_command,
         "methods": methods_command,
+        "features": features_command,
     }
     return commands[args.command](args)
 

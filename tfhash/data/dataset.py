@@ -79,6 +79,8 @@ class RetrievalData:
             (`labelled` continues from it), or None for a fresh
             `default_rng(split_seed)`.
         notes: lines a command prints about how the data was read.
+        test_start: for a pooled source, the pool index (= item id) of its
+            first test item, or None without a test part.
 
     Raises:
         ValueError: on an empty part, mismatched feature or label widths,
@@ -96,6 +98,7 @@ class RetrievalData:
     labelled_per_class: int = 500
     rng_state: dict | None = dataclasses.field(default=None, repr=False)
     notes: tuple = ()
+    test_start: int | None = None
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:

@@ -66,6 +66,7 @@ def split_pool(
         "protocol": protocol,
         "labelled_per_class": labelled_per_class,
         "notes": tuple(notes),
+        "test_start": test_start,
     }
     if protocol == "train-test":
         if test_start is None:

@@ -111,7 +111,10 @@ def load_mat(path):
 
     def split(data, label):
         label = np.asarray(label)
-        label = one_hot(label, num_classes) if min(label.shape) == 1 else label.astype(np.float32)
+        if min(label.shape) == 1:  # class ids, as a column or a row (MATLAB saves vectors as rows)
+            label = one_hot(label.reshape(-1), num_classes)
+        else:
+            label = label.astype(np.float32)
         return Split(np.asarray(data, np.float32), label, np.arange(len(data), dtype=np.int64))
 
     train = split(mat["train_data"], mat["train_label"])

@@ -1,0 +1,99 @@
+"""`tfhash features`: images -> a feature source that splits like the images and trains every method."""
+
+import json
+import time
+
+import numpy as np
+import pytest
+from scipy.io import savemat
+
+from tfhash import cli
+from tfhash.data import load_data, load_tfrecord_folder
+
+
+@pytest.fixture
+def image_npz(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "images.npz"
+    np.savez(
+        path,
+        x_train=rng.integers(0, 256, (120, 16, 16, 3), dtype=np.uint8),
+        y_train=np.arange(120) % 4,
+        x_test=rng.integers(0, 256, (40, 16, 16, 3), dtype=np.uint8),
+        y_test=np.arange(40) % 4,
+    )
+    return path
+
+
+FLAGS = ["--backbone", "mobilenetv3small", "--weights", "none", "--input-size", "32", "--quiet"]
+
+
+class FeaturesCommandTest:
+    def test_features_split_like_the_images_and_train_a_method(self, image_npz, tmp_path, capsys):
+        out = tmp_path / "feats.npz"
+        meta = cli.run(["features", str(image_npz), *FLAGS, "--batch-size", "48", "--out", str(out)])
+        assert meta["backbone"] == "mobilenetv3small" and meta["images_per_second"] > 0
+        with np.load(out) as f:
+            assert f["x_train"].shape == (120, 576) and f["x_test"].shape == (40, 576)
+            assert (
+                f["ids_train"].tolist() == list(range(120))
+                and f["y_test"].tolist() == (np.arange(40) % 4).tolist()
+            )
+            assert json.loads(str(f["meta"]))["weights"] == "none"
+        images, feats = load_data(image_npz, queries_per_class=5), load_data(out, queries_per_class=5)
+        assert feats.image_shape is None and not feats.has_images and feats.feature_dim == 576
+        np.testing.assert_array_equal(images.query.ids, feats.query.ids)
+        np.testing.assert_array_equal(images.database.labels, feats.database.labels)
+        record = cli.run(
+            ["train", "tbh", "--data", str(out), "--queries-per-class", "5", "--bits", "8", "--steps", "4",
+             "--steps-per-epoch", "2", "--batch-size", "50", "--out", str(tmp_path / "run")]
+        )  # fmt: skip
+        assert record["steps"] == 4 and record["num_database"] == 140
+
+    def test_batches_do_not_change_the_features(self, image_npz, tmp_path, capsys):
+        for batch in ("7", "64"):
+            cli.run(
+                [
+                    "features",
+                    str(image_npz),
+                    *FLAGS,
+                    "--batch-size",
+                    batch,
+                    "--out",
+                    str(tmp_path / f"{batch}.npz"),
+                ]
+            )
+        with np.load(tmp_path / "7.npz") as a, np.load(tmp_path / "64.npz") as b:
+            np.testing.assert_allclose(a["x_train"], b["x_train"], rtol=1e-4, atol=1e-5)
+
+    def test_tfrecord_format_holds_the_split(self, image_npz, tmp_path, capsys):
+        out = tmp_path / "records"
+        cli.run(
+            [
+                "features",
+                str(image_npz),
+                *FLAGS,
+                "--format",
+                "tfrecord",
+                "--queries-per-class",
+                "5",
+                "--out",
+                str(out),
+            ]
+        )
+        data, images = load_tfrecord_folder(out), load_data(image_npz, queries_per_class=5)
+        np.testing.assert_array_equal(data.query.ids, images.query.ids)
+        assert data.feature_dim == 576 and len(data.train) == 140
+
+    def test_feature_sources_and_offline_imagenet_fail_clearly(self, tmp_path, image_npz, monkeypatch):
+        path = tmp_path / "f.mat"
+        savemat(path, {"train_data": np.ones((6, 5)), "train_label": np.arange(6) % 3,
+                       "test_data": np.ones((2, 5)), "test_label": np.arange(2)})  # fmt: skip
+        with pytest.raises(SystemExit, match="tfhash features needs images, but .*f.mat holds features"):
+            cli.main(["features", str(path), *FLAGS, "--out", str(tmp_path / "x.npz")])
+        monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty"))
+        start = time.perf_counter()
+        with pytest.raises(SystemExit, match="cannot download"):
+            cli.main(["features", str(image_npz), "--backbone", "resnet50", "--out", str(tmp_path / "y.npz")])
+        assert time.perf_counter() - start < 5
+        assert not (tmp_path / "x.npz").exists() and not (tmp_path / "y.npz").exists()

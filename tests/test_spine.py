@@ -413,3 +413,34 @@ class ImageFolderTest:
         assert record["map_at_all"] > 0.25  # random codes: about 0.1
         data = load_data(tmp_path / "images", image_size=(6, 6))
         assert data.image_shape == (6, 6, 3) and data.feature_dim == 108
+
+
+class AugmentationTest:
+    def test_crops_and_flips_are_seeded_windows_of_the_padded_image(self, digits):
+        from tfhash.data.augmentation import image_augmentation
+
+        def batches(seed):
+            augment = image_augmentation("crop,flip", crop_padding=2, seed=seed)
+            it = iter(batch_dataset(digits.train, ("images", "index"), 16, seed=0, augment=augment))
+            return [next(it)["images"].numpy() for _ in range(2)]
+
+        first, again, other = batches(0), batches(0), batches(5)
+        assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+        assert not all(np.array_equal(a, b) for a, b in zip(first, other, strict=True))
+        plain = next(iter(batch_dataset(digits.train, ("images", "index"), 16, seed=0)))["images"].numpy()
+        for original, augmented in zip(plain, first[0], strict=True):
+            padded = np.pad(original, ((2, 2), (2, 2), (0, 0)))
+            windows = [padded[r : r + 8, c : c + 8] for r in range(5) for c in range(5)]
+            assert any(np.array_equal(augmented, w) or np.array_equal(augmented, w[:, ::-1]) for w in windows)
+
+    def test_augmentation_is_for_image_models_only(self, digits, toy_method, tmp_path):
+        config = toy_config(8, backbone="conv")
+        config["train"]["augment"] = ["crop"]
+        _, record = fit(config, digits, tmp_path / "a", verbose=0)
+        assert record["steps"] == 4
+        config = toy_config(8)
+        config["train"]["augment"] = ["crop"]
+        with pytest.raises(ValueError, match="augmentation applies to images"):
+            fit(config, digits, tmp_path / "b", verbose=0)
+        with pytest.raises(SystemExit, match="unknown augmentation"):
+            cli.main(["train", "tbh", "--augment", "rotate", "--out", str(tmp_path / "c")])

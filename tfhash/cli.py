@@ -105,6 +105,11 @@ def add_train_arguments(parser):
         "(eps ~ U(0,1), the paper) or a number such as 0.5 (the authors' code)",
     )
     parser.add_argument("--jit-compile", action="store_true", help="XLA-compile the train step")
+    parser.add_argument(
+        "--augment",
+        help="image models: crop (pad 4, random crop), flip (left-right; not for digits) or crop,flip "
+        "(seeded; default: none)",
+    )
     vae = parser.add_argument_group("TBH-VAE (tbh-vae methods only)")
     vae.add_argument("--beta", type=float, help="weight of the codes' total correlation (default: 4)")
     vae.add_argument(
@@ -156,6 +161,7 @@ DEEP_ONLY_FLAGS = (
     "learning_rate",
     "threshold",
     "figure",
+    "augment",
     *MODEL_FLAGS,
 )
 
@@ -191,6 +197,10 @@ def config_from_args(method, args, data_name):
                 )
             config["model"][key] = getattr(args, key)
     train["jit_compile"] = args.jit_compile
+    if args.augment:
+        from tfhash.data.augmentation import parse_augment
+
+        train["augment"] = list(parse_augment(args.augment))
     for key in ("batch_size", "steps", "steps_per_epoch"):
         value = train[key]
         if value <= 0:

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from tfhash.callbacks import RetrievalEvaluation
 from tfhash.data import batch_dataset, validation_split
+from tfhash.data.augmentation import image_augmentation
 from tfhash.diagnostics import BitDiagnostics, bit_statistics
 from tfhash.diagnostics import summary as bit_summary
 from tfhash.evaluation import euclidean_relevance, label_relevance, retrieval_metrics
@@ -249,7 +250,10 @@ def _fit_deep(config, data, out, seed, verbose, budget_seconds, labelled_per_cla
     if type(model).adapt is not HashingModel.adapt:  # the float view of images only when asked for
         model.adapt(train.features)
     batch_size = train_cfg["batch_size"]
-    dataset = batch_dataset(train, model.batch_keys, batch_size, seed, train_cfg["shuffle_buffer"])
+    augment = image_augmentation(train_cfg.get("augment"), train_cfg.get("crop_padding", 4), seed)
+    dataset = batch_dataset(
+        train, model.batch_keys, batch_size, seed, train_cfg["shuffle_buffer"], augment=augment
+    )
     steps_per_epoch = max(1, min(train_cfg["steps"], train_cfg["steps_per_epoch"]))
     epochs = math.ceil(train_cfg["steps"] / steps_per_epoch)
     callbacks = [TimeBudget(budget_seconds)] if budget_seconds else []

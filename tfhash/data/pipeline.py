@@ -52,8 +52,8 @@ def batch_dataset(split, keys, batch_size, seed=0, shuffle_buffer=10000, repeat=
         split: a `tfhash.data.Split`.
         keys: the keys to yield, e.g. ("images", "labels").
         batch_size, seed, shuffle_buffer, repeat: as in `train_dataset`.
-        augment: a callable on a float image batch (B, H, W, C) -> same
-            shape (e.g. `tfhash.data.augmentation`'s layers), or None.
+        augment: a function (float images (B, H, W, C), batch number) ->
+            images of the same shape (`tfhash.data.augmentation`), or None.
 
     Raises:
         ValueError: on an unknown key, a missing part (no images, no
@@ -85,14 +85,16 @@ def batch_dataset(split, keys, batch_size, seed=0, shuffle_buffer=10000, repeat=
     if repeat:
         dataset = dataset.repeat()
     dataset = dataset.batch(batch_size, drop_remainder=True)
+    if augment is not None and "images" not in keys:
+        raise ValueError("augmentation applies to images; this model trains on features")
     if "images" in keys:
         scale = 1.0 / split.pixel_max
         grey = split.images.ndim == 3
 
-        def to_float(batch):
+        def to_float(number, batch):
             images = tf.cast(batch["images"], tf.float32) * scale
             images = images[..., None] if grey else images
-            return {**batch, "images": augment(images) if augment else images}
+            return {**batch, "images": augment(images, number) if augment else images}
 
-        dataset = dataset.map(to_float, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        dataset = dataset.enumerate().map(to_float, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -444,3 +444,30 @@ class AugmentationTest:
             fit(config, digits, tmp_path / "b", verbose=0)
         with pytest.raises(SystemExit, match="unknown augmentation"):
             cli.main(["train", "tbh", "--augment", "rotate", "--out", str(tmp_path / "c")])
+
+
+@pytest.mark.large
+def test_gates_refuse_a_multi_replica_strategy_with_a_clear_error():
+    import pathlib
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import sys
+        sys.path.insert(0, TESTS)
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from test_spine import ToyHasher, _compiled
+        from tfhash.data import batch_dataset, load_data
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        with strategy.scope():
+            model = _compiled(ToyHasher(64, gate_head="even", seed=0))
+        try:
+            model.fit(batch_dataset(load_data("digits").train, model.batch_keys, 32), steps_per_epoch=2, verbose=0)
+        except NotImplementedError as err:
+            print("refused:", err)
+    """).replace("TESTS", repr(str(pathlib.Path(__file__).parent)))
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert "refused: ToyHasher gates its roles ['head']" in result.stdout, result.stderr[-2000:]

@@ -31,7 +31,10 @@ class HashingModel(keras.Model):
     `role_gates(terms) -> {role: bool scalar}`: a role whose gate is False
     in a step applies nothing that step (its variables, its optimiser's
     slots and its step count stay as they are; Adam given zero gradients
-    would still move the weights).
+    would still move the weights). Gates need a single replica (a
+    `tf.cond` around an optimiser step cannot hold a cross-replica
+    synchronisation): under a multi-replica strategy a gated model fails
+    with a clear error.
 
     `train_steps` counts training steps for the model as a whole (a
     non-trainable int64 variable: checkpointed, restored and exported),
@@ -124,6 +127,11 @@ class HashingModel(keras.Model):
             terms, objectives = self.compute_loss_terms(inputs, training=True)
             scaled = {r: self.role_optimizers[r].scale_loss(objectives[r]) for r in self.roles}
         gates = self.role_gates(terms)
+        if gates and tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            raise NotImplementedError(
+                f"{type(self).__name__} gates its roles {sorted(gates)}, and a gated update cannot cross "
+                "a multi-replica distribution strategy's synchronisation point; train it on one device"
+            )
         for role in self.roles:
             variables = self.role_variables(role)
             grads = tape.gradient(scaled[role], variables)

@@ -464,8 +464,9 @@ def test_gates_refuse_a_multi_replica_strategy_with_a_clear_error():
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
         with strategy.scope():
             model = _compiled(ToyHasher(64, gate_head="even", seed=0))
+        batches = batch_dataset(load_data("digits").train, model.batch_keys, 32)
         try:
-            model.fit(batch_dataset(load_data("digits").train, model.batch_keys, 32), steps_per_epoch=2, verbose=0)
+            model.fit(batches, steps_per_epoch=2, verbose=0)
         except NotImplementedError as err:
             print("refused:", err)
     """).replace("TESTS", repr(str(pathlib.Path(__file__).parent)))

@@ -116,6 +116,13 @@ def test_train_sgh_script_writes_the_reconstruction_figure(tmp_path, run_script)
     assert "dead_bits" in record and len(record["bits_per_bit"]["entropy"]) == 8
 
 
-def test_figure_is_only_for_sgh_variants(tmp_path):
-    with pytest.raises(SystemExit, match="--figure compares SGH and R-SGH"):
-        cli.main(["train", "tbh", "--figure", str(tmp_path / "f.png"), "--out", str(tmp_path)])
+def test_figure_needs_a_decoder(tmp_path):
+    with pytest.raises(SystemExit, match="itq has no decoder or generator"):
+        cli.main(["train", "itq", "--figure", str(tmp_path / "f.png"), "--out", str(tmp_path)])
+
+
+def test_figure_of_any_model_with_a_decoder(tmp_path):
+    figure = tmp_path / "tbh.png"
+    flags = ["--bits", "8", "--steps", "2", "--steps-per-epoch", "2", "--batch-size", "100"]
+    cli.run(["train", "tbh", *flags, "--figure", str(figure), "--out", str(tmp_path / "run")])
+    assert figure.read_bytes()[:4] == b"\x89PNG"

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 
 from tfhash.data.dataset import PROTOCOLS
+from tfhash.models.base import HashingModel
 from tfhash.models.sgh import VARIANTS as SGH_VARIANTS
 from tfhash.registry import check_model_options, get_method, method_names
 
@@ -127,8 +128,8 @@ def add_train_arguments(parser):
     )
     parser.add_argument(
         "--figure",
-        help="SGH variants, image data: also train the other of sgh / rsgh with the same flags and write "
-        "a PNG of originals and both models' reconstructions (R-SGH's Fig. 2)",
+        help="models with a decoder or generator, image data: write a PNG of query images and their "
+        "reconstructions (SGH variants: also train the other of sgh / rsgh, R-SGH's Fig. 2)",
     )
 
 
@@ -218,10 +219,16 @@ def train_command(args):
     config = config_from_args(args.method, args, "digits" if args.data == "digits" else data_slug(args.data))
     data = load_data_from_args(args)
     out = args.out or os.path.join("saved_models", f"{args.method}-{data_slug(args.data)}-{args.bits}bit")
-    if args.figure and args.method not in SGH_VARIANTS:
-        raise ValueError(
-            f"--figure compares SGH and R-SGH reconstructions; {args.method} has no decoder to show"
-        )
+    if args.figure:
+        cls = get_method(args.method).model
+        if not (isinstance(cls, type) and issubclass(cls, HashingModel) and cls.can_reconstruct()):
+            raise ValueError(
+                f"--figure draws reconstructions; {args.method} has no decoder or generator to show"
+            )
+        if data.image_shape is None:
+            raise ValueError(
+                f"--figure needs image data (digits, mnist, CIFAR-10); {data.name} has no image shape"
+            )
     model, record = fit(
         config,
         data,
@@ -239,27 +246,28 @@ def train_command(args):
 
 
 def reconstruction_figure(args, data, model, out):
-    """Trains the other of sgh / rsgh with the same flags, then draws originals and both reconstructions."""
+    """Draws query images and the model's reconstructions of them; SGH variants also train the other
+    of sgh / rsgh with the same flags and add its row (R-SGH's Fig. 2)."""
     from tfhash.train import fit
     from tfhash.visualize import reconstruction_grid
 
-    if data.image_shape is None:
-        raise ValueError(
-            f"--figure needs image data (digits, mnist, CIFAR-10); {data.name} has no image shape"
-        )
-    other = "sgh" if args.method == "rsgh" else "rsgh"
-    config = config_from_args(other, args, "digits" if args.data == "digits" else data_slug(args.data))
-    other_model, _ = fit(config, data, f"{out}-{other}", seed=args.seed, verbose=0)
     picks = np.unique(np.linspace(0, len(data.query) - 1, 10).astype(int))  # spread over the classes
     images = data.query.features[picks]
-    names = {"sgh": "SGH", "deep-sgh": "Deep-SGH", "rsgh": "R-SGH"}
     rows = [("original", images)]
-    rows += [
-        (names[m.variant], m.reconstruct(images))
-        for m in sorted((model, other_model), key=lambda m: SGH_VARIANTS.index(m.variant))
-    ]
+    if args.method in SGH_VARIANTS:
+        other = "sgh" if args.method == "rsgh" else "rsgh"
+        config = config_from_args(other, args, "digits" if args.data == "digits" else data_slug(args.data))
+        other_model, _ = fit(config, data, f"{out}-{other}", seed=args.seed, verbose=0)
+        names = {"sgh": "SGH", "deep-sgh": "Deep-SGH", "rsgh": "R-SGH"}
+        rows += [
+            (names[m.variant], m.reconstruct(images))
+            for m in sorted((model, other_model), key=lambda m: SGH_VARIANTS.index(m.variant))
+        ]
+        print(f"(the {other} run is in {out}-{other})")
+    else:
+        rows.append((args.method, model.reconstruct(images)))
     reconstruction_grid(args.figure, rows, data.image_shape, title=f"{args.bits}-bit codes, {data.name}")
-    print(f"figure: {args.figure} (the {other} run is in {out}-{other})")
+    print(f"figure: {args.figure}")
 
 
 def print_table(record):

@@ -179,6 +179,17 @@ class HashingModel(keras.Model):
             )
         return data[keys[0]] if len(keys) == 1 else {key: data[key] for key in keys}
 
+    def reconstruct(self, features):
+        """Reconstructions (n, input_dim) of NumPy features, for models with a decoder or generator.
+
+        Used by `tfhash train --figure`; models without one do not override it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} has no decoder or generator")
+
+    @classmethod
+    def can_reconstruct(cls):
+        return cls.reconstruct is not HashingModel.reconstruct
+
     def role_gates(self, terms):
         """{role: bool scalar}: roles that step only when their gate is True this step (default: none)."""
         return {}

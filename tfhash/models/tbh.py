@@ -1,8 +1,10 @@
 """TBH: Auto-Encoding Twin-Bottleneck Hashing (Shen et al., CVPR 2020)."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from tfhash.checks import check_features
 from tfhash.layers import GraphConvolution, StochasticBinary, hamming_adjacency
 from tfhash.losses import tbh_loss_terms
 from tfhash.models.base import HashingModel, check_positive_int
@@ -140,6 +142,15 @@ class TBH(HashingModel):
         out["bottleneck"] = self.graph_convolution(out["continuous"], adjacency)
         out["x_hat"] = self.decoder_output(self.decoder_hidden(out["bottleneck"]))
         return out
+
+    def reconstruct(self, features):
+        """x_hat (n, input_dim) of NumPy features at inference (codes thresholded at 0.5).
+
+        The graph convolution mixes the continuous codes over the batch, so a
+        reconstruction depends on the other items passed with it.
+        """
+        features = check_features(features, self.input_dim, "TBH").astype(np.float32)
+        return np.asarray(self.forward(features, training=False)["x_hat"])
 
     def binary_bottleneck(self, hidden, training=False):
         """{"codes": {0, 1} (B, bits)} from the encoder's hidden layer (subclasses add more keys)."""

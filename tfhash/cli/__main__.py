@@ -1,0 +1,3 @@
+from tfhash.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""`tfhash bench`: methods x bits x seeds on one data set -> a results folder."""
+
+import os
+
+from tfhash.cli.common import (
+    _names,
+    add_data_arguments,
+    add_model_option_argument,
+    data_slug,
+    load_data_from_args,
+    model_options_from_args,
+)
+from tfhash.registry import get_method, method_names
+
+
+def add_bench_arguments(parser):
+    add_data_arguments(parser)
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        type=_names,
+        help=f"methods to run, space or comma separated (default: all: {' '.join(method_names())})",
+    )
+    parser.add_argument(
+        "--bits", type=int, nargs="+", default=[16, 32, 64], help="code lengths (default: 16 32 64)"
+    )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
+    parser.add_argument(
+        "--steps", type=int, help="training steps of each deep method (default: its preset's)"
+    )
+    parser.add_argument(
+        "--budget-seconds", type=float, help="also stop each deep method's training after this many seconds"
+    )
+    parser.add_argument("--learning-rate", type=float, help="Adam learning rate of every deep method")
+    parser.add_argument("--batch-size", type=int, help="batch size of every deep method")
+    add_model_option_argument(parser, "a constructor argument for every method that has it")
+    parser.add_argument("--out", help="results folder (default: runs/bench-<data>)")
+    parser.add_argument("--export", action="store_true", help="keep every cell's SavedModel / model.npz")
+    parser.add_argument(
+        "--euclidean",
+        action="store_true",
+        help="also evaluate under the Euclidean ground truth (50 nearest neighbours in input space)",
+    )
+
+
+def bench_command(args):
+    from tfhash.bench import run_benchmark
+
+    methods = [name for group in args.methods for name in group] if args.methods else None
+    for name in methods or ():
+        get_method(name)  # unknown names fail before the data is loaded
+    data = load_data_from_args(args)
+    out = args.out or os.path.join("runs", f"bench-{data_slug(args.data)}")
+    records = run_benchmark(
+        data,
+        methods,
+        args.bits,
+        args.seeds,
+        args.steps,
+        args.budget_seconds,
+        out,
+        export=args.export,
+        euclidean=args.euclidean,
+        learning_rate=args.learning_rate,
+        batch_size=args.batch_size,
+        model_options=model_options_from_args(args),
+    )
+    with open(os.path.join(out, "results.md")) as f:
+        print("\n" + f.read())
+    print(f"results: {out}/results.csv, results.json, results.md, *.png")
+    return records
+
+
+def add_parser(sub):
+    bench = sub.add_parser("bench", help="train and evaluate methods x bits x seeds; write a results table")
+    add_bench_arguments(bench)
+    bench.set_defaults(handler=bench_command)

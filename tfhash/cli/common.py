@@ -1,0 +1,109 @@
+"""Flags and helpers shared by the commands: data sources and splits, model options, run records."""
+
+import argparse
+import json
+import os
+
+from tfhash.data.dataset import PROTOCOLS
+
+
+def add_split_arguments(parser, split_seed_default=0):
+    """--queries-per-class, --split-seed, --protocol and --image-size: how a source is split."""
+    parser.add_argument("--queries-per-class", type=int, help="queries per class for pooled sources")
+    parser.add_argument(
+        "--split-seed",
+        type=int,
+        default=split_seed_default,
+        help="seed of the query/database split (default: "
+        + ("0, the protocol's)" if split_seed_default == 0 else "the run's, else 0)"),
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default=None if split_seed_default is None else "pooled",
+        help="pooled: per-class queries from the pooled source, label ground truth (default); "
+        "train-test: the source's test part as queries, ground truth the 50 Euclidean nearest "
+        "database items (GMAN's protocol)",
+    )
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        nargs=2,
+        metavar=("H", "W"),
+        help="image folders: resize every image to H x W (default: the first file's size)",
+    )
+
+
+def add_data_arguments(parser, split_seed_default=0):
+    parser.add_argument(
+        "--data",
+        default="digits",
+        help="digits, a keras.datasets name, or a path to an npz / mat file, a TFRecord folder, "
+        "a cifar-10-batches-py folder or an image folder (one subfolder per class) (default: digits)",
+    )
+    add_split_arguments(parser, split_seed_default)
+
+
+def load_data_from_args(args, split_seed=None, protocol=None):
+    """The data set of a command's data flags; `split_seed` / `protocol` fill flags left unset."""
+    from tfhash.data import load_data
+
+    seed = args.split_seed if args.split_seed is not None else (split_seed or 0)
+    data = load_data(
+        args.data,
+        args.queries_per_class,
+        seed=seed,
+        protocol=args.protocol or protocol or "pooled",
+        image_size=args.image_size,
+    )
+    for note in data.notes:
+        print(f"note: {note}")
+    return data
+
+
+def add_model_option_argument(parser, help_text):
+    parser.add_argument(
+        "--model-option",
+        action="append",
+        type=_model_option,
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"{help_text}, e.g. hidden_dim=512; VALUE is JSON or a string (repeatable)",
+    )
+
+
+def model_options_from_args(args):
+    options = dict(args.model_option)
+    if getattr(args, "backbone", None):
+        options["backbone"] = args.backbone
+    return options
+
+
+def _names(value):
+    return [name for part in value.split(",") for name in [part.strip()] if name]
+
+
+def _model_option(text):
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, e.g. hidden_dim=512; received {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def data_slug(source):
+    return os.path.splitext(os.path.basename(os.path.normpath(str(source))))[0] or "data"
+
+
+def run_split(model_path):
+    """(split seed, protocol) recorded by the run that holds `model_path`, or (None, None)."""
+    path = os.path.abspath(model_path)
+    for folder in (path, os.path.dirname(path)):
+        record = os.path.join(folder, "metrics.json")
+        if os.path.isfile(record):
+            with open(record) as f:
+                info = json.load(f)
+            return info.get("split_seed"), info.get("protocol")
+    return None, None

@@ -1,0 +1,108 @@
+"""`tfhash features / convert / methods`: deep features of images, TFRecords, the method list."""
+
+import argparse
+import json
+
+from tfhash.cli.common import add_split_arguments, load_data_from_args
+from tfhash.registry import get_method, method_names
+
+
+def features_command(args):
+    """Runs a source's images through a pretrained backbone; writes a feature npz (or TFRecords)."""
+    from tfhash import features
+    from tfhash.train import dtype_policy, mixed_precision_policy
+
+    if args.batch_size <= 0:
+        raise ValueError(f"--batch-size must be a positive integer; received {args.batch_size}")
+    args.data = args.source
+    if args.format == "npz" and args.queries_per_class is None:
+        args.queries_per_class = 1  # the npz is in pool order: no split decides anything in it
+    data = load_data_from_args(args)
+    weights = None if args.weights == "none" else args.weights
+    policy = mixed_precision_policy() if args.mixed_precision else None
+    with dtype_policy(policy):
+        values, labels, ids, seconds = features.extract(
+            data, args.backbone, weights, args.input_size, args.batch_size, progress=not args.quiet
+        )
+    meta = {
+        "source": data.name,
+        "backbone": args.backbone,
+        "weights": args.weights,
+        "input_size": args.input_size,
+        "precision": policy or "float32",
+        "images_per_second": round(len(values) / seconds, 1),
+    }
+    if args.format == "tfrecord":
+        features.write_feature_tfrecords(data, values, args.out)
+    else:
+        features.write_features(data, values, labels, ids, args.out, meta)
+    print(
+        f"wrote {values.shape[0]} x {values.shape[1]} {args.backbone} features of {data.name} to {args.out} "
+        f"({meta['images_per_second']:,.1f} images/s, {meta['precision']})"
+    )
+    return meta
+
+
+def convert_command(args):
+    from tfhash.data import write_tfrecord_folder
+
+    args.data = args.source
+    data = load_data_from_args(args)
+    write_tfrecord_folder(data, args.out)
+    print(f"wrote {len(data.train)} train, {len(data.query)} query items to {args.out}")
+
+
+def methods_command(args):
+    """Lists the methods, or one method's options with their defaults and one line each."""
+    from tfhash.registry import METHODS
+
+    if not args.name:
+        lines = [f"{name:16} {'baseline' if METHODS[name].is_baseline else 'deep':9}{METHODS[name].summary}"
+                 for name in method_names()]  # fmt: skip
+        print("\n".join(lines) + "\n\n`tfhash methods NAME` lists a method's options.")
+        return lines
+    method = get_method(args.name)
+    options = method.options()
+    print(f"{method.name}: {method.summary}\noptions (tfhash train {method.name} --model-option KEY=VALUE):")
+    for key, default, text in options:
+        print(f"  {key}={json.dumps(default)}  {text}")
+    return options
+
+
+def add_parsers(sub):
+    feats = sub.add_parser(
+        "features", help="images -> deep features of a pretrained backbone (a feature npz)"
+    )
+    feats.add_argument("source", help="an image source: digits, an npz of images, a CIFAR-10 or image folder")
+    feats.add_argument(
+        "--backbone", default="vgg16", help="vgg16 (fc7, 4096-d; default), resnet50, mobilenetv3small"
+    )
+    feats.add_argument(
+        "--weights",
+        default="imagenet",
+        help="imagenet (from Keras' cache; never downloaded), a weights file, or none (random)",
+    )
+    feats.add_argument("--input-size", type=int, default=224, help="images are resized to this side (224)")
+    feats.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: 64)")
+    feats.add_argument("--out", required=True, help="output: a .npz file, or a folder with --format tfrecord")
+    feats.add_argument(
+        "--format",
+        choices=("npz", "tfrecord"),
+        default="npz",
+        help="npz: Keras layout in the source's order (default); tfrecord: the split, TBH authors' layout",
+    )
+    feats.add_argument(
+        "--mixed-precision", action="store_true", help="mixed_float16 on GPU, mixed_bfloat16 on CPU"
+    )
+    feats.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_split_arguments(feats)
+    feats.set_defaults(handler=features_command)
+    methods = sub.add_parser("methods", help="list the methods, or one method's options")
+    methods.add_argument("name", nargs="?", help="a method name: list its options and defaults")
+    methods.set_defaults(handler=methods_command)
+    convert = sub.add_parser("convert", help="convert any data source to the TBH TFRecord layout")
+    convert.add_argument("source", help="digits, a keras.datasets name, or a path")
+    convert.add_argument("out", help="output folder (train.tfrecords, test.tfrecords)")
+    add_split_arguments(convert)
+    convert.add_argument("--seed", dest="split_seed", type=int, help=argparse.SUPPRESS)  # the old name
+    convert.set_defaults(handler=convert_command)

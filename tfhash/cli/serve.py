@@ -1,0 +1,138 @@
+"""`tfhash encode / index / search / eval`: codes, Hamming indexes, queries, metric tables."""
+
+import numpy as np
+
+from tfhash.cli.common import add_data_arguments, load_data_from_args, run_split
+
+
+def encode_command(args):
+    from tfhash.serve import encode_source
+
+    data = load_data_from_args(args, *run_split(args.model))
+    info = encode_source(args.model, data, args.out, split=args.split)
+    print(
+        f"wrote {info['items']} {info['bits']}-bit codes "
+        f"({info['items_per_second']:,.0f} items/s) to {args.out}"
+    )
+    return info
+
+
+def index_command(args):
+    from tfhash.serve import build_index
+
+    index = build_index(args.codes, args.out, backend=args.backend, radius_hashes=args.radius_hashes)
+    print(
+        f"indexed {len(index)} {index.bits}-bit codes "
+        f"({index.backend}, {index.memory_bytes:,} bytes) in {args.out}"
+    )
+    return index
+
+
+def search_command(args):
+
+    from tfhash import serve
+    from tfhash.encoder import load_encoder
+    from tfhash.index import HammingIndex
+
+    encoder = load_encoder(args.model)
+    index = HammingIndex.load(args.index, backend=args.backend)
+    data = None
+    if args.data:
+        data = load_data_from_args(args, *run_split(args.model))
+    if args.images:
+        image_shape = data.image_shape if data else None
+        features = serve.load_images(args.images, encoder.input_dim, image_shape)
+        query_ids, query_labels = np.arange(len(features)), None
+    elif args.features:
+        features = np.load(args.features)
+        query_ids, query_labels = np.arange(len(features)), None
+    elif data is not None:
+        query = data.query.subset(slice(0, args.queries))
+        features, query_ids, query_labels = query.features, query.ids, query.labels
+    else:
+        raise ValueError(
+            "give queries: --data SOURCE (its query split), --features FILE.npy or --images FILES"
+        )
+    results = serve.search(encoder, index, features, k=args.k, radius=args.radius)
+    serve.write_search_results(args.out, query_ids, results)
+    print(f"{len(features)} queries -> {args.out}")
+    if args.grid:
+        if args.radius is not None or data is None:
+            raise ValueError(
+                "--grid needs top-k results (no --radius) and --data (the images of the database)"
+            )
+        shown = np.unique(np.linspace(0, len(features) - 1, max(1, args.grid_queries)).astype(int))  # spread
+        images = features[shown].reshape(-1, *(data.image_shape or (encoder.input_dim,)))
+        labels = None if query_labels is None else query_labels[shown]
+        matches = serve.write_grid(args.grid, data, images, labels, results[0][shown], results[1][shown])
+        note = "" if matches is None else f", {matches.mean():.0%} of results share the query's label"
+        print(f"grid of {images.shape[0]} queries x top {args.k} -> {args.grid}{note}")
+    return results
+
+
+def eval_command(args):
+    from tfhash.serve import evaluate_codes
+
+    metrics = evaluate_codes(
+        args.query_codes, args.database_codes, args.top_k, args.radius, args.empty_queries
+    )
+    print("| " + " | ".join(metrics) + " |\n|" + "---|" * len(metrics))
+    print("| " + " | ".join(f"{v:.4f}" for v in metrics.values()) + " |")
+    if args.out:
+        from tfhash.files import write_json
+
+        write_json(metrics, args.out)
+    return metrics
+
+
+def add_parser(sub):
+    """encode, index, search and eval."""
+    encode = sub.add_parser("encode", help="encode a data split with a trained model -> codes file")
+    encode.add_argument("model", help="a SavedModel folder, a baseline model.npz, or a run folder")
+    add_data_arguments(encode, split_seed_default=None)
+    encode.add_argument("--split", default="database", help="database (default), query or train")
+    encode.add_argument("--out", required=True, help="codes file to write (.npz)")
+    index = sub.add_parser("index", help="build a Hamming index from a codes file")
+    index.add_argument("codes", help="codes file from `tfhash encode`")
+    index.add_argument("--out", required=True, help="index file to write (.npz)")
+    index.add_argument("--backend", default="auto", help="faiss, numpy or auto (default: faiss if installed)")
+    index.add_argument(
+        "--radius-hashes",
+        type=int,
+        help="faiss: exact radius searches below N through N multi-hash tables (fast on long codes)",
+    )
+    search = sub.add_parser("search", help="encode queries and search an index -> CSV/JSON (+ a PNG grid)")
+    search.add_argument("model", help="the encoder that made the index's codes")
+    search.add_argument("index", help="index file from `tfhash index`")
+    add_data_arguments(search, split_seed_default=None)
+    search.set_defaults(data=None)
+    search.add_argument("--features", help="queries as a .npy array (n, D) instead of --data's query split")
+    search.add_argument(
+        "--images", nargs="+", help="queries as image files (resized to --data's image shape)"
+    )
+    search.add_argument("--queries", type=int, help="use only the first N queries of --data")
+    search.add_argument("--k", type=int, default=10, help="results per query (default: 10)")
+    search.add_argument("--radius", type=int, help="return every item within this Hamming radius instead")
+    search.add_argument(
+        "--out", default="search.csv", help="results file, .csv or .json (default: search.csv)"
+    )
+    search.add_argument("--grid", help="also write a PNG grid of queries and their top-k results")
+    search.add_argument(
+        "--grid-queries",
+        type=int,
+        default=8,
+        help="queries shown in the grid, spread over the queries (default: 8)",
+    )
+    search.add_argument("--backend", default="auto", help="faiss, numpy or auto")
+    evaluate = sub.add_parser("eval", help="metric table of labelled query and database codes files")
+    evaluate.add_argument("query_codes")
+    evaluate.add_argument("database_codes")
+    evaluate.add_argument("--top-k", type=int, default=1000)
+    evaluate.add_argument("--radius", type=int, default=2)
+    evaluate.add_argument("--empty-queries", default="zero", help="zero (default) or drop")
+    evaluate.add_argument("--out", help="also write the metrics as JSON")
+
+    encode.set_defaults(handler=encode_command)
+    index.set_defaults(handler=index_command)
+    search.set_defaults(handler=search_command)
+    evaluate.set_defaults(handler=eval_command)

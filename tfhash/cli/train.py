@@ -1,0 +1,232 @@
+"""`tfhash train`: one method on one data set -> metrics.json, export, checkpoints, logs."""
+
+import os
+
+import numpy as np
+
+from tfhash.cli.common import (
+    add_data_arguments,
+    add_model_option_argument,
+    data_slug,
+    load_data_from_args,
+    model_options_from_args,
+)
+from tfhash.models.base import HashingModel
+from tfhash.models.sgh import VARIANTS as SGH_VARIANTS
+from tfhash.registry import check_model_options, get_method, method_names
+
+
+def _threshold(value):
+    return value if value == "uniform" else float(value)
+
+
+def add_train_arguments(parser):
+    add_data_arguments(parser)
+    parser.add_argument("--bits", type=int, default=32, help="code length (default: 32)")
+    parser.add_argument("--batch-size", type=int, help="batch size (default: the method's, 400 for TBH)")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, help="training steps (default: the preset's)")
+    budget.add_argument("--epochs", type=int, help="training epochs of --steps-per-epoch steps each")
+    parser.add_argument("--steps-per-epoch", type=int, help="steps between logs, evaluations and checkpoints")
+    parser.add_argument("--learning-rate", type=float, help="Adam learning rate of every optimiser")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="model seed: weights, sampling, shuffling (default: 0; the split has --split-seed)",
+    )
+    parser.add_argument(
+        "--labelled-per-class",
+        type=int,
+        help="supervised methods: labelled training items per class, drawn from the database "
+        "(default: 500; 50 on digits)",
+    )
+    add_model_option_argument(parser, "a constructor argument of the method (see `tfhash methods NAME`)")
+    parser.add_argument(
+        "--backbone",
+        help="encoder backbone of methods that have one: mlp (flat features), conv, vgg16, resnet50, "
+        "mobilenetv3small (images); same as --model-option backbone=NAME",
+    )
+    parser.add_argument("--out", help="output folder (default: saved_models/<method>-<data>-<bits>bit)")
+    parser.add_argument(
+        "--mixed-precision",
+        action="store_true",
+        help="mixed_float16 on GPU, mixed_bfloat16 on CPU (losses stay float32)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=_threshold,
+        help='binary neuron training threshold: "uniform" '
+        "(eps ~ U(0,1), the paper) or a number such as 0.5 (the authors' code)",
+    )
+    parser.add_argument("--jit-compile", action="store_true", help="XLA-compile the train step")
+    parser.add_argument(
+        "--augment",
+        help="image models: crop (pad 4, random crop), flip (left-right; not for digits) or crop,flip "
+        "(seeded; default: none)",
+    )
+    vae = parser.add_argument_group("TBH-VAE (tbh-vae methods only)")
+    vae.add_argument("--beta", type=float, help="weight of the codes' total correlation (default: 4)")
+    vae.add_argument(
+        "--kappa", type=float, help="GECO tolerance on the per-item squared error (default: data)"
+    )
+    vae.add_argument(
+        "--kappa-fraction",
+        type=float,
+        help="default kappa = this x the mean squared distance of the items to their mean (default: 0.25)",
+    )
+    vae.add_argument(
+        "--binary-posterior",
+        choices=("bernoulli", "gaussian"),
+        help="binary VAE posterior: Bernoulli codes (default) or the authors' Gaussian-then-sign",
+    )
+    parser.add_argument(
+        "--figure",
+        help="models with a decoder or generator, image data: write a PNG of query images and their "
+        "reconstructions (SGH variants: also train the other of sgh / rsgh, R-SGH's Fig. 2)",
+    )
+
+
+MODEL_FLAGS = ("beta", "kappa", "kappa_fraction", "binary_posterior")
+
+
+DEEP_ONLY_FLAGS = (
+    "batch_size",
+    "steps",
+    "epochs",
+    "steps_per_epoch",
+    "learning_rate",
+    "threshold",
+    "figure",
+    "augment",
+    *MODEL_FLAGS,
+)
+
+
+def config_from_args(method, args, data_name):
+    if args.bits <= 0:
+        raise SystemExit(f"error: --bits must be a positive integer; received {args.bits}")
+    method = get_method(method)
+    config = method.get_config(args.bits, data_name)
+    options = model_options_from_args(args)
+    check_model_options(options, [method])
+    config["model"].update(options)
+    if method.is_baseline:
+        ignored = [f"--{k.replace('_', '-')}" for k in DEEP_ONLY_FLAGS if getattr(args, k) is not None]
+        ignored += ["--mixed-precision"] * args.mixed_precision + ["--jit-compile"] * args.jit_compile
+        ignored += ["--labelled-per-class"] * (args.labelled_per_class is not None)
+        if ignored:
+            print(f"note: {method.name} is fitted in closed form; ignoring {' '.join(ignored)}")
+        return config
+    train = config["train"]
+    for key in ("batch_size", "steps", "steps_per_epoch", "learning_rate"):
+        if getattr(args, key) is not None:
+            train[key] = getattr(args, key)
+    if args.epochs is not None:
+        train["steps"] = args.epochs * train["steps_per_epoch"]
+    if args.threshold is not None:
+        config["model"]["threshold"] = args.threshold
+    for key in MODEL_FLAGS:
+        if getattr(args, key, None) is not None:
+            if key not in config["model"]:
+                raise SystemExit(
+                    f"error: --{key.replace('_', '-')} applies to the tbh-vae methods, not {method.name}"
+                )
+            config["model"][key] = getattr(args, key)
+    train["jit_compile"] = args.jit_compile
+    if args.augment:
+        from tfhash.data.augmentation import parse_augment
+
+        train["augment"] = list(parse_augment(args.augment))
+    for key in ("batch_size", "steps", "steps_per_epoch"):
+        value = train[key]
+        if value <= 0:
+            raise SystemExit(f"error: --{key.replace('_', '-')} must be a positive integer; received {value}")
+    return config
+
+
+def train_command(args):
+    from tfhash.train import fit
+
+    config = config_from_args(args.method, args, "digits" if args.data == "digits" else data_slug(args.data))
+    data = load_data_from_args(args)
+    out = args.out or os.path.join("saved_models", f"{args.method}-{data_slug(args.data)}-{args.bits}bit")
+    if args.figure:
+        cls = get_method(args.method).model
+        if not (isinstance(cls, type) and issubclass(cls, HashingModel) and cls.can_reconstruct()):
+            raise ValueError(
+                f"--figure draws reconstructions; {args.method} has no decoder or generator to show"
+            )
+        if data.image_shape is None:
+            raise ValueError(
+                f"--figure needs image data (digits, mnist, CIFAR-10); {data.name} has no image shape"
+            )
+    model, record = fit(
+        config,
+        data,
+        out,
+        seed=args.seed,
+        mixed_precision=args.mixed_precision,
+        labelled_per_class=args.labelled_per_class,
+    )
+    print_table(record)
+    saved = "model.npz" if get_method(args.method).is_baseline else "export"
+    print(f"model: {os.path.join(out, saved)}\nmetrics: {os.path.join(out, 'metrics.json')}")
+    if args.figure:
+        reconstruction_figure(args, data, model, out)
+    return record
+
+
+def reconstruction_figure(args, data, model, out):
+    """Draws query images and the model's reconstructions of them; SGH variants also train the other
+    of sgh / rsgh with the same flags and add its row (R-SGH's Fig. 2)."""
+    from tfhash.train import fit
+    from tfhash.visualize import reconstruction_grid
+
+    picks = np.unique(np.linspace(0, len(data.query) - 1, 10).astype(int))  # spread over the classes
+    images = data.query.features[picks]
+    rows = [("original", images)]
+    if args.method in SGH_VARIANTS:
+        other = "sgh" if args.method == "rsgh" else "rsgh"
+        config = config_from_args(other, args, "digits" if args.data == "digits" else data_slug(args.data))
+        other_model, _ = fit(config, data, f"{out}-{other}", seed=args.seed, verbose=0)
+        names = {"sgh": "SGH", "deep-sgh": "Deep-SGH", "rsgh": "R-SGH"}
+        rows += [
+            (names[m.variant], m.reconstruct(images))
+            for m in sorted((model, other_model), key=lambda m: SGH_VARIANTS.index(m.variant))
+        ]
+        print(f"(the {other} run is in {out}-{other})")
+    else:
+        rows.append((args.method, model.reconstruct(images)))
+    reconstruction_grid(args.figure, rows, data.image_shape, title=f"{args.bits}-bit codes, {data.name}")
+    print(f"figure: {args.figure}")
+
+
+def print_table(record):
+    keys = [k for k in ("map_at_all", "map_at_1000", "precision_radius_2", "precision_at_100") if k in record]
+    budget = f"{record['steps']} steps, " if record.get("steps") else ""
+    print(
+        f"\n{record['method']} on {record['data']}, {record['bits']} bits, seed {record['seed']}, "
+        f"{budget}{record['num_queries']} queries x {record['num_database']} database "
+        f"({record['ground_truth']} ground truth)"
+    )
+    print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
+    print("| " + " | ".join(f"{record[k]:.4f}" for k in keys) + " |")
+    if "dead_bits" in record:
+        print(
+            f"bits (database codes): {record['dead_bits']} dead of {record['bits']}, mean entropy "
+            f"{record['bit_entropy_mean']:.3f} bit, redundancy ||r_k||^2/n "
+            f"min {record['bit_redundancy_min']:.4f} mean {record['bit_redundancy_mean']:.4f}"
+        )
+
+
+def add_parser(sub):
+    train = sub.add_parser("train", help="train a hashing method, evaluate it and export it")
+    train.add_argument("method", help=f"one of: {', '.join(method_names())}")
+    add_train_arguments(train)
+    train.set_defaults(handler=run_train)
+
+
+def run_train(args):
+    get_method(args.method)  # an unknown name fails before the data is loaded
+    return train_command(args)

@@ -21,7 +21,7 @@ def features_command(args):
     weights = None if args.weights == "none" else args.weights
     policy = mixed_precision_policy() if args.mixed_precision else None
     with dtype_policy(policy):
-        values, labels, ids, seconds = features.extract(
+        values, labels, ids, rate = features.extract(
             data, args.backbone, weights, args.input_size, args.batch_size, progress=not args.quiet
         )
     meta = {
@@ -30,7 +30,7 @@ def features_command(args):
         "weights": args.weights,
         "input_size": args.input_size,
         "precision": policy or "float32",
-        "images_per_second": round(len(values) / seconds, 1),
+        "images_per_second": round(rate, 1),
     }
     if args.format == "tfrecord":
         features.write_feature_tfrecords(data, values, args.out)

@@ -97,3 +97,13 @@ class FeaturesCommandTest:
             cli.main(["features", str(image_npz), "--backbone", "resnet50", "--out", str(tmp_path / "y.npz")])
         assert time.perf_counter() - start < 5
         assert not (tmp_path / "x.npz").exists() and not (tmp_path / "y.npz").exists()
+
+
+def test_features_of_a_source_without_a_test_part_split_like_it(tmp_path, capsys):
+    out = tmp_path / "digits-feats.npz"
+    cli.run(["features", "digits", *FLAGS, "--out", str(out)])
+    with np.load(out) as f:
+        assert f["x_train"].shape == (1797, 576) and f["x_test"].shape == (0, 576)
+    feats, digits = load_data(out, queries_per_class=30), load_data("digits")
+    np.testing.assert_array_equal(feats.query.ids, digits.query.ids)
+    assert feats.test_start is None

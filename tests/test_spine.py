@@ -1,8 +1,6 @@
 """The spine that every method stands on: batches with declared keys, role gates, the step
 counter, optimisers by config, image models end to end (fit, evaluation, export)."""
 
-import json
-
 import keras
 import numpy as np
 import pytest
@@ -268,6 +266,9 @@ class ImageModelTest:
         served = load_encoder(tmp_path / "run")  # serving_default is the flat-features endpoint
         assert served.input_dim == 64
         np.testing.assert_array_equal(served.encode(digits.query.features), expected)
+        colour = np.zeros((2, 8, 8, 3), np.uint8)
+        with pytest.raises(ValueError, match=r"takes images of shape \(8, 8, 1\)"):
+            model.encode_images(colour)
 
     def test_image_model_on_features_fails_before_training(self, toy_method, tmp_path):
         features = Split(
@@ -289,138 +290,6 @@ class ImageModelTest:
             toy_config(8, labels=True), digits, tmp_path / "run2", verbose=0, labelled_per_class=20
         )
         assert record["train_split"]["items"] == 200
-
-
-class SplitTest:
-    def test_labelled_subset_is_seeded_disjoint_and_per_class(self, digits):
-        subset = digits.labelled()
-        assert len(subset) == 500 and np.all(subset.labels.sum(0) == 50)
-        assert not set(subset.ids) & set(digits.query.ids)
-        assert set(subset.ids) <= set(digits.database.ids)
-        assert np.array_equal(load_data("digits").labelled().ids, subset.ids)
-        other = load_data("digits", seed=1)
-        assert not np.array_equal(other.labelled().ids, subset.ids)
-        with pytest.raises(ValueError, match="lower --labelled-per-class"):
-            digits.labelled(200)
-
-    def test_labelled_subset_continues_the_query_generator(self, digits):
-        from sklearn.datasets import load_digits
-
-        rng = np.random.default_rng(0)  # the queries are drawn first, then the labelled subset
-
-        target = load_digits().target
-        for c in range(10):
-            rng.choice(np.flatnonzero(target == c), 30, replace=False)
-        db_class = digits.database.labels.argmax(1)
-        first = np.sort(rng.choice(np.flatnonzero(db_class == 0), 50, replace=False))
-        subset = digits.labelled()
-        np.testing.assert_array_equal(subset.ids[subset.labels.argmax(1) == 0], digits.database.ids[first])
-
-    def test_train_test_protocol(self, tmp_path):
-        rng = np.random.default_rng(0)
-        path = tmp_path / "small.npz"
-        np.savez(
-            path,
-            x_train=rng.integers(0, 256, (80, 4, 4), dtype=np.uint8),
-            y_train=np.arange(80) % 4,
-            x_test=rng.integers(0, 256, (20, 4, 4), dtype=np.uint8),
-            y_test=np.arange(20) % 4,
-        )
-        data = load_data(path, protocol="train-test")
-        assert (len(data.query), len(data.database), data.protocol) == (20, 80, "train-test")
-        assert data.query.ids.tolist() == list(range(80, 100)) and data.train is data.database
-        with pytest.raises(ValueError, match="digits has no test part"):
-            load_data("digits", protocol="train-test")
-        record = cli.run(
-            [
-                "train",
-                "itq",
-                "--data",
-                str(path),
-                "--protocol",
-                "train-test",
-                "--bits",
-                "8",
-                "--out",
-                str(tmp_path / "r"),
-            ]
-        )
-        assert record["protocol"] == "train-test"
-        assert {"euclidean_precision_radius_2", "euclidean_map_at_all"} <= set(record)
-
-
-class SplitSeedTest:
-    def test_eval_of_a_seeded_run_reproduces_its_metrics(self, tmp_path, capsys):
-        out = tmp_path / "run"
-        record = cli.run(
-            ["train", "itq", "--bits", "16", "--seed", "1", "--split-seed", "3", "--out", str(out)]
-        )
-        assert (record["seed"], record["split_seed"]) == (1, 3)
-        assert not np.array_equal(load_data("digits", seed=3).query.ids, load_data("digits").query.ids)
-        for split in ("query", "database"):
-            cli.run(["encode", str(out), "--split", split, "--out", str(tmp_path / f"{split}.npz")])
-        metrics = cli.run(["eval", str(tmp_path / "query.npz"), str(tmp_path / "database.npz")])
-        assert metrics["map_at_all"] == pytest.approx(record["map_at_all"], abs=1e-12)
-        saved = json.loads((out / "metrics.json").read_text())
-        assert saved["split_seed"] == 3 and saved["seed"] == 1
-
-    def test_model_seed_no_longer_moves_the_split(self, tmp_path):
-        a = cli.run(["train", "lsh", "--bits", "8", "--seed", "1", "--out", str(tmp_path / "a")])
-        assert a["split_seed"] == 0 and a["num_queries"] == 300
-
-
-class ModelOptionTest:
-    def test_train_takes_any_option_and_refuses_unknown_ones(self, tmp_path, capsys):
-        record = cli.run(
-            ["train", "itq", "--bits", "8", "--model-option", "iterations=3", "--out", str(tmp_path / "a")]
-        )
-        assert record["config"]["model"]["iterations"] == 3
-        with pytest.raises(
-            SystemExit, match=r"itq has no model option \['nope'\]; valid options: iterations"
-        ):
-            cli.main(["train", "itq", "--model-option", "nope=1", "--out", str(tmp_path / "b")])
-        assert not (tmp_path / "b").exists()
-
-    def test_bench_applies_options_where_they_exist_and_says_where_not(self, tmp_path, capsys):
-        cli.run(
-            ["bench", "--methods", "itq", "lsh", "--bits", "8", "--seeds", "0",
-             "--model-option", "iterations=2", "--out", str(tmp_path / "b")]
-        )  # fmt: skip
-        assert "note: lsh has no model option iterations" in capsys.readouterr().out
-        cell = json.loads((tmp_path / "b" / "cells" / "itq-8bit-seed0" / "metrics.json").read_text())
-        assert cell["config"]["model"]["iterations"] == 2
-
-    def test_methods_lists_methods_and_options(self, capsys):
-        cli.run(["methods"])
-        out = capsys.readouterr().out
-        assert all(name in out for name in registry.method_names())
-        cli.run(["methods", "tbh-vae"])
-        out = capsys.readouterr().out
-        assert "beta=4.0" in out and "weight of the total correlation" in out
-        for method in registry.METHODS.values():
-            assert all(text for _, _, text in method.options()), method.name
-
-
-class ImageFolderTest:
-    def test_train_itq_on_a_folder_of_pngs(self, tmp_path, capsys):
-        from PIL import Image
-
-        rng = np.random.default_rng(0)
-        for c in range(10):
-            folder = tmp_path / "images" / f"class_{c}"
-            folder.mkdir(parents=True)
-            for i in range(40):
-                pixels = np.clip(rng.normal(25 * c, 20, (12, 12, 3)), 0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i:02d}.png")
-        record = cli.run(
-            ["train", "itq", "--data", str(tmp_path / "images"), "--bits", "16", "--out", str(tmp_path / "r")]
-        )
-        out = capsys.readouterr().out
-        assert "20 queries per class" in out
-        assert (record["num_queries"], record["num_database"]) == (200, 200)
-        assert record["map_at_all"] > 0.25  # random codes: about 0.1
-        data = load_data(tmp_path / "images", image_size=(6, 6))
-        assert data.image_shape == (6, 6, 3) and data.feature_dim == 108
 
 
 class AugmentationTest:
@@ -480,29 +349,3 @@ def test_gates_refuse_a_multi_replica_strategy_with_a_clear_error():
     """).replace("TESTS", repr(str(pathlib.Path(__file__).parent)))
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert "refused: ToyHasher gates its roles ['head']" in result.stdout, result.stderr[-2000:]
-
-
-def test_sources_with_their_own_queries_draw_the_labelled_subset_from_the_database(tmp_path):
-    from scipy.io import savemat
-
-    path = tmp_path / "own.mat"
-    labels = np.arange(60) % 3
-    savemat(path, {"train_data": np.random.default_rng(0).normal(size=(60, 4)), "train_label": labels,
-                   "test_data": np.zeros((6, 4)), "test_label": np.arange(6) % 3})  # fmt: skip
-    data = load_data(path, seed=2)
-    subset = data.labelled(5)
-    rng = np.random.default_rng(2)
-    expected = np.sort(
-        np.concatenate([rng.choice(np.flatnonzero(labels == c), 5, replace=False) for c in range(3)])
-    )
-    np.testing.assert_array_equal(subset.ids, data.database.ids[expected])
-
-
-@pytest.mark.large
-def test_itq_under_gmans_protocol_reproduces_its_table(mnist_path, tmp_path):
-    record = cli.run(
-        ["train", "itq", "--data", str(mnist_path), "--protocol", "train-test", "--bits", "32",
-         "--out", str(tmp_path / "itq")]
-    )  # fmt: skip
-    assert (record["num_queries"], record["num_database"]) == (10_000, 60_000)
-    assert abs(record["euclidean_precision_radius_2"] - 0.3635) < 0.03  # GMAN Table 1, ITQ, 32 bits

@@ -41,6 +41,7 @@ TABLE_METRICS = (
     ("precision_radius_2", "precision within Hamming radius 2"),
     ("euclidean_map_at_all", "mAP@all, Euclidean ground truth (50 nearest neighbours in input space)"),
     ("euclidean_map_at_1000", "mAP@1000, Euclidean ground truth"),
+    ("euclidean_precision_radius_2", "precision within Hamming radius 2, Euclidean ground truth (GMAN's)"),
     ("dead_bits", "dead bits (entropy < 0.1 bit) in the database codes"),
     ("train_seconds", "train seconds"),
     ("encode_items_per_second", "encode throughput (items/s)"),
@@ -79,6 +80,8 @@ def run_benchmark(
     export=False,
     euclidean=False,
     log=None,
+    labelled_per_class=None,
+    augment=None,
 ):
     """Runs (or resumes) a benchmark; returns the records in grid order.
 
@@ -98,11 +101,14 @@ def run_benchmark(
         export: keep each cell's SavedModel / model.npz.
         euclidean: also evaluate under the Euclidean ground truth (K = 50).
         log: progress printer.
+        labelled_per_class: supervised methods' labelled items per class
+            (default: the data's).
+        augment: image augmentation of every image model (e.g. ["crop"]).
     """
     log = log or functools.partial(print, flush=True)
     methods = [get_method(name) for name in (methods or method_names())]  # unknown names fail here
     bits = [check_positive_int("bits", b) for b in bits]
-    train = {"steps": steps, "learning_rate": learning_rate, "batch_size": batch_size}
+    train = {"steps": steps, "learning_rate": learning_rate, "batch_size": batch_size, "augment": augment}
     train = {key: value for key, value in train.items() if value is not None}
     for key in ("steps", "batch_size"):
         if key in train:
@@ -120,10 +126,15 @@ def run_benchmark(
     for index, (method, b, seed) in enumerate(cells, 1):
         cell_dir = os.path.join(out, "cells", cell_name(method.name, b, seed))
         label = f"[{index}/{len(cells)}] {method.name} {b} bits seed {seed}"
-        record = _finished(cell_dir)
+        record = _finished(cell_dir, data)
         if record is None:
             cell_start = time.time()
-            record = _run_cell(method, b, seed, data, cell_dir, overrides, budget_seconds, export, euclidean)
+            options = {
+                "budget_seconds": budget_seconds,
+                "export": export,
+                "labelled_per_class": labelled_per_class,
+            }
+            record = _run_cell(method, b, seed, data, cell_dir, overrides, euclidean, options)
             durations.setdefault(method.name, []).append(time.time() - cell_start)
             eta = _eta(durations, [c for c in cells[index:] if not _finished_path(c, out)])
             log(f"{label}: {_summary(record)} (elapsed {time.time() - start:.0f} s, eta {eta:.0f} s)")
@@ -145,22 +156,28 @@ def _finished_path(cell, out):
     return os.path.exists(os.path.join(out, "cells", cell_name(method.name, b, seed), "metrics.json"))
 
 
-def _finished(cell_dir):
+def _finished(cell_dir, data):
+    """The finished cell's record, or None; a cell of another split fails (its figures would mix)."""
     path = os.path.join(cell_dir, "metrics.json")
     if not os.path.exists(path):
         return None
     with open(path) as f:
-        return json.load(f)
+        record = json.load(f)
+    ran = (record.get("split_seed", 0), record.get("protocol", "pooled"))
+    if ran != (data.split_seed, data.protocol):
+        raise ValueError(
+            f"{cell_dir} was run with split seed {ran[0]} and protocol {ran[1]}, not {data.split_seed} and "
+            f"{data.protocol}; resuming would mix two splits in one table. Use another --out."
+        )
+    return record
 
 
-def _run_cell(method, bits, seed, data, cell_dir, overrides, budget_seconds, export, euclidean):
+def _run_cell(method, bits, seed, data, cell_dir, overrides, euclidean, fit_options):
     os.makedirs(cell_dir, exist_ok=True)
     error_path = os.path.join(cell_dir, "error.txt")
     try:
         config = cell_config(method, bits, data.name, overrides, euclidean)
-        _, record = fit(
-            config, data, cell_dir, seed=seed, verbose=0, budget_seconds=budget_seconds, export=export
-        )
+        _, record = fit(config, data, cell_dir, seed=seed, verbose=0, **fit_options)
     except Exception as err:  # one method's crash must not lose the others' results
         with open(error_path, "w") as f:
             f.write(traceback.format_exc())
@@ -216,7 +233,8 @@ def markdown_table(records, data):
     lines = [
         f"# Benchmark: {data.name}",
         "",
-        f"{len(data.query)} queries x {len(data.database)} database items, "
+        f"{len(data.query)} queries x {len(data.database)} database items ({data.protocol} protocol, "
+        f"split seed {data.split_seed}), "
         f"{done.get('ground_truth', 'labels')} ground truth, empty queries count "
         f"{done.get('empty_queries', 'zero')}; seeds {seeds}; mean ± standard deviation over seeds "
         "(n < number of seeds: some cells failed).",

@@ -16,6 +16,14 @@ A training config (`config["train"]`) describes its optimisers with these keys:
 
 The schedule counts the role's own optimiser steps; a role that a gate
 skipped (`HashingModel.role_gates`) does not advance its schedule.
+
+Notes:
+    `weight_decay` is Keras' decoupled decay (w <- w - lr * wd * w, apart from
+    the gradient, and outside Adam's moment estimates). Caffe's solver, which
+    produced HashNet's numbers, adds wd * w to the gradient instead (coupled
+    L2). With plain SGD and momentum the two differ only in that the decay
+    also enters the momentum; a method that must match the authors exactly
+    adds 0.5 * wd * ||w||^2 to its objective and leaves `weight_decay` unset.
 """
 
 import keras

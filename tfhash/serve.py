@@ -28,7 +28,7 @@ def encode_source(model_path, data, out, split="database", progress=True):
     encoder = load_encoder(model_path)
     part = getattr(data, split)
     start = time.perf_counter()
-    codes = encode_features(encoder, part.features, progress=progress)
+    codes = encode_features(encoder, part, progress=progress)
     seconds = time.perf_counter() - start
     save_codes(out, codes, part.ids, part.labels)
     return {"path": out, "items": len(codes), "bits": encoder.bits, "items_per_second": len(codes) / seconds}

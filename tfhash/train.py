@@ -207,7 +207,8 @@ def fit(
         "train_seconds": round(run["train_seconds"], 2),
         "num_queries": len(data.query),
         "num_database": len(data.database),
-        "ground_truth": "labels" if data.has_labels else "euclidean_top_50",
+        "ground_truth": "labels" if data.has_labels else "euclidean_top_50",  # of the unprefixed metrics
+        "image_shape": None if data.image_shape is None else list(data.image_shape),
         "empty_queries": config["eval"]["empty_queries"],
         "config": config,
         **{k: v for k, v in metrics.items() if np.isscalar(v)},

@@ -22,7 +22,9 @@ def build_backbone(name, input_shape, seed=None, **options):
             no per-layer seed, so the application backbones ignore it (use
             `keras.utils.set_random_seed` for a reproducible random initialisation).
         **options: constructor arguments of `MLP`, `ConvEncoder` or `ApplicationBackbone`
-            (e.g. `units=(1024, 512)`, `filters=(32, 64)`, `weights="imagenet"`, `freeze=True`).
+            (e.g. `units=(1024, 512)`, `filters=(32, 64)`, `weights="imagenet"`), and
+            `freeze=True` for any backbone: its weights are not trained and its batch norm
+            layers run in inference mode (Keras 3's convention for `trainable=False`).
 
     Returns:
         a built `keras.layers.Layer` with `output_dim` and `input_kind`.
@@ -31,7 +33,7 @@ def build_backbone(name, input_shape, seed=None, **options):
         ValueError: for an unknown name, an input shape of the wrong rank, or bad options.
     """
     if name not in BACKBONES:
-        raise ValueError(f"Unknown backbone {name!r}; valid names: {', '.join(BACKBONES)}")
+        raise ValueError(f"unknown backbone {name!r}; valid names: {', '.join(BACKBONES)}")
     input_shape = tuple(input_shape)
     rank = 1 if name == "mlp" else 3
     if len(input_shape) != rank:
@@ -40,12 +42,13 @@ def build_backbone(name, input_shape, seed=None, **options):
             f"backbone {name!r} takes input_shape={expected} (one item, no batch axis); "
             f"received input_shape={input_shape!r}"
         )
-    if name == "mlp":
-        backbone = MLP(seed=seed, **options)
-    elif name == "conv":
-        backbone = ConvEncoder(seed=seed, **options)
-    else:
-        backbone = ApplicationBackbone(network=name, input_shape=input_shape, **options)
+    if name in ("mlp", "conv"):
+        freeze = options.pop("freeze", False)
+        backbone = (MLP if name == "mlp" else ConvEncoder)(seed=seed, **options)
+        backbone.build((None, *input_shape))
+        backbone.trainable = not freeze  # Keras' convention: frozen batch norm runs in inference mode
+        return backbone
+    backbone = ApplicationBackbone(network=name, input_shape=input_shape, **options)
     backbone.build((None, *input_shape))
     return backbone
 

@@ -3,14 +3,15 @@
 import os
 
 from tfhash.cli.common import (
-    _names,
     add_data_arguments,
     add_model_option_argument,
     data_slug,
     load_data_from_args,
     model_options_from_args,
+    names_list,
 )
-from tfhash.registry import get_method, method_names
+from tfhash.data.augmentation import parse_augment
+from tfhash.registry import check_model_options, get_method, method_names
 
 
 def add_bench_arguments(parser):
@@ -18,7 +19,7 @@ def add_bench_arguments(parser):
     parser.add_argument(
         "--methods",
         nargs="+",
-        type=_names,
+        type=names_list,
         help=f"methods to run, space or comma separated (default: all: {' '.join(method_names())})",
     )
     parser.add_argument(
@@ -34,6 +35,12 @@ def add_bench_arguments(parser):
     parser.add_argument("--learning-rate", type=float, help="Adam learning rate of every deep method")
     parser.add_argument("--batch-size", type=int, help="batch size of every deep method")
     add_model_option_argument(parser, "a constructor argument for every method that has it")
+    parser.add_argument(
+        "--labelled-per-class",
+        type=int,
+        help="supervised methods: labelled training items per class (default: 500; 50 on digits)",
+    )
+    parser.add_argument("--augment", help="image models: crop, flip or crop,flip (seeded; default: none)")
     parser.add_argument("--out", help="results folder (default: runs/bench-<data>)")
     parser.add_argument("--export", action="store_true", help="keep every cell's SavedModel / model.npz")
     parser.add_argument(
@@ -49,6 +56,8 @@ def bench_command(args):
     methods = [name for group in args.methods for name in group] if args.methods else None
     for name in methods or ():
         get_method(name)  # unknown names fail before the data is loaded
+    options = model_options_from_args(args)
+    check_model_options(options, [get_method(name) for name in methods or method_names()])
     data = load_data_from_args(args)
     out = args.out or os.path.join("runs", f"bench-{data_slug(args.data)}")
     records = run_benchmark(
@@ -63,7 +72,9 @@ def bench_command(args):
         euclidean=args.euclidean,
         learning_rate=args.learning_rate,
         batch_size=args.batch_size,
-        model_options=model_options_from_args(args),
+        model_options=options,
+        labelled_per_class=args.labelled_per_class,
+        augment=list(parse_augment(args.augment)) if args.augment else None,
     )
     with open(os.path.join(out, "results.md")) as f:
         print("\n" + f.read())

@@ -44,17 +44,27 @@ def add_data_arguments(parser, split_seed_default=0):
     add_split_arguments(parser, split_seed_default)
 
 
-def load_data_from_args(args, split_seed=None, protocol=None):
-    """The data set of a command's data flags; `split_seed` / `protocol` fill flags left unset."""
+def load_data_from_args(args, run=None):
+    """The data set of a command's data flags; `run` (`run_split`) fills the split flags left unset."""
     from tfhash.data import load_data
+    from tfhash.data.images import is_image_folder
 
-    seed = args.split_seed if args.split_seed is not None else (split_seed or 0)
+    run = run or {}
+    seed = args.split_seed if args.split_seed is not None else (run.get("split_seed") or 0)
+    image_size = args.image_size
+    if (
+        image_size is None
+        and run.get("image_shape")
+        and os.path.isdir(args.data)
+        and is_image_folder(args.data)
+    ):
+        image_size = run["image_shape"][:2]  # the folder's images, resized as in training
     data = load_data(
         args.data,
-        args.queries_per_class,
+        args.queries_per_class if args.queries_per_class is not None else run.get("queries_per_class"),
         seed=seed,
-        protocol=args.protocol or protocol or "pooled",
-        image_size=args.image_size,
+        protocol=args.protocol or run.get("protocol") or "pooled",
+        image_size=image_size,
     )
     for note in data.notes:
         print(f"note: {note}")
@@ -79,7 +89,7 @@ def model_options_from_args(args):
     return options
 
 
-def _names(value):
+def names_list(value):
     return [name for part in value.split(",") for name in [part.strip()] if name]
 
 
@@ -98,12 +108,14 @@ def data_slug(source):
 
 
 def run_split(model_path):
-    """(split seed, protocol) recorded by the run that holds `model_path`, or (None, None)."""
+    """How the run holding `model_path` (a run folder, its export/ or model.npz) split its data:
+    {split_seed, protocol, queries_per_class, image_shape} from its metrics.json, or {}."""
     path = os.path.abspath(model_path)
     for folder in (path, os.path.dirname(path)):
         record = os.path.join(folder, "metrics.json")
         if os.path.isfile(record):
             with open(record) as f:
                 info = json.load(f)
-            return info.get("split_seed"), info.get("protocol")
-    return None, None
+            keys = ("split_seed", "protocol", "queries_per_class", "image_shape")
+            return {key: info.get(key) for key in keys}
+    return {}

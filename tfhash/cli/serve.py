@@ -8,7 +8,7 @@ from tfhash.cli.common import add_data_arguments, load_data_from_args, run_split
 def encode_command(args):
     from tfhash.serve import encode_source
 
-    data = load_data_from_args(args, *run_split(args.model))
+    data = load_data_from_args(args, run_split(args.model))
     info = encode_source(args.model, data, args.out, split=args.split)
     print(
         f"wrote {info['items']} {info['bits']}-bit codes "
@@ -38,7 +38,7 @@ def search_command(args):
     index = HammingIndex.load(args.index, backend=args.backend)
     data = None
     if args.data:
-        data = load_data_from_args(args, *run_split(args.model))
+        data = load_data_from_args(args, run_split(args.model))
     if args.images:
         image_shape = data.image_shape if data else None
         features = serve.load_images(args.images, encoder.input_dim, image_shape)

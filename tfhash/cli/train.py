@@ -203,12 +203,17 @@ def reconstruction_figure(args, data, model, out):
 
 
 def print_table(record):
-    keys = [k for k in ("map_at_all", "map_at_1000", "precision_radius_2", "precision_at_100") if k in record]
+    keys = ("map_at_all", "map_at_1000", "precision_radius_2", "precision_at_100")
+    if record.get("protocol") == "train-test":  # the protocol's own ground truth first
+        keys = ("euclidean_precision_radius_2", "euclidean_map_at_1000", "euclidean_map_at_all", *keys)
+    keys = [k for k in keys if k in record]
     budget = f"{record['steps']} steps, " if record.get("steps") else ""
     print(
         f"\n{record['method']} on {record['data']}, {record['bits']} bits, seed {record['seed']}, "
         f"{budget}{record['num_queries']} queries x {record['num_database']} database "
-        f"({record['ground_truth']} ground truth)"
+        f"({record.get('protocol', 'pooled')} protocol, split seed {record.get('split_seed', 0)}, "
+        f"{record['ground_truth']} ground truth"
+        + ("; euclidean_*: the 50 nearest database items in input space)" if keys[0].startswith("e") else ")")
     )
     print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))
     print("| " + " | ".join(f"{record[k]:.4f}" for k in keys) + " |")

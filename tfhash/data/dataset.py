@@ -164,7 +164,9 @@ class RetrievalData:
             ValueError: without labels, or when a class has too few items.
         """
         self.require_labels("a supervised method")
-        per_class = check_positive_int("labelled_per_class", per_class or self.labelled_per_class)
+        per_class = check_positive_int(
+            "labelled_per_class", self.labelled_per_class if per_class is None else per_class
+        )
         rng = np.random.default_rng(self.split_seed)
         if self.rng_state is not None:
             rng.bit_generator.state = self.rng_state

@@ -72,11 +72,17 @@ def batch_dataset(split, keys, batch_size, seed=0, shuffle_buffer=10000, repeat=
             arrays[key] = np.asarray(split.features, np.float32)
         elif key == "images":
             if split.images is None:
-                raise ValueError("this model trains on images, but the data holds features only")
+                raise ValueError(
+                    "this model trains on images, but the split holds features only; pass an image source "
+                    "(an npz of uint8 images, a CIFAR-10 or image folder)"
+                )
             arrays[key] = split.images
         elif key == "labels":
             if split.labels is None:
-                raise ValueError("this model trains on labels, but the data has none")
+                raise ValueError(
+                    "this model trains on labels, but the split has none; pass a labelled source or "
+                    "an unsupervised method"
+                )
             arrays[key] = np.asarray(split.labels, np.float32)
         else:
             arrays[key] = np.arange(len(split), dtype=np.int64)
@@ -86,7 +92,7 @@ def batch_dataset(split, keys, batch_size, seed=0, shuffle_buffer=10000, repeat=
         dataset = dataset.repeat()
     dataset = dataset.batch(batch_size, drop_remainder=True)
     if augment is not None and "images" not in keys:
-        raise ValueError("augmentation applies to images; this model trains on features")
+        raise ValueError(f"augmentation applies to images; this model trains on {keys[0]}: drop --augment")
     if "images" in keys:
         scale = 1.0 / split.pixel_max
         grey = split.images.ndim == 3

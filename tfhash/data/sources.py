@@ -68,13 +68,11 @@ def load_npz(path, queries_per_class=100, seed=0, protocol="pooled"):
                 f"missing {sorted(missing)}, found {f.files}"
             )
         x_train, x_test = f["x_train"], f["x_test"]
-        images = np.concatenate([x_train, x_test])
-        labels = np.concatenate(
-            [
-                np.asarray(f["y_train"]).reshape(len(x_train), -1),
-                np.asarray(f["y_test"]).reshape(len(x_test), -1),
-            ]
-        )
+        has_test = len(x_test) > 0  # `tfhash features` of a source without a test part writes none
+        images = np.concatenate([x_train, x_test]) if has_test else x_train
+        labels = np.asarray(f["y_train"]).reshape(len(x_train), -1)
+        if has_test:
+            labels = np.concatenate([labels, np.asarray(f["y_test"]).reshape(len(x_test), -1)])
     items, shape = _pool_items(images)
     del images
     return split_pool(
@@ -84,7 +82,7 @@ def load_npz(path, queries_per_class=100, seed=0, protocol="pooled"):
         queries_per_class,
         seed,
         protocol,
-        test_start=len(x_train),
+        test_start=len(x_train) if has_test else None,
         image_shape=shape,
     )
 

@@ -223,7 +223,8 @@ class HashingModel(keras.Model):
         if self.input_kind != "images":
             raise ValueError(f"{type(self).__name__} takes features, not images; call encode(features)")
         images = np.asarray(images)
-        if images.shape[1:] not in (tuple(self.image_shape), tuple(self.image_shape[:2])):
+        grey = tuple(self.image_shape[:2]) if self.image_shape[-1] == 1 else None  # (n, H, W) for C = 1
+        if images.shape[1:] not in (tuple(self.image_shape), grey):
             raise ValueError(
                 f"{type(self).__name__} takes images of shape {tuple(self.image_shape)}; "
                 f"received {images.shape[1:]}. Resize them as in training."

@@ -193,6 +193,14 @@ def fit(
             metrics = evaluate(model, data, config["eval"])
             if export:
                 export_encoder(model, os.path.join(out, "export"), data.train.pixel_max)
+    record = run_record(config, data, model, seed, run, train_split, metrics)
+    write_json(record, os.path.join(out, "metrics.json"))
+    return model, record
+
+
+def run_record(config, data, model, seed, run, train_split, metrics):
+    """The metrics.json record of a finished run: what ran, on which split, and every scalar metric."""
+    metrics = dict(metrics)
     curves = {k: np.asarray(metrics.pop(k)).tolist() for k in ("pr_precision", "pr_recall") if k in metrics}
     record = {
         "method": config["method"],
@@ -216,8 +224,7 @@ def fit(
     }
     if curves:
         record["curves"] = curves
-    write_json(record, os.path.join(out, "metrics.json"))
-    return model, record
+    return record
 
 
 def require_inputs(model_class, options, data):

@@ -170,17 +170,13 @@ class RetrievalData:
         rng = np.random.default_rng(self.split_seed)
         if self.rng_state is not None:
             rng.bit_generator.state = self.rng_state
+        from tfhash.data.protocols import draw_per_class
+
         class_ids = self.database.labels.argmax(1)
-        picks = []
-        for c in range(self.num_classes):
-            members = np.flatnonzero(class_ids == c)
-            if len(members) < per_class:
-                raise ValueError(
-                    f"{self.name}: class {c} has {len(members)} database items, fewer than "
-                    f"labelled_per_class={per_class}; lower --labelled-per-class"
-                )
-            picks.append(rng.choice(members, per_class, replace=False))
-        return self.database.subset(np.sort(np.concatenate(picks)))
+        picks = draw_per_class(
+            f"{self.name} database", class_ids, self.num_classes, per_class, rng, "labelled"
+        )
+        return self.database.subset(np.sort(picks))
 
 
 def check_split(split, what):

@@ -31,6 +31,31 @@ def train_dataset(features, batch_size, seed=0, shuffle_buffer=10000, repeat=Tru
     return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
 
 
+def _batch_arrays(split, keys):
+    """{key: the split's array for it}; a clear error for a part the split lacks."""
+    arrays = {}
+    for key in keys:
+        if key == "features":
+            arrays[key] = np.asarray(split.features, np.float32)
+        elif key == "images":
+            if split.images is None:
+                raise ValueError(
+                    "this model trains on images, but the split holds features only; pass an image source "
+                    "(an npz of uint8 images, a CIFAR-10 or image folder)"
+                )
+            arrays[key] = split.images
+        elif key == "labels":
+            if split.labels is None:
+                raise ValueError(
+                    "this model trains on labels, but the split has none; pass a labelled source or "
+                    "an unsupervised method"
+                )
+            arrays[key] = np.asarray(split.labels, np.float32)
+        else:
+            arrays[key] = np.arange(len(split), dtype=np.int64)
+    return arrays
+
+
 def batch_dataset(split, keys, batch_size, seed=0, shuffle_buffer=10000, repeat=True, augment=None):
     """Seeded training batches holding exactly what a model declares (`HashingModel.batch_keys`).
 
@@ -66,26 +91,7 @@ def batch_dataset(split, keys, batch_size, seed=0, shuffle_buffer=10000, repeat=
     _check_batch_size(len(split), batch_size)
     if keys == ("features",) and augment is None:
         return train_dataset(split.features, batch_size, seed, shuffle_buffer, repeat)
-    arrays = {}
-    for key in keys:
-        if key == "features":
-            arrays[key] = np.asarray(split.features, np.float32)
-        elif key == "images":
-            if split.images is None:
-                raise ValueError(
-                    "this model trains on images, but the split holds features only; pass an image source "
-                    "(an npz of uint8 images, a CIFAR-10 or image folder)"
-                )
-            arrays[key] = split.images
-        elif key == "labels":
-            if split.labels is None:
-                raise ValueError(
-                    "this model trains on labels, but the split has none; pass a labelled source or "
-                    "an unsupervised method"
-                )
-            arrays[key] = np.asarray(split.labels, np.float32)
-        else:
-            arrays[key] = np.arange(len(split), dtype=np.int64)
+    arrays = _batch_arrays(split, keys)
     dataset = tf.data.Dataset.from_tensor_slices(arrays)
     dataset = dataset.shuffle(min(shuffle_buffer, len(split)), seed=seed, reshuffle_each_iteration=True)
     if repeat:

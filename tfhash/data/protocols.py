@@ -78,18 +78,8 @@ def split_pool(
         return RetrievalData(
             name, database, pool.subset(np.arange(test_start, len(items))), database, **common
         )
-    class_ids = labels.argmax(1)
     rng = np.random.default_rng(split_seed)
-    queries = []
-    for c in range(labels.shape[1]):
-        members = np.flatnonzero(class_ids == c)
-        if len(members) < queries_per_class:
-            raise ValueError(
-                f"{name}: class {c} has {len(members)} items, fewer than queries_per_class="
-                f"{queries_per_class}; lower --queries-per-class"
-            )
-        queries.append(rng.choice(members, queries_per_class, replace=False))
-    query_index = np.concatenate(queries)
+    query_index = draw_per_class(name, labels.argmax(1), labels.shape[1], queries_per_class, rng, "queries")
     database = pool.subset(np.setdiff1d(np.arange(len(items)), query_index))
     return RetrievalData(
         name,
@@ -100,6 +90,25 @@ def split_pool(
         rng_state=rng.bit_generator.state,
         **common,
     )
+
+
+def draw_per_class(name, class_ids, num_classes, per_class, rng, what):
+    """`rng.choice(items of c, per_class, replace=False)` for each class c in order, concatenated.
+
+    Raises:
+        ValueError: naming the class and the flag to lower when a class is too small.
+    """
+    picks = []
+    for c in range(num_classes):
+        members = np.flatnonzero(class_ids == c)
+        if len(members) < per_class:
+            flag = "queries-per-class" if what == "queries" else "labelled-per-class"
+            raise ValueError(
+                f"{name}: class {c} has {len(members)} items, fewer than {per_class} {what} per class; "
+                f"lower --{flag}"
+            )
+        picks.append(rng.choice(members, per_class, replace=False))
+    return np.concatenate(picks)
 
 
 def pool_split(name, features, labels, queries_per_class, seed=0, image_shape=None):

@@ -1,11 +1,11 @@
 """SavedModel export of an encoder: float features in, {0, 1} and packed codes out."""
 
 import os
-import shutil
-import tempfile
 
 import keras
 import tensorflow as tf
+
+from tfhash.files import atomic_folder
 
 
 def pack_codes_tf(codes):
@@ -57,16 +57,6 @@ def export_encoder(model, path, pixel_max=255.0):
 
         image_spec = tf.TensorSpec((None, *model.image_shape), tf.uint8, name="images")
         archive.add_endpoint("images", encode_images, input_signature=[image_spec])
-    path = os.path.abspath(path)
-    parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
-    try:
+    with atomic_folder(path, prefix=".export-") as tmp:
         archive.write_out(tmp, verbose=False)
-        if os.path.exists(path):
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp)
-    return path
+    return os.path.abspath(path)

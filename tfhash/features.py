@@ -11,13 +11,11 @@ whole or not at all.
 """
 
 import os
-import shutil
-import tempfile
 import time
 
 import numpy as np
 
-from tfhash.files import write_npz
+from tfhash.files import atomic_folder, write_npz
 
 FORMAT = "tfhash-features-1"
 FEATURE_BACKBONES = ("vgg16", "resnet50", "mobilenetv3small")
@@ -113,17 +111,8 @@ def write_feature_tfrecords(data, features, path):
     database = part(data.database)
     train = database if data.train is data.database else part(data.train)
     feature_data = RetrievalData(f"{data.name} features", train, part(data.query), database)
-    path = os.path.abspath(path)
-    if os.path.exists(path) and os.listdir(path):
+    if os.path.isdir(path) and os.listdir(path):
         raise ValueError(f"{path} exists and is not empty; give a new folder for the TFRecords")
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".features-", dir=os.path.dirname(path))
-    try:  # the folder appears with both files or not at all
+    with atomic_folder(path, prefix=".features-") as tmp:  # both files, or no folder
         write_tfrecord_folder(feature_data, tmp)
-        if os.path.exists(path):
-            os.rmdir(path)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp)
     return path

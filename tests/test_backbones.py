@@ -173,6 +173,11 @@ class ConvDecoderTest:
         second.build((None, 6))
         assert_same_weights(first, second)
 
+    def test_saved_model_export_round_trip(self, tmp_path):
+        decoder = ConvDecoder((12, 12, 1), filters=(8, 4), seed=0)
+        decoder.build((None, 6))
+        assert_export_round_trip(decoder, random_inputs((6,)), tmp_path / "decoder")
+
     def test_rejects_an_output_shape_that_is_not_three_sides(self):
         with pytest.raises(ValueError, match=r"output_shape must be \(H, W, C\)"):
             ConvDecoder((28, 28))
@@ -208,6 +213,11 @@ class ApplicationBackboneTest:
     def test_saved_model_export_round_trip(self, tmp_path):
         backbone = ApplicationBackbone("mobilenetv3small", (28, 28, 1), input_size=32)
         assert_export_round_trip(backbone, random_inputs((28, 28, 1)), tmp_path / "mobilenet")
+
+    @pytest.mark.large
+    def test_resnet50_saved_model_export_round_trip(self, tmp_path):
+        backbone = ApplicationBackbone("resnet50", (32, 32, 3), input_size=32)
+        assert_export_round_trip(backbone, random_inputs((32, 32, 3)), tmp_path / "resnet50")
 
     def test_weights_file_restores_the_features(self, tmp_path):
         path = str(tmp_path / "mobilenet.weights.h5")
@@ -297,3 +307,15 @@ class BuildBackboneTest:
     def test_returns_built_backbones_with_output_dim(self):
         mlp = build_backbone("mlp", (12,), seed=0, units=(8, 4))
         assert mlp.built and mlp.output_dim == 4 and len(mlp.weights) == 4
+
+
+class FreezeTest:
+    @pytest.mark.parametrize("name, shape", [("mlp", (6,)), ("conv", (8, 8, 1))])
+    def test_freeze_works_for_every_backbone(self, name, shape):
+        options = {"units": (4,)} if name == "mlp" else {"filters": (4,)}
+        backbone = build_backbone(name, shape, seed=0, freeze=True, **options)
+        assert backbone.trainable_weights == [] and backbone.weights
+        inputs = random_inputs(shape, batch=4)
+        np.testing.assert_allclose(
+            backbone(inputs, training=True), backbone(inputs, training=False), rtol=1e-6
+        )

@@ -283,11 +283,12 @@ class ApplicationBackboneTest:
             ApplicationBackbone(**kwargs)
 
     @pytest.mark.large
-    def test_vgg16_gives_4096_fc7_features(self):
+    def test_vgg16_gives_4096_fc7_features(self, tmp_path):
         backbone = build_backbone("vgg16", (32, 32, 1))
         features = backbone(random_inputs((32, 32, 1), batch=1))
         assert backbone.output_dim == 4096 and tuple(features.shape) == (1, 4096)
         assert np.all(np.isfinite(features))
+        assert_export_round_trip(backbone, random_inputs((32, 32, 1), batch=1), tmp_path / "vgg16")
 
 
 class BuildBackboneTest:

@@ -145,6 +145,44 @@ class TBHTest:
         assert int(resumed.actor_optimizer.iterations) == 8
 
 
+class TBHBackboneTest:
+    def test_image_backbone_leaves_every_other_layer_as_seeded(self):
+        plain = TBH(**SMALL)
+        conv = TBH(**SMALL, backbone="conv", backbone_options={"filters": [4]}, image_shape=(4, 4, 1))
+        for name in ("binary_head", "continuous_head", "decoder_hidden", "decoder_output"):
+            a, b = getattr(plain, name).kernel.numpy(), getattr(conv, name).kernel.numpy()
+            if a.shape == b.shape:
+                np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(plain.decoder_output.kernel.numpy(), conv.decoder_output.kernel.numpy())
+
+    def test_conv_backbone_trains_on_images_and_exports_both_signatures(self, tmp_path):
+        options = {"backbone": "conv", "backbone_options": {"filters": [4, 8]}, "image_shape": (4, 4, 1)}
+        model = small_model(**options)
+        assert model.input_kind == "images" and model.batch_keys == ("images",)
+        assert TBH.from_config(model.get_config()).get_config() == model.get_config()
+        images = tf.constant(features(32).reshape(32, 4, 4, 1))
+        with tf.GradientTape(persistent=True) as tape:
+            _, objectives = model.compute_loss_terms(images, training=True)
+        grads = tape.gradient(objectives["actor"], model.role_variables("actor"))
+        assert all(g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in grads)
+        assert any("conv" in v.path for v in model.role_variables("actor"))
+        export_encoder(model, tmp_path / "export")
+        loaded = tf.saved_model.load(str(tmp_path / "export"))
+        flat = features(10)
+        expected = model.encode(flat)
+        np.testing.assert_array_equal(
+            loaded.signatures["serving_default"](features=flat)["codes"].numpy(), expected
+        )
+        uint8 = np.round(flat * 255).astype(np.uint8).reshape(10, 4, 4, 1)
+        np.testing.assert_array_equal(
+            loaded.signatures["images"](images=uint8)["codes"].numpy(), model.encode_images(uint8)
+        )
+
+    def test_image_backbone_needs_an_image_shape(self):
+        with pytest.raises(ValueError, match="needs image_shape"):
+            TBH(**SMALL, backbone="conv")
+
+
 def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     script = textwrap.dedent("""
         import numpy as np, tensorflow as tf

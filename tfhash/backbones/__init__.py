@@ -11,11 +11,11 @@ from tfhash.backbones.mlp import MLP
 BACKBONES = ("mlp", "conv", *NETWORKS)
 
 
-def build_backbone(name, input_shape, seed=None, **options):
-    """Builds the backbone `name` for items of shape `input_shape`, weights created.
+def build_backbone(backbone, input_shape, seed=None, **options):
+    """Builds the backbone `backbone` for items of shape `input_shape`, weights created.
 
     Args:
-        name: one of `BACKBONES`: "mlp", "conv", "vgg16", "resnet50", "mobilenetv3small".
+        backbone: one of `BACKBONES`: "mlp", "conv", "vgg16", "resnet50", "mobilenetv3small".
         input_shape: shape of one item without the batch axis: (D,) for "mlp",
             (H, W, C) for the image backbones.
         seed: seeds the initialisers of "mlp" and "conv". keras.applications networks have
@@ -32,25 +32,25 @@ def build_backbone(name, input_shape, seed=None, **options):
     Raises:
         ValueError: for an unknown name, an input shape of the wrong rank, or bad options.
     """
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; valid names: {', '.join(BACKBONES)}")
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {backbone!r}; valid names: {', '.join(BACKBONES)}")
     input_shape = tuple(input_shape)
-    rank = 1 if name == "mlp" else 3
+    rank = 1 if backbone == "mlp" else 3
     if len(input_shape) != rank:
-        expected = "(D,)" if name == "mlp" else "(H, W, C)"
+        expected = "(D,)" if backbone == "mlp" else "(H, W, C)"
         raise ValueError(
-            f"backbone {name!r} takes input_shape={expected} (one item, no batch axis); "
+            f"backbone {backbone!r} takes input_shape={expected} (one item, no batch axis); "
             f"received input_shape={input_shape!r}"
         )
-    if name in ("mlp", "conv"):
+    if backbone in ("mlp", "conv"):
         freeze = options.pop("freeze", False)
-        backbone = (MLP if name == "mlp" else ConvEncoder)(seed=seed, **options)
-        backbone.build((None, *input_shape))
-        backbone.trainable = not freeze  # Keras' convention: frozen batch norm runs in inference mode
-        return backbone
-    backbone = ApplicationBackbone(network=name, input_shape=input_shape, **options)
-    backbone.build((None, *input_shape))
-    return backbone
+        layer = (MLP if backbone == "mlp" else ConvEncoder)(seed=seed, **options)
+        layer.build((None, *input_shape))
+        layer.trainable = not freeze  # Keras' convention: frozen batch norm runs in inference mode
+        return layer
+    layer = ApplicationBackbone(network=backbone, input_shape=input_shape, **options)
+    layer.build((None, *input_shape))
+    return layer
 
 
 __all__ = [

@@ -20,6 +20,8 @@ def get_config(bits=32, data="digits"):
             "hidden_dim": 1024,
             "threshold": "uniform",
             "adjacency_power": 1.4,
+            "backbone": "mlp",
+            "backbone_options": {},
         },
         "train": {
             "batch_size": 400,

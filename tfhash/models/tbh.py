@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfhash.backbones import build_backbone
 from tfhash.checks import check_features
 from tfhash.layers import GraphConvolution, StochasticBinary, hamming_adjacency
 from tfhash.losses import tbh_loss_terms
@@ -30,7 +31,8 @@ class TBH(HashingModel):
     inference: {0, 1} codes with threshold 0.5.
 
     Args:
-        input_dim: feature width D.
+        input_dim: feature width D (for images: H * W * C, the flat view the
+            decoder reconstructs).
         bits: code length (16/32/64 in the paper).
         continuous_dim: width of the continuous bottleneck (512).
         hidden_dim: width of the encoder and decoder hidden layers (1024).
@@ -38,6 +40,14 @@ class TBH(HashingModel):
             U(0, 1), the paper) or 0.5 (the authors' released code).
         adjacency_power: exponent of the adjacency (1.4).
         seed: seed of every random draw (thresholds, prior samples, weights).
+        backbone: the encoder: "mlp" (the paper's Dense(hidden_dim, relu) on
+            features) or an image backbone of `tfhash.backbones` ("conv",
+            "vgg16", "resnet50", "mobilenetv3small") whose output feeds both
+            heads; the decoder still reconstructs the flat [0, 1] view.
+        backbone_options: keyword arguments of the image backbone (e.g.
+            {"filters": [32, 64], "freeze": true}).
+        image_shape: (H, W, C) of the images, for image backbones (set by
+            `tfhash.train` from the data).
 
     Notes:
         The discriminators keep pre-sigmoid logits and the losses use the
@@ -71,9 +81,22 @@ class TBH(HashingModel):
         threshold="uniform",
         adjacency_power=1.4,
         seed=None,
+        backbone="mlp",
+        backbone_options=None,
+        image_shape=None,
         **kwargs,
     ):
         super().__init__(input_dim=input_dim, bits=bits, seed=seed, **kwargs)
+        self.backbone = backbone
+        self.backbone_options = dict(backbone_options or {})
+        self.image_shape = None if image_shape is None else tuple(int(d) for d in image_shape)
+        if backbone != "mlp":
+            self.input_kind = "images"
+            if self.image_shape is None or int(np.prod(self.image_shape)) != self.input_dim:
+                raise ValueError(
+                    f"backbone={backbone!r} needs image_shape (H, W, C) with H * W * C = input_dim "
+                    f"{input_dim}; received image_shape={image_shape!r}. Train on an image source."
+                )
         self.continuous_dim = check_positive_int("continuous_dim", continuous_dim)
         self.hidden_dim = check_positive_int("hidden_dim", hidden_dim)
         self.threshold = threshold
@@ -86,7 +109,16 @@ class TBH(HashingModel):
             return keras.layers.Dense(units, activation, kernel_initializer=kernel_init, name=name)
 
         # === Layers ===
-        self.encoder_hidden = dense(hidden_dim, "relu", "encoder_hidden")
+        if backbone == "mlp":  # the paper's encoder, as it was: same layer, same seeded weights
+            self.encoder_hidden = dense(hidden_dim, "relu", "encoder_hidden")
+            self.encoder_hidden.build((None, input_dim))
+            self.encoder_dim = hidden_dim
+        else:
+            next(seeds)  # keep every other layer's seed as with the mlp encoder
+            self.encoder_hidden = build_backbone(
+                backbone, self.image_shape, seed=seed, name="encoder_hidden", **self.backbone_options
+            )
+            self.encoder_dim = self.encoder_hidden.output_dim
         self.binary_head = dense(bits, name="binary_head")
         self.binary_neuron = StochasticBinary(threshold, seed=seed, name="binary_neuron")
         self.continuous_head = dense(continuous_dim, self.continuous_activation, "continuous_head")
@@ -102,13 +134,15 @@ class TBH(HashingModel):
             dense(1, name="binary_discriminator") if self.uses_binary_discriminator else None
         )
         self.continuous_discriminator = dense(1, name="continuous_discriminator")
-        self.build((None, input_dim))
+        self.build((None, *self.image_shape) if self.input_kind == "images" else (None, input_dim))
+
+    @classmethod
+    def takes_images(cls, options):
+        return options.get("backbone", "mlp") != "mlp"
 
     def build(self, input_shape):
-        batch_shape = (None, self.input_dim)
-        self.encoder_hidden.build(batch_shape)
-        self.binary_head.build((None, self.hidden_dim))
-        self.continuous_head.build((None, self.hidden_dim))
+        self.binary_head.build((None, self.encoder_dim))
+        self.continuous_head.build((None, self.encoder_dim))
         self.graph_convolution.build((None, self.continuous_dim), (None, None))
         self.decoder_hidden.build((None, self.continuous_dim))
         self.decoder_output.build((None, self.hidden_dim))
@@ -132,11 +166,12 @@ class TBH(HashingModel):
         return [v for layer in layers for v in layer.trainable_variables]
 
     def call(self, x, training=False):
-        return self.binary_neuron(self.binary_head(self.encoder_hidden(x)), training=training)
+        hidden = self.encoder_hidden(x, training=training)
+        return self.binary_neuron(self.binary_head(hidden), training=training)
 
     def forward(self, x, training=False):
-        """The full twin-bottleneck pass: codes, continuous code, bottleneck, x_hat."""
-        hidden = self.encoder_hidden(x)
+        """The full twin-bottleneck pass: codes, continuous code, bottleneck, x_hat (flat)."""
+        hidden = self.encoder_hidden(x, training=training)
         out = {**self.binary_bottleneck(hidden, training), **self.continuous_bottleneck(hidden, training)}
         adjacency = hamming_adjacency(out["codes"], self.adjacency_power)  # (B, B) float32
         out["bottleneck"] = self.graph_convolution(out["continuous"], adjacency)
@@ -150,7 +185,7 @@ class TBH(HashingModel):
         reconstruction depends on the other items passed with it.
         """
         features = check_features(features, self.input_dim, "TBH").astype(np.float32)
-        return np.asarray(self.forward(features, training=False)["x_hat"])
+        return np.asarray(self.forward(self.model_input(features), training=False)["x_hat"])
 
     def binary_bottleneck(self, hidden, training=False):
         """{"codes": {0, 1} (B, bits)} from the encoder's hidden layer (subclasses add more keys)."""
@@ -163,7 +198,7 @@ class TBH(HashingModel):
     def compute_loss_terms(self, x, training=False):
         out = self.forward(x, training=training)
         terms = tbh_loss_terms(
-            x,
+            self.flat(x),
             out["x_hat"],
             *self.binary_discriminator_logits(out["codes"]),  # draws the prior codes first
             *self.continuous_discriminator_logits(out["bottleneck"]),
@@ -175,6 +210,10 @@ class TBH(HashingModel):
             "critic": adversarial / replicas,
         }
         return terms, objectives
+
+    def flat(self, x):
+        """The flat view (B, input_dim) that the decoder reconstructs."""
+        return x if self.input_kind == "features" else tf.reshape(x, (-1, self.input_dim))
 
     def binary_discriminator_logits(self, codes):
         """(real, fake) logits of the binary discriminator: Bernoulli(0.5) samples vs `codes`."""
@@ -193,4 +232,7 @@ class TBH(HashingModel):
             "hidden_dim": self.hidden_dim,
             "threshold": self.threshold,
             "adjacency_power": self.adjacency_power,
+            "backbone": self.backbone,
+            "backbone_options": self.backbone_options,
+            "image_shape": None if self.image_shape is None else list(self.image_shape),
         }

@@ -135,7 +135,7 @@ class TBHVAE(TBH):
         def dense(units, offset, name):
             init = keras.initializers.GlorotUniform(seed=None if seed is None else seed * 1000 + offset)
             layer = keras.layers.Dense(units, kernel_initializer=init, name=name)
-            layer.build((None, self.hidden_dim))
+            layer.build((None, self.encoder_dim))
             return layer
 
         def state(name, value):
@@ -210,6 +210,7 @@ class TBHVAE(TBH):
 
     def compute_loss_terms(self, x, training=False):
         out = self.forward(x, training=training)
+        x = self.flat(x)  # the decoder reconstructs the flat view (images too)
         batch = tf.cast(tf.shape(x)[0], tf.float32)
         # batch sums (reconstruction) and batch means (regularisers), kept apart for the replica scaling
         terms, sums, means, adversarial = {}, 0.0, 0.0, 0.0

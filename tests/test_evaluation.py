@@ -51,6 +51,7 @@ def test_matches_brute_force_with_ties_and_empty_queries(seed, drop):
             radius=1,
             empty_queries=policy,
             chunk_size=5,
+            ties="index",
         )
         key = "map_at_all" if k is None else f"map_at_{k}"
         want_map, want_prec = brute_force(q_codes, db_codes, rel, k or 40, 1, drop)
@@ -69,12 +70,26 @@ def test_hand_made_three_queries():
     # q2=01 label C (no relevant item): AP 0 ("zero") or left out ("drop")
     q = np.array([[0, 0], [1, 1], [0, 1]])
     q_labels = np.array([0, 1, 2])
-    assert mean_average_precision(q, db, q_labels, db_labels) == pytest.approx((0.75 + 0.5 + 0) / 3)
-    assert mean_average_precision(q, db, q_labels, db_labels, empty_queries="drop") == pytest.approx(0.625)
+    index = {"ties": "index"}  # ties broken by database index, as described above
+    assert mean_average_precision(q, db, q_labels, db_labels, **index) == pytest.approx((0.75 + 0.5 + 0) / 3)
+    drop = mean_average_precision(q, db, q_labels, db_labels, empty_queries="drop", **index)
+    assert drop == pytest.approx(0.625)
     # mAP@2: q0 top2 = d0,d3 -> AP 1; q1 top2 = d2,d1 -> AP 1/2 (divided by hits in top 2)
-    assert mean_average_precision(q, db, q_labels, db_labels, k=2) == pytest.approx((1 + 0.5) / 3)
+    assert mean_average_precision(q, db, q_labels, db_labels, k=2, **index) == pytest.approx((1 + 0.5) / 3)
+    # Expected over tie orders: q0's shell 0 holds d0 (A) and d3 (B) in either order: AP 0.75 or
+    # (1/2 + 2/4) / 2 = 0.5, mean 0.625; q1's shell 2 holds d0 (A) and d3 (B): rel 0,1,0,1 or
+    # 0,1,1,0, AP 0.5 or (1/2 + 2/3) / 2, mean 13/24.
+    expected = (0.625 + 13 / 24 + 0) / 3
+    assert mean_average_precision(q, db, q_labels, db_labels) == pytest.approx(expected)
     got = retrieval_metrics(
-        q, db, label_relevance(q_labels, db_labels), top_k=(None,), radius=0, precision_at=(1,), pr_curve=True
+        q,
+        db,
+        label_relevance(q_labels, db_labels),
+        top_k=(None,),
+        radius=0,
+        precision_at=(1,),
+        pr_curve=True,
+        ties="index",
     )
     # radius 0: q0 retrieves d0,d3 (1 of 2), q1 retrieves d2 (0 of 1), q2 retrieves d1 (0)
     assert got["precision_radius_0"] == pytest.approx(0.5 / 3)
@@ -139,7 +154,8 @@ def test_top_k_selection_agrees_with_the_full_sort():
     rng = np.random.default_rng(5)
     q, db = rng.integers(0, 2, (30, 12)), rng.integers(0, 2, (500, 12))
     relevance = label_relevance(rng.integers(0, 4, 30), rng.integers(0, 4, 500))
-    selected = retrieval_metrics(q, db, relevance, top_k=(100, 7), precision_at=(50,), chunk_size=8)
-    full = retrieval_metrics(q, db, relevance, top_k=(None, 100, 7), precision_at=(50,), chunk_size=8)
+    options = {"precision_at": (50,), "chunk_size": 8, "ties": "index"}
+    selected = retrieval_metrics(q, db, relevance, top_k=(100, 7), **options)
+    full = retrieval_metrics(q, db, relevance, top_k=(None, 100, 7), **options)
     for key in ("map_at_100", "map_at_7", "precision_at_50", "precision_radius_2"):
         assert selected[key] == pytest.approx(full[key], abs=1e-9)

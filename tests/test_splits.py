@@ -142,7 +142,7 @@ class ImageFolderTest:
         out = capsys.readouterr().out
         assert "20 queries per class" in out
         assert (record["num_queries"], record["num_database"]) == (200, 200)
-        assert record["map_at_all"] > 0.25  # random codes: about 0.1
+        assert record["map_at_all"] > 0.2  # random codes: about 0.1
         data = load_data(tmp_path / "images", image_size=(6, 6))
         assert data.image_shape == (6, 6, 3) and data.feature_dim == 108
 
@@ -279,5 +279,7 @@ class DeepRunSplitTest:
     def test_bench_refuses_to_resume_cells_of_another_split(self, tmp_path, capsys):
         flags = ["bench", "--methods", "lsh", "--bits", "8", "--seeds", "0", "--out", str(tmp_path / "b")]
         cli.run(flags)
-        with pytest.raises(SystemExit, match="was run with split seed 0 and protocol pooled, not 1"):
+        with pytest.raises(
+            SystemExit, match="was run with split seed 0, protocol pooled and ties=expected, not 1"
+        ):
             cli.main([*flags, "--split-seed", "1"])

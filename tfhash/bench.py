@@ -52,12 +52,14 @@ def cell_name(method, bits, seed):
     return f"{method}-{bits}bit-seed{seed}"
 
 
-def cell_config(method, bits, data_name, overrides=None, euclidean=False):
+def cell_config(method, bits, data_name, overrides=None, euclidean=False, ties="expected"):
     """The registered config of `method` with the benchmark's curves and `overrides`
     ({"train": {...}, "model": {...}}): training settings for deep methods, and each model
     option that the method has (baselines have no training settings)."""
     config = method.get_config(bits, data_name)
-    config["eval"].update({"precision_at": list(PRECISION_AT), "pr_curve": True, "euclidean": euclidean})
+    config["eval"].update(
+        {"precision_at": list(PRECISION_AT), "pr_curve": True, "euclidean": euclidean, "ties": ties}
+    )
     overrides = overrides or {}
     if not method.is_baseline:
         config["train"].update(overrides.get("train", {}))
@@ -82,6 +84,7 @@ def run_benchmark(
     log=None,
     labelled_per_class=None,
     augment=None,
+    ties="expected",
 ):
     """Runs (or resumes) a benchmark; returns the records in grid order.
 
@@ -104,6 +107,8 @@ def run_benchmark(
         labelled_per_class: supervised methods' labelled items per class
             (default: the data's).
         augment: image augmentation of every image model (e.g. ["crop"]).
+        ties: how mAP and precision@N treat items at equal distance
+            (`tfhash.evaluation.retrieval_metrics`).
     """
     log = log or functools.partial(print, flush=True)
     methods = [get_method(name) for name in (methods or method_names())]  # unknown names fail here
@@ -126,7 +131,7 @@ def run_benchmark(
     for index, (method, b, seed) in enumerate(cells, 1):
         cell_dir = os.path.join(out, "cells", cell_name(method.name, b, seed))
         label = f"[{index}/{len(cells)}] {method.name} {b} bits seed {seed}"
-        record = _finished(cell_dir, data)
+        record = _finished(cell_dir, data, ties)
         if record is None:
             cell_start = time.time()
             options = {
@@ -134,7 +139,7 @@ def run_benchmark(
                 "export": export,
                 "labelled_per_class": labelled_per_class,
             }
-            record = _run_cell(method, b, seed, data, cell_dir, overrides, euclidean, options)
+            record = _run_cell(method, b, seed, data, cell_dir, overrides, (euclidean, ties), options)
             durations.setdefault(method.name, []).append(time.time() - cell_start)
             eta = _eta(durations, [c for c in cells[index:] if not _finished_path(c, out)])
             log(f"{label}: {_summary(record)} (elapsed {time.time() - start:.0f} s, eta {eta:.0f} s)")
@@ -156,27 +161,28 @@ def _finished_path(cell, out):
     return os.path.exists(os.path.join(out, "cells", cell_name(method.name, b, seed), "metrics.json"))
 
 
-def _finished(cell_dir, data):
-    """The finished cell's record, or None; a cell of another split fails (its figures would mix)."""
+def _finished(cell_dir, data, ties="expected"):
+    """The finished cell's record, or None; a cell of another split or tie rule fails (they would mix)."""
     path = os.path.join(cell_dir, "metrics.json")
     if not os.path.exists(path):
         return None
     with open(path) as f:
         record = json.load(f)
-    ran = (record.get("split_seed", 0), record.get("protocol", "pooled"))
-    if ran != (data.split_seed, data.protocol):
+    ran = (record.get("split_seed", 0), record.get("protocol", "pooled"), record.get("ties", "index"))
+    if ran != (data.split_seed, data.protocol, ties):
         raise ValueError(
-            f"{cell_dir} was run with split seed {ran[0]} and protocol {ran[1]}, not {data.split_seed} and "
-            f"{data.protocol}; resuming would mix two splits in one table. Use another --out."
+            f"{cell_dir} was run with split seed {ran[0]}, protocol {ran[1]} and ties={ran[2]}, not "
+            f"{data.split_seed}, {data.protocol} and ties={ties}; resuming would mix them in one table. "
+            "Use another --out."
         )
     return record
 
 
-def _run_cell(method, bits, seed, data, cell_dir, overrides, euclidean, fit_options):
+def _run_cell(method, bits, seed, data, cell_dir, overrides, evaluation, fit_options):
     os.makedirs(cell_dir, exist_ok=True)
     error_path = os.path.join(cell_dir, "error.txt")
     try:
-        config = cell_config(method, bits, data.name, overrides, euclidean)
+        config = cell_config(method, bits, data.name, overrides, *evaluation)
         _, record = fit(config, data, cell_dir, seed=seed, verbose=0, **fit_options)
     except Exception as err:  # one method's crash must not lose the others' results
         with open(error_path, "w") as f:
@@ -235,7 +241,8 @@ def markdown_table(records, data):
         "",
         f"{len(data.query)} queries x {len(data.database)} database items ({data.protocol} protocol, "
         f"split seed {data.split_seed}), "
-        f"{done.get('ground_truth', 'labels')} ground truth, empty queries count "
+        f"{done.get('ground_truth', 'labels')} ground truth, ties at equal distance: "
+        f"{done.get('ties', 'index')}, empty queries count "
         f"{done.get('empty_queries', 'zero')}; seeds {seeds}; mean ± standard deviation over seeds "
         "(n < number of seeds: some cells failed).",
     ]

@@ -7,7 +7,14 @@ O(chunk x database) of small integers whatever the database size. Codes are
 
 Conventions (see protocols.md):
 
-* The database is ranked by Hamming distance, ties broken by database index.
+* The database is ranked by Hamming distance. Items at the same distance are
+  tied; ``ties="expected"`` (default) scores mAP@all, mAP@k and precision@N
+  as their exact expectation over a random order of the tied items
+  (`tfhash.ties`), so no figure depends on how the database is stored;
+  ``"index"`` breaks ties by database index (tfhash before issue 20, and most
+  published evaluation code); ``"random"`` by one seeded random order.
+  Precision / recall within a radius and the PR curve over radii take whole
+  shells and do not depend on tie order.
 * AP@k divides by the number of relevant items within the top k (the usual
   hashing convention); k=None means the whole database.
 * A query with no relevant item (in its top k for mAP@k) contributes 0 when
@@ -18,7 +25,10 @@ Conventions (see protocols.md):
 
 import numpy as np
 
+from tfhash.ties import expected_average_precision, expected_precision_at, harmonic_numbers
+
 EMPTY_QUERY_POLICIES = ("zero", "drop")
+TIES = ("expected", "index", "random")
 _POPCOUNT_TABLE = np.array([bin(i).count("1") for i in range(256)], np.uint8)
 
 
@@ -180,6 +190,8 @@ def retrieval_metrics(
     pr_curve=False,
     empty_queries="zero",
     chunk_size=None,
+    ties="expected",
+    seed=0,
 ):
     """Computes the standard hashing retrieval metrics in one pass.
 
@@ -194,6 +206,8 @@ def retrieval_metrics(
         pr_curve: also return precision and recall at every Hamming radius.
         empty_queries: "zero" or "drop" (see the module docstring).
         chunk_size: queries per chunk; default keeps each chunk near 64 MB.
+        ties: "expected" (default), "index" or "random" (module docstring).
+        seed: the seed of the tie order with ties="random".
 
     Returns:
         A dict with `map_at_all` / `map_at_<k>`, `precision_radius_<r>`,
@@ -201,6 +215,8 @@ def retrieval_metrics(
         `pr_precision` / `pr_recall` indexed by radius 0..bits.
     """
     _check_policy(empty_queries)
+    if ties not in TIES:
+        raise ValueError(f"ties must be one of {TIES}; received ties={ties!r}")
     q_codes = as_binary_codes(query_codes, "query_codes")
     db_codes = as_binary_codes(database_codes, "database_codes")
     if q_codes.shape[1] != db_codes.shape[1]:
@@ -223,15 +239,28 @@ def retrieval_metrics(
     rel_hist = np.zeros((n_query, bits + 1), np.int64)
     all_hist = np.zeros((n_query, bits + 1), np.int64)
     depth = _ranking_depth(ks, precision_at, n_db)
+    harmonic = harmonic_numbers(n_db) if ties == "expected" else None
+    order = np.random.default_rng(seed).permutation(n_db) if ties == "random" else None
     for start in range(0, n_query, chunk):
         stop = min(start + chunk, n_query)
         dist = _hamming_words(q_words[start:stop], db_words)
         rel = np.asarray(relevance(start, stop), bool)
+        if order is not None:  # one random order of the database breaks every tie
+            dist, rel = dist[:, order], rel[:, order]
         offsets = (np.arange(stop - start)[:, None] * (bits + 1) + dist).ravel()
         size = (stop - start) * (bits + 1)
         counts = np.bincount(offsets, minlength=size).reshape(-1, bits + 1)
         all_hist[start:stop] = counts
         rel_hist[start:stop] = np.bincount(offsets, weights=rel.ravel(), minlength=size).reshape(-1, bits + 1)
+        if harmonic is not None:
+            for k in ks:
+                cut = None if k == "all" else k
+                ap[k][start:stop], has_rel[k][start:stop] = expected_average_precision(
+                    counts, rel_hist[start:stop], cut, harmonic
+                )
+            for n in precision_at:
+                prec_n[n][start:stop] = expected_precision_at(counts, rel_hist[start:stop], min(n, n_db))
+            continue
         ranked = np.take_along_axis(rel, nearest_positions(dist, depth, counts), axis=1)  # (rows, depth)
         hits = np.cumsum(ranked, axis=1, dtype=np.int32)
         ranks = np.arange(1, depth + 1, dtype=np.float32)
@@ -267,11 +296,17 @@ def retrieval_metrics(
 
 
 def mean_average_precision(
-    query_codes, database_codes, query_labels, database_labels, k=None, empty_queries="zero"
+    query_codes, database_codes, query_labels, database_labels, k=None, empty_queries="zero", ties="expected"
 ):
     """mAP@k (k=None: mAP@all) under the label ground truth."""
     relevance = label_relevance(query_labels, database_labels)
     metrics = retrieval_metrics(
-        query_codes, database_codes, relevance, top_k=(k,), radius=None, empty_queries=empty_queries
+        query_codes,
+        database_codes,
+        relevance,
+        top_k=(k,),
+        radius=None,
+        empty_queries=empty_queries,
+        ties=ties,
     )
     return next(v for key, v in metrics.items() if key.startswith("map_at_"))

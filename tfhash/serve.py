@@ -128,7 +128,9 @@ def write_search_results(path, query_ids, results):
         write_text(path, text.getvalue())
 
 
-def evaluate_codes(query_codes_path, database_codes_path, top_k=1000, radius=2, empty_queries="zero"):
+def evaluate_codes(
+    query_codes_path, database_codes_path, top_k=1000, radius=2, empty_queries="zero", ties="expected"
+):
     """The metric table of two codes files with labels (label ground truth)."""
     query, database = load_codes(query_codes_path), load_codes(database_codes_path)
     for name, codes in (("query", query), ("database", database)):
@@ -146,6 +148,7 @@ def evaluate_codes(query_codes_path, database_codes_path, top_k=1000, radius=2, 
         radius=radius,
         precision_at=[n for n in (100,) if n <= len(database["ids"])],
         empty_queries=empty_queries,
+        ties=ties,
     )
 
 

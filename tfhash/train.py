@@ -91,6 +91,7 @@ def evaluate(model, data, eval_config):
         "radius": eval_config["radius"],
         "precision_at": [n for n in eval_config.get("precision_at", (100,)) if n <= len(data.database)],
         "empty_queries": eval_config["empty_queries"],
+        "ties": eval_config.get("ties", "expected"),
     }
     metrics = retrieval_metrics(
         query_codes, database_codes, relevance, pr_curve=eval_config.get("pr_curve", False), **options
@@ -218,6 +219,7 @@ def run_record(config, data, model, seed, run, train_split, metrics):
         "ground_truth": "labels" if data.has_labels else "euclidean_top_50",  # of the unprefixed metrics
         "image_shape": None if data.image_shape is None else list(data.image_shape),
         "empty_queries": config["eval"]["empty_queries"],
+        "ties": config["eval"].get("ties", "expected"),
         "config": config,
         **{k: v for k, v in metrics.items() if np.isscalar(v)},
         "bits_per_bit": metrics["bits_per_bit"],

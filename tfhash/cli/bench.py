@@ -5,6 +5,7 @@ import os
 from tfhash.cli.common import (
     add_data_arguments,
     add_model_option_argument,
+    add_ties_argument,
     data_slug,
     load_data_from_args,
     model_options_from_args,
@@ -41,6 +42,7 @@ def add_bench_arguments(parser):
         help="supervised methods: labelled training items per class (default: 500; 50 on digits)",
     )
     parser.add_argument("--augment", help="image models: crop, flip or crop,flip (seeded; default: none)")
+    add_ties_argument(parser)
     parser.add_argument("--out", help="results folder (default: runs/bench-<data>)")
     parser.add_argument("--export", action="store_true", help="keep every cell's SavedModel / model.npz")
     parser.add_argument(
@@ -75,6 +77,7 @@ def bench_command(args):
         model_options=options,
         labelled_per_class=args.labelled_per_class,
         augment=list(parse_augment(args.augment)) if args.augment else None,
+        ties=args.ties,
     )
     with open(os.path.join(out, "results.md")) as f:
         print("\n" + f.read())

@@ -119,3 +119,13 @@ def run_split(model_path):
             keys = ("split_seed", "protocol", "queries_per_class", "image_shape")
             return {key: info.get(key) for key in keys}
     return {}
+
+
+def add_ties_argument(parser):
+    parser.add_argument(
+        "--ties",
+        choices=("expected", "index", "random"),
+        default="expected",
+        help="items at equal Hamming distance in mAP and precision@N: expected (default: the exact "
+        "expectation over random orders), index (database order, as most published code), random",
+    )

@@ -74,8 +74,9 @@ def eval_command(args):
     from tfhash.serve import evaluate_codes
 
     metrics = evaluate_codes(
-        args.query_codes, args.database_codes, args.top_k, args.radius, args.empty_queries
+        args.query_codes, args.database_codes, args.top_k, args.radius, args.empty_queries, args.ties
     )
+    print(f"(ties at equal Hamming distance: {args.ties}; empty queries: {args.empty_queries})")
     print("| " + " | ".join(metrics) + " |\n|" + "---|" * len(metrics))
     print("| " + " | ".join(f"{v:.4f}" for v in metrics.values()) + " |")
     if args.out:
@@ -130,6 +131,13 @@ def add_parser(sub):
     evaluate.add_argument("--top-k", type=int, default=1000)
     evaluate.add_argument("--radius", type=int, default=2)
     evaluate.add_argument("--empty-queries", default="zero", help="zero (default) or drop")
+    evaluate.add_argument(
+        "--ties",
+        choices=("expected", "index", "random"),
+        default="expected",
+        help="items at equal Hamming distance: expected (default: exact expectation over random orders), "
+        "index (database order), random (one seeded order)",
+    )
     evaluate.add_argument("--out", help="also write the metrics as JSON")
 
     encode.set_defaults(handler=encode_command)

@@ -7,6 +7,7 @@ import numpy as np
 from tfhash.cli.common import (
     add_data_arguments,
     add_model_option_argument,
+    add_ties_argument,
     data_slug,
     load_data_from_args,
     model_options_from_args,
@@ -60,6 +61,7 @@ def add_train_arguments(parser):
         "(eps ~ U(0,1), the paper) or a number such as 0.5 (the authors' code)",
     )
     parser.add_argument("--jit-compile", action="store_true", help="XLA-compile the train step")
+    add_ties_argument(parser)
     parser.add_argument(
         "--augment",
         help="image models: crop (pad 4, random crop), flip (left-right; not for digits) or crop,flip "
@@ -111,6 +113,7 @@ def config_from_args(method, args, data_name):
     options = model_options_from_args(args)
     check_model_options(options, [method])
     config["model"].update(options)
+    config["eval"]["ties"] = args.ties
     if method.is_baseline:
         ignored = [f"--{k.replace('_', '-')}" for k in DEEP_ONLY_FLAGS if getattr(args, k) is not None]
         ignored += ["--mixed-precision"] * args.mixed_precision + ["--jit-compile"] * args.jit_compile
@@ -212,7 +215,7 @@ def print_table(record):
         f"\n{record['method']} on {record['data']}, {record['bits']} bits, seed {record['seed']}, "
         f"{budget}{record['num_queries']} queries x {record['num_database']} database "
         f"({record.get('protocol', 'pooled')} protocol, split seed {record.get('split_seed', 0)}, "
-        f"{record['ground_truth']} ground truth"
+        f"{record['ground_truth']} ground truth, ties: {record.get('ties', 'index')}"
         + ("; euclidean_*: the 50 nearest database items in input space)" if keys[0].startswith("e") else ")")
     )
     print("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys))

@@ -80,7 +80,6 @@ def main():
             "steps": args.steps,
             "steps_per_epoch": 100,
             "learning_rate": 1e-3,
-            "shuffle_buffer": 10_000,
             "eval_every": 1_000,
             "validation_size": 1000,
         },  # fmt: skip

@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from tfhash import cli
@@ -126,3 +127,55 @@ def test_figure_of_any_model_with_a_decoder(tmp_path):
     flags = ["--bits", "8", "--steps", "2", "--steps-per-epoch", "2", "--batch-size", "100"]
     cli.run(["train", "tbh", *flags, "--figure", str(figure), "--out", str(tmp_path / "run")])
     assert figure.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_methods_show_the_real_training_defaults(capsys):
+    cli.run(["methods", "tbh-vae"])
+    out = capsys.readouterr().out
+    assert "training on digits: 2,000 steps of batch 400, adam at learning rate 0.001" in out
+    assert "training on other data: 100,000 steps of batch 1024, adam at learning rate 0.0001" in out
+    cli.run(["methods", "itq"])
+    assert "fitted in closed form" in capsys.readouterr().out
+
+
+def test_short_budget_note_and_duration_estimate(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "small.npz"
+    np.savez(path, x_train=rng.integers(0, 256, (200, 4, 4), dtype=np.uint8), y_train=np.arange(200) % 2,
+             x_test=rng.integers(0, 256, (20, 4, 4), dtype=np.uint8), y_test=np.arange(20) % 2)  # fmt: skip
+    flags = ["--data", str(path), "--queries-per-class", "5", "--bits", "8", "--batch-size", "50"]
+    small = ["--model-option", "hidden_dim=16", "--model-option", "continuous_dim=8"]
+    cli.run(
+        [
+            "train",
+            "tbh",
+            *flags,
+            *small,
+            "--steps",
+            "30",
+            "--steps-per-epoch",
+            "30",
+            "--out",
+            str(tmp_path / "a"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert "note: 30 steps of the paper's 100,000: the paper's learning rate 1e-4" in out
+    assert "ms per step: 30 steps take about" in out
+    cli.run(
+        [
+            "train",
+            "tbh",
+            *flags,
+            *small,
+            "--steps",
+            "2",
+            "--learning-rate",
+            "1e-3",
+            "--out",
+            str(tmp_path / "b"),
+        ]
+    )
+    assert "note:" not in capsys.readouterr().out
+    record = cli.run(["train", "itq", "--bits", "8", "--out", str(tmp_path / "c")])
+    assert record["precision"].startswith("float64") and "mixed_precision" not in record

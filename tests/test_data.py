@@ -192,3 +192,25 @@ def test_mnist_split(mnist_path):
     data = load_data(mnist_path)
     assert (len(data.query), len(data.database), data.feature_dim) == (1000, 69000, 784)
     assert np.all(data.query.labels.sum(0) == 100)
+
+
+class OrderFreeTrainingTest:
+    def test_first_batch_of_a_class_sorted_array_spans_every_row(self):
+        from tfhash.data.pipeline import epoch_permutation
+
+        x = np.repeat(np.arange(10, dtype=np.float32), 1000)[:, None]  # 10 classes stored one after another
+        first = next(iter(train_dataset(x, 400, seed=0))).numpy().ravel()
+        assert len(np.unique(first)) == 10 and np.bincount(first.astype(int)).max() < 0.2 * 400
+        again = next(iter(train_dataset(x, 400, seed=0))).numpy().ravel()
+        np.testing.assert_array_equal(first, again)
+        np.testing.assert_array_equal(first, x[epoch_permutation(len(x), 0, 0)[:400]].ravel())
+
+    def test_any_epoch_can_be_rebuilt_from_seed_and_epoch(self):
+        from tfhash.data.pipeline import epoch_permutation
+
+        x = np.arange(50, dtype=np.float32)[:, None]
+        batches = [b.numpy().ravel() for b in train_dataset(x, 10, seed=4).take(10)]  # two epochs of 5
+        for epoch in (0, 1):
+            order = epoch_permutation(50, 4, epoch)
+            np.testing.assert_array_equal(np.concatenate(batches[5 * epoch : 5 * epoch + 5]), order)
+        assert not np.array_equal(epoch_permutation(50, 4, 0), epoch_permutation(50, 4, 1))

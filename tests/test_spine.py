@@ -95,7 +95,6 @@ def toy_config(bits=8, **model):
             "steps": 4,
             "steps_per_epoch": 2,
             "learning_rate": 1e-2,
-            "shuffle_buffer": 1000,
             "eval_every": 1,
             "validation_size": 50,
         },

@@ -119,6 +119,30 @@ def encode_split(model, split):
     return model.encode(split.features)
 
 
+class DurationEstimate(keras.callbacks.Callback):
+    """Prints, once, how long the whole run should take, timed over steps `after`..`after + window`
+    (the first steps trace the graph and would overstate it)."""
+
+    def __init__(self, total_steps, after=5, window=20, printer=print):
+        super().__init__()
+        self.total_steps, self.after, self.window, self.printer = total_steps, after, window, printer
+        self.seen, self.start, self.done = 0, None, total_steps <= after + window
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.done:
+            return
+        self.seen += 1
+        if self.seen == self.after:
+            self.start = time.perf_counter()
+        elif self.seen == self.after + self.window:
+            per_step = (time.perf_counter() - self.start) / self.window
+            self.printer(
+                f"\nabout {per_step * 1000:.0f} ms per step: {self.total_steps:,} steps take about "
+                f"{per_step * self.total_steps / 60:.1f} min (evaluations not included)"
+            )
+            self.done = True
+
+
 class TimeBudget(keras.callbacks.Callback):
     """Stops training after the first batch that ends past `seconds` of training."""
 
@@ -179,7 +203,11 @@ def fit(
     if method.is_baseline:
         start = time.time()
         model = build_model(config, data.feature_dim, seed).fit(data.train.features)
-        run = {"train_seconds": time.time() - start, "steps": None, "mixed_precision": "float64"}
+        run = {
+            "train_seconds": time.time() - start,
+            "steps": None,
+            "precision": "float64 (NumPy, closed form)",
+        }
         train_split = {"part": "train", "items": len(data.train)}
         metrics = evaluate(model, data, config["eval"])
         if export:
@@ -261,12 +289,12 @@ def _fit_deep(config, data, out, seed, verbose, budget_seconds, labelled_per_cla
         model.adapt(train.features)
     batch_size = train_cfg["batch_size"]
     augment = image_augmentation(train_cfg.get("augment"), train_cfg.get("crop_padding", 4), seed)
-    dataset = batch_dataset(
-        train, model.batch_keys, batch_size, seed, train_cfg["shuffle_buffer"], augment=augment
-    )
+    dataset = batch_dataset(train, model.batch_keys, batch_size, seed, augment=augment)
     steps_per_epoch = max(1, min(train_cfg["steps"], train_cfg["steps_per_epoch"]))
     epochs = math.ceil(train_cfg["steps"] / steps_per_epoch)
     callbacks = [TimeBudget(budget_seconds)] if budget_seconds else []
+    if verbose != 0:
+        callbacks.append(DurationEstimate(train_cfg["steps"]))
     sample = train.subset(np.sort(np.random.default_rng(seed).permutation(len(train))[:2000]))
     callbacks.append(BitDiagnostics(sample, train_cfg["eval_every"], os.path.join(out, "logs", "bits")))
     if data.has_labels:

@@ -66,6 +66,17 @@ def methods_command(args):
     print(f"{method.name}: {method.summary}\noptions (tfhash train {method.name} --model-option KEY=VALUE):")
     for key, default, text in options:
         print(f"  {key}={json.dumps(default)}  {text}")
+    if method.is_baseline:
+        print("training: fitted in closed form on the training split (no steps, batch or learning rate)")
+    else:
+        for data in ("digits", "other data"):
+            train = method.get_config(32, "digits" if data == "digits" else "data")["train"]
+            schedule = train.get("learning_rate_halving_steps")
+            halving = f", halved every {schedule:,} steps" if schedule else ""
+            print(
+                f"training on {data}: {train['steps']:,} steps of batch {train['batch_size']}, "
+                f"{train.get('optimizer', 'adam')} at learning rate {train['learning_rate']:g}{halving}"
+            )
     return options
 
 

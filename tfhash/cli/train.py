@@ -24,7 +24,9 @@ def _threshold(value):
 def add_train_arguments(parser):
     add_data_arguments(parser)
     parser.add_argument("--bits", type=int, default=32, help="code length (default: 32)")
-    parser.add_argument("--batch-size", type=int, help="batch size (default: the method's, 400 for TBH)")
+    parser.add_argument(
+        "--batch-size", type=int, help="batch size (default: the method's; `tfhash methods NAME` shows it)"
+    )
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, help="training steps (default: the preset's)")
     budget.add_argument("--epochs", type=int, help="training epochs of --steps-per-epoch steps each")
@@ -122,11 +124,15 @@ def config_from_args(method, args, data_name):
             print(f"note: {method.name} is fitted in closed form; ignoring {' '.join(ignored)}")
         return config
     train = config["train"]
+    default_steps = train["steps"]
     for key in ("batch_size", "steps", "steps_per_epoch", "learning_rate"):
         if getattr(args, key) is not None:
             train[key] = getattr(args, key)
     if args.epochs is not None:
         train["steps"] = args.epochs * train["steps_per_epoch"]
+    short = 0 < train["steps"] < 0.1 * default_steps and data_name != "digits"
+    if short and args.learning_rate is None and method.short_budget_note:
+        print(f"note: {train['steps']:,} steps of the paper's {default_steps:,}: {method.short_budget_note}")
     if args.threshold is not None:
         config["model"]["threshold"] = args.threshold
     for key in MODEL_FLAGS:
@@ -228,8 +234,32 @@ def print_table(record):
         )
 
 
+def training_defaults():
+    """One line per deep method: its steps, batch and learning rate on digits and on other data."""
+    from tfhash.registry import METHODS
+
+    lines = ["default budgets (digits | other data): steps, batch, learning rate"]
+    for name in method_names():
+        if METHODS[name].is_baseline:
+            continue
+        parts = []
+        for data in ("digits", "data"):
+            train = METHODS[name].get_config(32, data)["train"]
+            parts.append(f"{train['steps']:,} x {train['batch_size']} at {train['learning_rate']:g}")
+        lines.append(f"  {name:15} {parts[0]:>22} | {parts[1]}")
+    return "\n".join(lines + ["baselines (" + ", ".join(n for n in method_names() if METHODS[n].is_baseline)
+                               + ") are fitted in closed form"])  # fmt: skip
+
+
 def add_parser(sub):
-    train = sub.add_parser("train", help="train a hashing method, evaluate it and export it")
+    import argparse
+
+    train = sub.add_parser(
+        "train",
+        help="train a hashing method, evaluate it and export it",
+        epilog=training_defaults(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     train.add_argument("method", help=f"one of: {', '.join(method_names())}")
     add_train_arguments(train)
     train.set_defaults(handler=run_train)

@@ -31,7 +31,6 @@ def get_config(bits=32, data="digits", variant="sgh"):
             "steps_per_epoch": 500,
             "learning_rate": 1e-2,
             "learning_rate_halving_steps": 2000,
-            "shuffle_buffer": 10_000,
             "eval_every": 2,
             "validation_size": 1000,
         },

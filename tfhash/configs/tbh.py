@@ -28,7 +28,6 @@ def get_config(bits=32, data="digits"):
             "steps": 100_000,
             "steps_per_epoch": 1000,
             "learning_rate": 1e-4,
-            "shuffle_buffer": 10_000,
             "eval_every": 5,
             "validation_size": 1000,
         },
@@ -45,3 +44,9 @@ def get_config(bits=32, data="digits"):
             }
         )
     return config
+
+
+SHORT_BUDGET_NOTE = (
+    "the paper's learning rate 1e-4 is tuned for 100,000 steps; at 2,000 steps on mnist (32 bits, "
+    "seed 0) --learning-rate 1e-3 gave mAP@all 0.449 against 0.334 at 1e-4 (README, Measured)"
+)

@@ -13,22 +13,43 @@ def _check_batch_size(n, batch_size):
         )
 
 
-def train_dataset(features, batch_size, seed=0, shuffle_buffer=10000, repeat=True):
-    """Seeded shuffle -> repeat -> fixed-size batches of float32 features.
+def epoch_permutation(n, seed, epoch):
+    """The order of the training items in epoch `epoch`: a permutation of range(n) seeded by
+    (seed, epoch), so any epoch's order can be rebuilt without replaying the ones before."""
+    return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
 
-    Batches always hold exactly `batch_size` items (drop_remainder), because
-    TBH builds its graph over the batch. Items: the feature batch only.
+
+def train_dataset(features, batch_size, seed=0, repeat=True):
+    """Fixed-size batches of float32 features, each epoch a fresh seeded permutation of every item.
+
+    Every epoch visits all items in the order `epoch_permutation(n, seed,
+    epoch)` (not a bounded shuffle buffer, which over a class-sorted file
+    fills each batch with a few classes), cut into batches of exactly
+    `batch_size` (drop_remainder per epoch: TBH builds its graph over the
+    batch). Batches are gathered in TensorFlow from one in-memory copy.
 
     Raises:
         ValueError: if there are fewer items than one batch.
     """
     features = np.asarray(features, np.float32)
     _check_batch_size(len(features), batch_size)
-    dataset = tf.data.Dataset.from_tensor_slices(features).cache()
-    dataset = dataset.shuffle(min(shuffle_buffer, len(features)), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        dataset = dataset.repeat()
-    return dataset.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    table = tf.constant(features)
+    rows = _row_batches(len(features), batch_size, seed, repeat)
+    gather = rows.map(lambda r: tf.gather(table, r), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return gather.prefetch(tf.data.AUTOTUNE)
+
+
+def _row_batches(n, batch_size, seed, repeat):
+    """A dataset of int64 (batch_size,) row indices: epoch e in `epoch_permutation` order, its
+    last incomplete batch dropped; the permutation of each epoch is drawn once, in NumPy."""
+    usable = n - n % batch_size
+
+    def epoch_batches(epoch):
+        order = tf.numpy_function(lambda e: epoch_permutation(n, seed, e)[:usable], [epoch], tf.int64)
+        return tf.data.Dataset.from_tensor_slices(tf.reshape(order, (usable // batch_size, batch_size)))
+
+    epochs = tf.data.Dataset.counter() if repeat else tf.data.Dataset.range(1)
+    return epochs.flat_map(epoch_batches)
 
 
 def _batch_arrays(split, keys):
@@ -57,32 +78,31 @@ def _batch_arrays(split, keys):
 
 
 def _permuted_batches(arrays, batch_size, seed, repeat):
-    """A dataset of dict batches gathered from NumPy `arrays`, one seeded permutation per epoch."""
-    n = len(next(iter(arrays.values())))
+    """A dataset of dict batches of NumPy `arrays` (rows as `_row_batches` gives them).
 
-    def batches():
-        rng = np.random.default_rng(seed)
-        while True:
-            order = rng.permutation(n)
-            for start in range(0, n - batch_size + 1, batch_size):
-                rows = order[start : start + batch_size]
-                yield {key: array[rows] for key, array in arrays.items()}
-            if not repeat:
-                return
+    The arrays are indexed in NumPy, so images are never copied into the
+    tf.data graph (the batches are small next to a convolutional step).
+    """
+    keys = list(arrays)
 
-    signature = {
-        key: tf.TensorSpec((batch_size, *array.shape[1:]), tf.as_dtype(array.dtype))
-        for key, array in arrays.items()
-    }
-    return tf.data.Dataset.from_generator(batches, output_signature=signature)
+    def gather(rows):
+        return [arrays[key][rows] for key in keys]
+
+    def to_dict(rows):
+        out = tf.numpy_function(gather, [rows], [tf.as_dtype(arrays[key].dtype) for key in keys])
+        for tensor, key in zip(out, keys, strict=True):
+            tensor.set_shape((batch_size, *arrays[key].shape[1:]))
+        return dict(zip(keys, out, strict=True))
+
+    rows = _row_batches(len(arrays[keys[0]]), batch_size, seed, repeat)
+    return rows.map(to_dict, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def batch_dataset(split, keys, batch_size, seed=0, shuffle_buffer=10000, repeat=True, augment=None):
+def batch_dataset(split, keys, batch_size, seed=0, repeat=True, augment=None):
     """Seeded training batches holding exactly what a model declares (`HashingModel.batch_keys`).
 
     A model that consumes features only gets `train_dataset`'s bare feature
-    batches (the same stream, so seeded figures do not change). Otherwise
-    each batch is a dict with `keys` among:
+    batches. Otherwise each batch is a dict with `keys` among:
 
     - "features": float32 (B, D), the split's flat view;
     - "images": float32 (B, H, W, C) in [0, 1], made per batch from the
@@ -90,18 +110,17 @@ def batch_dataset(split, keys, batch_size, seed=0, shuffle_buffer=10000, repeat=
     - "labels": float32 (B, classes);
     - "index": int64 (B,), the item's position in `split`.
 
-    Each epoch is a full seeded permutation of the split (not a shuffle
-    buffer: a class-sorted file mixes as well as any other), cut into
-    batches of fixed size (drop_remainder), repeated, and prefetched. Batches
-    are gathered from the split's NumPy arrays by a generator, so the data
-    is never copied into the tf.data graph: 60,000 CIFAR-sized images cost
-    their 184 MB once, not three times.
+    Epoch e takes the items in `epoch_permutation(n, seed, e)` order (a
+    class-sorted file mixes as well as any other), cut into batches of fixed
+    size (drop_remainder), repeated, and prefetched. Batches are gathered
+    from the split's NumPy arrays by a generator, so the data is never
+    copied into the tf.data graph: 60,000 CIFAR-sized images cost their
+    184 MB once, not three times.
 
     Args:
         split: a `tfhash.data.Split`.
         keys: the keys to yield, e.g. ("images", "labels").
-        batch_size, seed, repeat: as in `train_dataset`; `shuffle_buffer`
-            applies to the feature-only stream (the others permute fully).
+        batch_size, seed, repeat: as in `train_dataset`.
         augment: a function (float images (B, H, W, C), batch number) ->
             images of the same shape (`tfhash.data.augmentation`), or None.
 
@@ -115,7 +134,7 @@ def batch_dataset(split, keys, batch_size, seed=0, shuffle_buffer=10000, repeat=
         raise ValueError(f"unknown batch keys {sorted(unknown)}; valid keys: {', '.join(BATCH_KEYS)}")
     _check_batch_size(len(split), batch_size)
     if keys == ("features",) and augment is None:
-        return train_dataset(split.features, batch_size, seed, shuffle_buffer, repeat)
+        return train_dataset(split.features, batch_size, seed, repeat)
     dataset = _permuted_batches(_batch_arrays(split, keys), batch_size, seed, repeat)
     if augment is not None and "images" not in keys:
         raise ValueError(f"augmentation applies to images; this model trains on {keys[0]}: drop --augment")

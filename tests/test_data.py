@@ -214,3 +214,12 @@ class OrderFreeTrainingTest:
             order = epoch_permutation(50, 4, epoch)
             np.testing.assert_array_equal(np.concatenate(batches[5 * epoch : 5 * epoch + 5]), order)
         assert not np.array_equal(epoch_permutation(50, 4, 0), epoch_permutation(50, 4, 1))
+
+
+def test_a_single_epoch_stream_starts_where_asked():
+    from tfhash.data.pipeline import epoch_permutation
+
+    x = np.arange(40, dtype=np.float32)[:, None]
+    one = [b.numpy().ravel() for b in train_dataset(x, 8, seed=2, repeat=False, start_epoch=3)]
+    assert len(one) == 5
+    np.testing.assert_array_equal(np.concatenate(one), epoch_permutation(40, 2, 3))

@@ -103,4 +103,43 @@ class ExpectedTiesTest:
         assert got["map_at_1"] == pytest.approx(0.5 / 2)
         assert got["precision_at_1"] == pytest.approx(0.5 / 2)
         dropped = retrieval_metrics(q, db, relevance, top_k=(None, 1), empty_queries="drop")
-        assert dropped["map_at_all"] == pytest.approx(0.75) and dropped["map_at_1"] == pytest.approx(0.5)
+        # drop: query 1 is never kept; query 0 is kept in the half of the orders where its top 1 hits
+        assert dropped["map_at_all"] == pytest.approx(0.75) and dropped["map_at_1"] == pytest.approx(1.0)
+
+
+class ExpectedTiesEdgeTest:
+    def test_drop_keeps_a_query_in_the_orders_where_it_finds_something(self):
+        # one relevant item among 6 tied ones, k = 2: found in 2 of 6 positions' worth of orders
+        q, db = np.zeros((1, 3), int), np.zeros((6, 3), int)
+        relevance = label_relevance(np.array([1]), np.array([1, 0, 0, 0, 0, 0]))
+        got = retrieval_metrics(q, db, relevance, top_k=(2,), empty_queries="drop")
+        aps = [
+            metrics_of_order(np.array([1, 0, 0, 0, 0, 0])[o], 2, 1)[0]
+            for o in orders_within_shells(np.zeros(6))
+        ]
+        kept = [a for a, o in zip(aps, orders_within_shells(np.zeros(6)), strict=True) if o[:2].min() == 0]
+        assert got["map_at_2"] == pytest.approx(np.mean(kept), abs=1e-12)  # (1 + 1/2) / 2
+        assert retrieval_metrics(q, db, relevance, top_k=(2,))["map_at_2"] == pytest.approx(np.mean(aps))
+
+    def test_chunks_and_grid_blocks_do_not_change_anything(self):
+        from tfhash.ties import expected_average_precision, harmonic_numbers
+
+        rng = np.random.default_rng(11)
+        q, db = rng.integers(0, 2, (40, 5)), rng.integers(0, 2, (300, 5))
+        relevance = label_relevance(rng.integers(0, 3, 40), rng.integers(0, 3, 300))
+        for ties in ("expected", "random"):
+            whole = retrieval_metrics(q, db, relevance, top_k=(None, 50), precision_at=(20,), ties=ties)
+            chunked = retrieval_metrics(
+                q, db, relevance, top_k=(None, 50), precision_at=(20,), ties=ties, chunk_size=3
+            )
+            assert whole == chunked, ties
+        counts = np.stack([np.bincount((qq != db).sum(1), minlength=6) for qq in q])
+        rel = relevance(0, 40)
+        relevant = np.stack(
+            [np.bincount((qq != db).sum(1), weights=r, minlength=6) for qq, r in zip(q, rel, strict=True)]
+        )
+        harmonic = harmonic_numbers(300)
+        big = expected_average_precision(counts, relevant.astype(int), 50, harmonic)
+        small = expected_average_precision(counts, relevant.astype(int), 50, harmonic, grid_budget=7)
+        np.testing.assert_allclose(small[0], big[0], rtol=0, atol=1e-15)
+        np.testing.assert_allclose(small[1], big[1], rtol=0, atol=1e-15)

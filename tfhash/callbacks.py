@@ -17,14 +17,14 @@ class RetrievalEvaluation(keras.callbacks.Callback):
         query, database: `tfhash.data.Split`s with labels (carved from the
             training data: never the test queries).
         every: evaluate after every `every` epochs (and after the last one).
-        top_k, radius: as in `tfhash.evaluation.retrieval_metrics`.
+        top_k, radius, ties: as in `tfhash.evaluation.retrieval_metrics`.
     """
 
-    def __init__(self, query, database, every=1, top_k=(None, 1000), radius=2):
+    def __init__(self, query, database, every=1, top_k=(None, 1000), radius=2, ties="expected"):
         super().__init__()
         self.query, self.database = query, database
         self.relevance = label_relevance(query.labels, database.labels)
-        self.every, self.top_k, self.radius = max(1, int(every)), top_k, radius
+        self.every, self.top_k, self.radius, self.ties = max(1, int(every)), top_k, radius, ties
         self.history = []
 
     def on_train_begin(self, logs=None):
@@ -39,6 +39,7 @@ class RetrievalEvaluation(keras.callbacks.Callback):
             self.relevance,
             top_k=self.top_k,
             radius=self.radius,
+            ties=self.ties,
         )
         self.history.append((epoch + 1, metrics))
         if logs is not None:

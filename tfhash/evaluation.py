@@ -14,7 +14,9 @@ Conventions (see protocols.md):
   ``"index"`` breaks ties by database index (tfhash before issue 20, and most
   published evaluation code); ``"random"`` by one seeded random order.
   Precision / recall within a radius and the PR curve over radii take whole
-  shells and do not depend on tie order.
+  shells and do not depend on tie order. With expected ties and
+  ``empty_queries="drop"``, mAP is sum_q E[AP_q] / sum_q P(q finds a relevant
+  item): for one query, its expected AP over the orders in which it is kept.
 * AP@k divides by the number of relevant items within the top k (the usual
   hashing convention); k=None means the whole database.
 * A query with no relevant item (in its top k for mAP@k) contributes 0 when
@@ -234,7 +236,7 @@ def retrieval_metrics(
     chunk = chunk_size or _chunk_size(n_db, db_words.shape[1])
 
     ap = {k: np.zeros(n_query) for k in ks}
-    has_rel = {k: np.zeros(n_query, bool) for k in ks}
+    has_rel = {k: np.zeros(n_query) for k in ks}  # 1/0, or the probability under expected ties
     prec_n = {n: np.zeros(n_query) for n in precision_at}
     rel_hist = np.zeros((n_query, bits + 1), np.int64)
     all_hist = np.zeros((n_query, bits + 1), np.int64)
@@ -276,8 +278,11 @@ def retrieval_metrics(
     out = {}
     for k in ks:
         key = "map_at_all" if k == "all" else f"map_at_{k}"
-        kept = ap[k][has_rel[k]] if empty_queries == "drop" else ap[k]
-        out[key] = float(kept.mean()) if kept.size else 0.0
+        if empty_queries == "drop":  # the mean over the queries (expected number of them) that are kept
+            kept = has_rel[k].sum()
+            out[key] = float(ap[k].sum() / kept) if kept > 0 else 0.0
+        else:
+            out[key] = float(ap[k].mean())
     for n in precision_at:
         out[f"precision_at_{n}"] = float(prec_n[n].mean())
     retrieved = np.cumsum(all_hist, axis=1)

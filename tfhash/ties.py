@@ -57,18 +57,21 @@ def _log_comb(n, k):
     return gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
 
 
-def expected_average_precision(counts, relevant_counts, k, harmonic):
-    """Expected AP@k of each query over random tie orders, and whether it can have a relevant item.
+def expected_average_precision(counts, relevant_counts, k, harmonic, grid_budget=1 << 22):
+    """Expected AP@k of each query over random tie orders, and the chance it finds a relevant item.
 
     Args:
         counts, relevant_counts: (q, shells) int histograms, n_d and r_d.
         k: the cut-off (an int below the database size), or None for the
             whole ranking.
         harmonic: `harmonic_numbers(database size)`.
+        grid_budget: the most (query, x) cells of the cut-off shell's
+            hypergeometric average held at once (the rows are split to fit).
 
     Returns:
-        (ap (q,) float64, has_relevant (q,) bool): a query that has no
-        relevant item in its top k in any tie order gets 0 and False.
+        (ap (q,) float64, found (q,) float64): the expected AP@k (0 in the
+        orders where no relevant item is in the top k) and the probability
+        that at least one is (1 or 0 for k=None).
     """
     counts, relevant_counts = np.asarray(counts, np.int64), np.asarray(relevant_counts, np.int64)
     items_before = np.cumsum(counts, axis=1) - counts
@@ -76,29 +79,46 @@ def expected_average_precision(counts, relevant_counts, k, harmonic):
     sums = _shell_sum(relevant_before, items_before, relevant_counts, counts, harmonic)
     if k is None:
         total = relevant_counts.sum(1)
-        return sums.sum(1) / np.maximum(total, 1), total > 0
+        return sums.sum(1) / np.maximum(total, 1), (total > 0).astype(float)
     rows = np.arange(len(counts))
     cut = np.argmax(np.cumsum(counts, axis=1) >= k, axis=1)  # the shell holding rank k
     full = np.arange(counts.shape[1])[None, :] < cut[:, None]
     before_sum = np.where(full, sums, 0.0).sum(1)
-    n, r = counts[rows, cut], relevant_counts[rows, cut]
-    nb, rb = items_before[rows, cut], relevant_before[rows, cut]
-    m = k - nb  # positions of the cut shell inside the top k, 1..n
-    x = np.arange(int(np.minimum(r, m).max()) + 1)[None, :]  # relevant among those m
-    possible = x <= np.minimum(r, m)[:, None]
+    shell = (
+        counts[rows, cut],
+        relevant_counts[rows, cut],
+        items_before[rows, cut],
+        relevant_before[rows, cut],
+    )
+    ap, found = np.zeros(len(counts)), np.zeros(len(counts))
+    width = int(np.minimum(shell[1], k - shell[2]).max()) + 1
+    block = max(1, grid_budget // width)
+    for start in range(0, len(counts), block):
+        part = slice(start, start + block)
+        ap[part], found[part] = _cut_shell_average(before_sum[part], *(a[part] for a in shell), k, harmonic)
+    return ap, found
+
+
+def _cut_shell_average(before_sum, n, r, nb, rb, k, harmonic):
+    """E[AP@k] and P(a relevant item in the top k), averaging over x, the relevant items among the
+    m = k - nb positions of the cut shell that fall in the top k (hypergeometric: r of n, m drawn)."""
+    m = k - nb  # 1..n
+    x = np.arange(int(np.minimum(r, m).max()) + 1)[None, :]
+    possible = (x <= np.minimum(r, m)[:, None]) & (m[:, None] - x <= (n - r)[:, None])
     log_pmf = (
         _log_comb(r[:, None], np.minimum(x, r[:, None]))
         + _log_comb((n - r)[:, None], np.clip(m[:, None] - x, 0, (n - r)[:, None]))
         - _log_comb(n, m)[:, None]
     )
-    pmf = np.where(possible & (m[:, None] - x <= (n - r)[:, None]), np.exp(log_pmf), 0.0)
-    grid = (len(counts), x.shape[1])
+    pmf = np.where(possible, np.exp(log_pmf), 0.0)
+    pmf /= pmf.sum(1, keepdims=True)  # removes the rounding the log-gamma terms share
+    grid = (len(n), x.shape[1])
     partial = _shell_sum(
         rb[:, None], nb[:, None], np.broadcast_to(x, grid), np.broadcast_to(m[:, None], grid), harmonic
     )
-    found = rb[:, None] + x
-    ap = np.where(found > 0, (before_sum[:, None] + partial) / np.maximum(found, 1), 0.0)
-    return (pmf * ap).sum(1), (rb + np.minimum(r, m)) > 0
+    hits = rb[:, None] + x
+    ap = np.where(hits > 0, (before_sum[:, None] + partial) / np.maximum(hits, 1), 0.0)
+    return (pmf * ap).sum(1), (pmf * (hits > 0)).sum(1)
 
 
 def expected_precision_at(counts, relevant_counts, n_top):

@@ -299,7 +299,10 @@ def _fit_deep(config, data, out, seed, verbose, budget_seconds, labelled_per_cla
     callbacks.append(BitDiagnostics(sample, train_cfg["eval_every"], os.path.join(out, "logs", "bits")))
     if data.has_labels:
         val_query, val_database = validation_split(train, train_cfg["validation_size"], seed)
-        callbacks.append(RetrievalEvaluation(val_query, val_database, every=train_cfg["eval_every"]))
+        ties = config["eval"].get("ties", "expected")
+        callbacks.append(
+            RetrievalEvaluation(val_query, val_database, every=train_cfg["eval_every"], ties=ties)
+        )
     callbacks += [
         keras.callbacks.BackupAndRestore(os.path.join(out, "checkpoints")),
         keras.callbacks.TensorBoard(os.path.join(out, "logs"), update_freq="epoch"),

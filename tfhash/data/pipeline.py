@@ -16,10 +16,10 @@ def _check_batch_size(n, batch_size):
 def epoch_permutation(n, seed, epoch):
     """The order of the training items in epoch `epoch`: a permutation of range(n) seeded by
     (seed, epoch), so any epoch's order can be rebuilt without replaying the ones before."""
-    return np.random.default_rng([int(seed), int(epoch)]).permutation(n)
+    return np.random.default_rng([int(seed) % 2**32, int(epoch)]).permutation(n)
 
 
-def train_dataset(features, batch_size, seed=0, repeat=True):
+def train_dataset(features, batch_size, seed=0, repeat=True, start_epoch=0):
     """Fixed-size batches of float32 features, each epoch a fresh seeded permutation of every item.
 
     Every epoch visits all items in the order `epoch_permutation(n, seed,
@@ -27,6 +27,8 @@ def train_dataset(features, batch_size, seed=0, repeat=True):
     fills each batch with a few classes), cut into batches of exactly
     `batch_size` (drop_remainder per epoch: TBH builds its graph over the
     batch). Batches are gathered in TensorFlow from one in-memory copy.
+    The stream starts at epoch `start_epoch`; with `repeat=False` it is that
+    one epoch, the same each time it is iterated.
 
     Raises:
         ValueError: if there are fewer items than one batch.
@@ -34,12 +36,12 @@ def train_dataset(features, batch_size, seed=0, repeat=True):
     features = np.asarray(features, np.float32)
     _check_batch_size(len(features), batch_size)
     table = tf.constant(features)
-    rows = _row_batches(len(features), batch_size, seed, repeat)
+    rows = _row_batches(len(features), batch_size, seed, repeat, start_epoch)
     gather = rows.map(lambda r: tf.gather(table, r), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return gather.prefetch(tf.data.AUTOTUNE)
 
 
-def _row_batches(n, batch_size, seed, repeat):
+def _row_batches(n, batch_size, seed, repeat, start_epoch=0):
     """A dataset of int64 (batch_size,) row indices: epoch e in `epoch_permutation` order, its
     last incomplete batch dropped; the permutation of each epoch is drawn once, in NumPy."""
     usable = n - n % batch_size
@@ -48,7 +50,8 @@ def _row_batches(n, batch_size, seed, repeat):
         order = tf.numpy_function(lambda e: epoch_permutation(n, seed, e)[:usable], [epoch], tf.int64)
         return tf.data.Dataset.from_tensor_slices(tf.reshape(order, (usable // batch_size, batch_size)))
 
-    epochs = tf.data.Dataset.counter() if repeat else tf.data.Dataset.range(1)
+    first = int(start_epoch)
+    epochs = tf.data.Dataset.counter(first) if repeat else tf.data.Dataset.range(first, first + 1)
     return epochs.flat_map(epoch_batches)
 
 
@@ -113,9 +116,9 @@ def batch_dataset(split, keys, batch_size, seed=0, repeat=True, augment=None):
     Epoch e takes the items in `epoch_permutation(n, seed, e)` order (a
     class-sorted file mixes as well as any other), cut into batches of fixed
     size (drop_remainder), repeated, and prefetched. Batches are gathered
-    from the split's NumPy arrays by a generator, so the data is never
-    copied into the tf.data graph: 60,000 CIFAR-sized images cost their
-    184 MB once, not three times.
+    from the split's NumPy arrays (`tf.numpy_function`), so the data is
+    never copied into the tf.data graph: 60,000 CIFAR-sized images cost
+    their 184 MB once, not three times.
 
     Args:
         split: a `tfhash.data.Split`.

@@ -48,5 +48,5 @@ def get_config(bits=32, data="digits"):
 
 SHORT_BUDGET_NOTE = (
     "the paper's learning rate 1e-4 is tuned for 100,000 steps; at 2,000 steps on mnist (32 bits, "
-    "seed 0) --learning-rate 1e-3 gave mAP@all 0.449 against 0.334 at 1e-4 (README, Measured)"
+    "seed 0) --learning-rate 1e-3 gave mAP@all 0.449 against 0.334 at 1e-4 (docs/results.md)"
 )

@@ -52,5 +52,5 @@ def get_config(bits=32, data="digits", ablation="both"):
 SHORT_BUDGET_NOTE = (
     "the paper's learning rate 1e-4 and batch 1,024 are tuned for long training (about 2.3 s per "
     "step on 2 CPU cores); our 2,000-step mnist ablation used --learning-rate 1e-3 --batch-size 400 "
-    "(README, Measured), as TBH at that budget (0.449 against 0.334 mAP@all at 1e-4)"
+    "(docs/results.md), as TBH at that budget (0.449 against 0.334 mAP@all at 1e-4)"
 )

@@ -56,8 +56,8 @@ class BitDiagnostics(keras.callbacks.Callback):
     the per-bit ones-fraction, entropy and redundancy under `log_dir`.
 
     Args:
-        sample: a `tfhash.data.Split` of a few thousand training items (or
-            their features as an array), encoded with `model.encode_split`.
+        sample: a `tfhash.data.Split` of a few thousand training items,
+            encoded with `model.encode_split`.
         every: epochs between diagnostics (and after the last).
         log_dir: TensorBoard folder for the histograms (None: none).
     """
@@ -74,8 +74,7 @@ class BitDiagnostics(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every and epoch + 1 != self.total_epochs:
             return
-        encode = self.model.encode if isinstance(self.sample, np.ndarray) else self.model.encode_split
-        self.last = bit_statistics(encode(self.sample))
+        self.last = bit_statistics(self.model.encode_split(self.sample))
         if logs is not None:
             logs.update(summary(self.last))
         if self.writer is not None:

@@ -58,45 +58,33 @@ def load_encoder(path):
 def encode_features(encoder, features, batch_size=8192, progress=True):
     """Encodes features in batches, with a progress bar for large inputs; {0, 1} uint8 (n, bits).
 
-    `features` may also be a `tfhash.data.Split`: an image split's flat float
-    view is then made one batch at a time, never for the whole split.
+    `features` may also be a `tfhash.data.Split`: an encoder with its own
+    `encode_split` (an in-memory `HashingModel`) takes it whole; otherwise an
+    image split's flat float view is made one batch at a time, never for the
+    whole split.
     """
     import keras
 
     if hasattr(features, "subset"):  # a Split
-        if features.images is not None:
-            return _encode_split_batches(encoder, features, batch_size, progress)
-        features = features.features
-    features = check_features(features, encoder.input_dim, "encoder")
-    codes = np.zeros((len(features), encoder.bits), np.uint8)
-    bar = (
-        keras.utils.Progbar(len(features), unit_name="item")
-        if progress and len(features) > batch_size
-        else None
-    )
-    for start in range(0, len(features), batch_size):
-        codes[start : start + batch_size] = encoder.encode(features[start : start + batch_size])
-        if bar:
-            bar.update(min(start + batch_size, len(features)))
-    return codes
-
-
-def _encode_split_batches(encoder, split, batch_size, progress):
-    import keras
-
-    if split.feature_dim != encoder.input_dim:
-        raise ValueError(
-            f"the encoder expects {encoder.input_dim} features per item; these images give "
-            f"{split.feature_dim} ({split.images.shape[1:]}). Use the data (and --image-size) it was "
-            "trained on."
-        )
-    codes = np.zeros((len(split), encoder.bits), np.uint8)
-    bar = keras.utils.Progbar(len(split), unit_name="item") if progress and len(split) > batch_size else None
-    for start in range(0, len(split), batch_size):
+        split = features
+        if hasattr(encoder, "encode_split"):
+            return encoder.encode_split(split)
+        if split.feature_dim != encoder.input_dim:
+            raise ValueError(
+                f"the encoder expects {encoder.input_dim} features per item; this data gives "
+                f"{split.feature_dim}. Use the data (and --image-size) it was trained on."
+            )
+        count, chunk = len(split), lambda rows: split.subset(rows).features
+    else:
+        features = check_features(features, encoder.input_dim, "encoder")
+        count, chunk = len(features), lambda rows: features[rows]
+    codes = np.zeros((count, encoder.bits), np.uint8)
+    bar = keras.utils.Progbar(count, unit_name="item") if progress and count > batch_size else None
+    for start in range(0, count, batch_size):
         rows = slice(start, start + batch_size)
-        codes[rows] = encoder.encode(split.subset(rows).features)
+        codes[rows] = encoder.encode(chunk(rows))
         if bar:
-            bar.update(min(start + batch_size, len(split)))
+            bar.update(min(start + batch_size, count))
     return codes
 
 

@@ -1,7 +1,6 @@
 """Training: data -> model -> fit -> evaluate -> export -> metrics.json."""
 
 import contextlib
-import inspect
 import math
 import os
 import time
@@ -15,6 +14,7 @@ from tfhash.data import batch_dataset, validation_split
 from tfhash.data.augmentation import image_augmentation
 from tfhash.diagnostics import BitDiagnostics, bit_statistics
 from tfhash.diagnostics import summary as bit_summary
+from tfhash.encoder import encode_features
 from tfhash.evaluation import euclidean_relevance, label_relevance, retrieval_metrics
 from tfhash.export import export_encoder
 from tfhash.files import write_json
@@ -45,16 +45,15 @@ def build_model(config, input_dim, seed, image_shape=None):
         config: a method config.
         input_dim: the flat feature width.
         seed: the model seed.
-        image_shape: one item as an image, (H, W) or (H, W, C), passed (with
-            its channel axis) to models whose constructor takes `image_shape`.
+        image_shape: one item as an image, (H, W) or (H, W, C), or None;
+            deep models get it with its channel axis (`HashingModel.image_shape`).
     """
     method = get_method(config["method"])
     if method.is_baseline:
         return method.model(seed=seed, **config["model"])
-    kwargs = dict(config["model"])
-    if image_shape is not None and "image_shape" in inspect.signature(method.model).parameters:
-        kwargs.setdefault("image_shape", tuple(image_shape) + (1,) * (len(image_shape) == 2))
-    model = method.model(input_dim=input_dim, seed=seed, **kwargs)
+    if image_shape is not None:
+        image_shape = tuple(image_shape) + (1,) * (len(image_shape) == 2)
+    model = method.model(input_dim=input_dim, seed=seed, image_shape=image_shape, **config["model"])
     train_cfg = config["train"]
     model.compile(
         optimizers=build_role_optimizers(train_cfg, model.roles),
@@ -79,7 +78,8 @@ def evaluate(model, data, eval_config):
     metrics are already Euclidean and are repeated under the prefix).
     """
     start = time.perf_counter()
-    query_codes, database_codes = encode_split(model, data.query), encode_split(model, data.database)
+    query_codes = encode_features(model, data.query, progress=False)
+    database_codes = encode_features(model, data.database, progress=False)
     rate = (len(data.query) + len(data.database)) / max(time.perf_counter() - start, 1e-9)
     if data.has_labels:
         relevance = label_relevance(data.query.labels, data.database.labels)
@@ -110,13 +110,6 @@ def evaluate(model, data, eval_config):
         "bits_per_bit": per_bit,
         "encode_items_per_second": round(rate, 1),
     }
-
-
-def encode_split(model, split):
-    """{0, 1} codes of a split: an image model reads its uint8 images, anything else its features."""
-    if isinstance(model, HashingModel):
-        return model.encode_split(split)
-    return model.encode(split.features)
 
 
 class DurationEstimate(keras.callbacks.Callback):

@@ -14,7 +14,6 @@ def features_command(args):
 
     if args.batch_size <= 0:
         raise ValueError(f"--batch-size must be a positive integer; received {args.batch_size}")
-    args.data = args.source
     if args.format == "npz" and args.queries_per_class is None:
         args.queries_per_class = 1  # the npz is in pool order: no split decides anything in it
     data = load_data_from_args(args)
@@ -46,7 +45,6 @@ def features_command(args):
 def convert_command(args):
     from tfhash.data import write_tfrecord_folder
 
-    args.data = args.source
     data = load_data_from_args(args)
     write_tfrecord_folder(data, args.out)
     print(f"wrote {len(data.train)} train, {len(data.query)} query items to {args.out}")
@@ -84,7 +82,9 @@ def add_parsers(sub):
     feats = sub.add_parser(
         "features", help="images -> deep features of a pretrained backbone (a feature npz)"
     )
-    feats.add_argument("source", help="an image source: digits, an npz of images, a CIFAR-10 or image folder")
+    feats.add_argument(
+        "data", metavar="SOURCE", help="an image source: digits, an npz of images, a CIFAR-10 or image folder"
+    )
     feats.add_argument(
         "--backbone", default="vgg16", help="vgg16 (fc7, 4096-d; default), resnet50, mobilenetv3small"
     )
@@ -112,7 +112,7 @@ def add_parsers(sub):
     methods.add_argument("name", nargs="?", help="a method name: list its options and defaults")
     methods.set_defaults(handler=methods_command)
     convert = sub.add_parser("convert", help="convert any data source to the TBH TFRecord layout")
-    convert.add_argument("source", help="digits, a keras.datasets name, or a path")
+    convert.add_argument("data", metavar="SOURCE", help="digits, a keras.datasets name, or a path")
     convert.add_argument("out", help="output folder (train.tfrecords, test.tfrecords)")
     add_split_arguments(convert)
     convert.add_argument("--seed", dest="split_seed", type=int, help=argparse.SUPPRESS)  # the old name

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from tfhash.cli.common import add_data_arguments, load_data_from_args, run_split
+from tfhash.cli.common import add_data_arguments, add_ties_argument, load_data_from_args, run_split
 
 
 def encode_command(args):
@@ -131,13 +131,7 @@ def add_parser(sub):
     evaluate.add_argument("--top-k", type=int, default=1000)
     evaluate.add_argument("--radius", type=int, default=2)
     evaluate.add_argument("--empty-queries", default="zero", help="zero (default) or drop")
-    evaluate.add_argument(
-        "--ties",
-        choices=("expected", "index", "random"),
-        default="expected",
-        help="items at equal Hamming distance: expected (default: exact expectation over random orders), "
-        "index (database order), random (one seeded order)",
-    )
+    add_ties_argument(evaluate)
     evaluate.add_argument("--out", help="also write the metrics as JSON")
 
     encode.set_defaults(handler=encode_command)

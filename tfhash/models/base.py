@@ -44,6 +44,8 @@ class HashingModel(keras.Model):
         input_dim: feature width the model accepts.
         bits: code length.
         seed: seed of the model's `keras.random.SeedGenerator`.
+        image_shape: (H, W, C) of one item as an image, or None; `tfhash.train`
+            passes the data's. Image models (`input_kind == "images"`) need it.
     """
 
     roles = ()
@@ -52,11 +54,17 @@ class HashingModel(keras.Model):
     needs_labels = False
     needs_index = False
 
-    def __init__(self, input_dim, bits, seed=None, **kwargs):
+    def __init__(self, input_dim, bits, seed=None, image_shape=None, **kwargs):
         super().__init__(**kwargs)
         self.input_dim = check_positive_int("input_dim", input_dim)
         self.bits = check_positive_int("bits", bits)
         self.seed = seed
+        self.image_shape = None if image_shape is None else tuple(int(d) for d in image_shape)
+        if self.image_shape is not None and int(np.prod(self.image_shape)) != self.input_dim:
+            raise ValueError(
+                f"image_shape {self.image_shape} holds {int(np.prod(self.image_shape))} values, not "
+                f"input_dim={input_dim}; pass the shape of one item with its channel axis, (H, W, C)"
+            )
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_names}
         self.role_optimizers = {}
@@ -257,4 +265,11 @@ class HashingModel(keras.Model):
 
     def get_config(self):
         base = {k: v for k, v in super().get_config().items() if k in ("name", "trainable", "dtype")}
-        return {**base, "input_dim": self.input_dim, "bits": self.bits, "seed": self.seed}
+        image_shape = None if self.image_shape is None else list(self.image_shape)
+        return {
+            **base,
+            "input_dim": self.input_dim,
+            "bits": self.bits,
+            "seed": self.seed,
+            "image_shape": image_shape,
+        }

@@ -46,8 +46,6 @@ class TBH(HashingModel):
             heads; the decoder still reconstructs the flat [0, 1] view.
         backbone_options: keyword arguments of the image backbone (e.g.
             {"filters": [32, 64], "freeze": true}).
-        image_shape: (H, W, C) of the images, for image backbones (set by
-            `tfhash.train` from the data).
 
     Notes:
         The discriminators keep pre-sigmoid logits and the losses use the
@@ -83,19 +81,17 @@ class TBH(HashingModel):
         seed=None,
         backbone="mlp",
         backbone_options=None,
-        image_shape=None,
         **kwargs,
     ):
         super().__init__(input_dim=input_dim, bits=bits, seed=seed, **kwargs)
         self.backbone = backbone
         self.backbone_options = dict(backbone_options or {})
-        self.image_shape = None if image_shape is None else tuple(int(d) for d in image_shape)
         if backbone != "mlp":
             self.input_kind = "images"
-            if self.image_shape is None or int(np.prod(self.image_shape)) != self.input_dim:
+            if self.image_shape is None:
                 raise ValueError(
                     f"backbone={backbone!r} needs image_shape (H, W, C) with H * W * C = input_dim "
-                    f"{input_dim}; received image_shape={image_shape!r}. Train on an image source."
+                    f"{input_dim}; received image_shape=None. Train on an image source."
                 )
         self.continuous_dim = check_positive_int("continuous_dim", continuous_dim)
         self.hidden_dim = check_positive_int("hidden_dim", hidden_dim)
@@ -234,5 +230,4 @@ class TBH(HashingModel):
             "adjacency_power": self.adjacency_power,
             "backbone": self.backbone,
             "backbone_options": self.backbone_options,
-            "image_shape": None if self.image_shape is None else list(self.image_shape),
         }

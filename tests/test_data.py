@@ -216,10 +216,13 @@ class OrderFreeTrainingTest:
         assert not np.array_equal(epoch_permutation(50, 4, 0), epoch_permutation(50, 4, 1))
 
 
-def test_a_single_epoch_stream_starts_where_asked():
+def test_a_stream_starts_at_any_batch_as_the_whole_stream_would_go_on():
     from tfhash.data.pipeline import epoch_permutation
 
     x = np.arange(40, dtype=np.float32)[:, None]
-    one = [b.numpy().ravel() for b in train_dataset(x, 8, seed=2, repeat=False, start_epoch=3)]
-    assert len(one) == 5
+    one = [b.numpy().ravel() for b in train_dataset(x, 8, seed=2, repeat=False, start_batch=15)]
+    assert len(one) == 5  # batch 15 opens epoch 3
     np.testing.assert_array_equal(np.concatenate(one), epoch_permutation(40, 2, 3))
+    whole = [b.numpy().ravel() for b in train_dataset(x, 8, seed=2).take(20)]
+    later = [b.numpy().ravel() for b in train_dataset(x, 8, seed=2, start_batch=7).take(13)]
+    np.testing.assert_array_equal(np.stack(later), np.stack(whole[7:]))

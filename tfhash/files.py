@@ -1,12 +1,101 @@
-"""Atomic file writes: a file tfhash writes is either complete or absent, never half-written."""
+"""Atomic file writes: a file tfhash writes is either complete or absent, never half-written.
+
+Temporaries are made with `tempfile` (private 0600 / 0700 while written) and
+given the modes the user's umask asks for before they are renamed into place
+(0644 / 0755 under umask 022), as a plain `open` would. A temporary's name
+starts with "." and a known prefix (`TEMPORARY_PREFIXES`), so a run folder
+can be cleared of those a killed process left (`remove_stale_temporaries`).
+"""
 
 import contextlib
+import ctypes
 import json
 import os
 import shutil
 import tempfile
 
 import numpy as np
+
+TEMPORARY_PREFIXES = (".tmp-", ".export-", ".features-")
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def public_mode(path):
+    """Gives `path` (and, for a folder, everything under it) the modes a plain open / mkdir would:
+    0666 / 0777 less the umask."""
+    mask = _umask()
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~mask)
+    if os.path.isdir(path):
+        for root, dirs, files in os.walk(path):
+            for name in dirs:
+                os.chmod(os.path.join(root, name), 0o777 & ~mask)
+            for name in files:
+                target = os.path.join(root, name)
+                executable = os.stat(target).st_mode & 0o111
+                os.chmod(target, (0o777 if executable else 0o666) & ~mask)
+
+
+def _exchange(a, b):
+    """Swaps two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
+def replace_folder(new, path):
+    """Moves folder `new` to `path`. An existing `path` is swapped out in one atomic step where the
+    system allows (Linux), else moved aside first: a reader never finds `path` missing (on Linux)
+    or half-written (anywhere). The old folder is removed afterwards."""
+    if not os.path.exists(path):
+        os.replace(new, path)
+        return
+    if _exchange(new, path):
+        shutil.rmtree(new)
+        return
+    aside = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(path))
+    os.rmdir(aside)
+    os.replace(path, aside)
+    os.replace(new, path)
+    shutil.rmtree(aside)
+
+
+def remove_stale_temporaries(folder):
+    """Removes the temporaries that a killed tfhash process left directly in `folder`."""
+    if not os.path.isdir(folder):
+        return []
+    removed = []
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if name.startswith(TEMPORARY_PREFIXES) or (name.startswith(".") and ".tmp" in name):
+            shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+            removed.append(path)
+    return removed
+
+
+def writable_folder(path, what="the output folder"):
+    """Creates folder `path` if needed and proves it writable; a ValueError names the problem."""
+    path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{what} {path} is an existing file; give a folder path")
+    try:
+        os.makedirs(path, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".tmp-")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        raise ValueError(
+            f"cannot write to {what} {path} ({err.strerror or err}); choose a folder you can write to"
+        ) from None
+    return path
 
 
 @contextlib.contextmanager
@@ -21,6 +110,7 @@ def atomic_path(path, suffix=".tmp"):
     os.close(fd)
     try:
         yield tmp
+        public_mode(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -29,17 +119,17 @@ def atomic_path(path, suffix=".tmp"):
 
 @contextlib.contextmanager
 def atomic_folder(path, prefix=".tmp-"):
-    """Yields a temporary folder beside `path`; on success it replaces `path` (an old one is removed
-    only then), on error it is removed. A reader never sees a half-written folder."""
+    """Yields a temporary folder beside `path`; on success it replaces `path` (`replace_folder`: an
+    old one is swapped out, never deleted first), on error it is removed. A reader never sees a
+    half-written folder. `prefix` must be one of `TEMPORARY_PREFIXES`."""
     path = os.path.abspath(os.fspath(path))
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=prefix, dir=parent)
     try:
         yield tmp
-        if os.path.exists(path):
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        public_mode(tmp)
+        replace_folder(tmp, path)
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp)

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfhash import lifecycle
 from tfhash.callbacks import RetrievalEvaluation
 from tfhash.data import batch_dataset, validation_split
 from tfhash.data.augmentation import image_augmentation
@@ -136,21 +137,6 @@ class DurationEstimate(keras.callbacks.Callback):
             self.done = True
 
 
-class TimeBudget(keras.callbacks.Callback):
-    """Stops training after the first batch that ends past `seconds` of training."""
-
-    def __init__(self, seconds):
-        super().__init__()
-        self.seconds = seconds
-
-    def on_train_begin(self, logs=None):
-        self.start = time.time()
-
-    def on_train_batch_end(self, batch, logs=None):
-        if time.time() - self.start >= self.seconds:
-            self.model.stop_training = True
-
-
 def fit(
     config,
     data,
@@ -167,9 +153,11 @@ def fit(
 
     Everything goes under `out`: `metrics.json` (written last: its presence
     means the run finished) and, for deep methods, `export/` (SavedModel),
-    `checkpoints/` (resumes an interrupted run; removed when training
-    finishes) and `logs/` (TensorBoard); for baselines, `model.npz`
-    (`tfhash.baselines.load`).
+    `checkpoints/` and `logs/` (TensorBoard); for baselines, `model.npz`
+    (`tfhash.baselines.load`). A deep run checkpoints after every epoch and
+    resumes exactly where a killed run stopped when called again with the
+    same arguments; its checkpoints are removed once metrics.json is
+    written (`tfhash.lifecycle`).
 
     Args:
         config: a method config (`tfhash.registry.get_method(name).get_config(bits, data)`).
@@ -189,9 +177,14 @@ def fit(
 
     Returns:
         (model, record) with record the dict written to metrics.json.
+
+    Raises:
+        TrainingDiverged: a loss term became NaN or infinite (nothing is
+            exported, the last good checkpoint is kept).
+        RunInterrupted: Ctrl-C during training (the checkpoints are kept).
     """
     method = get_method(config["method"])
-    os.makedirs(out, exist_ok=True)
+    lifecycle.prepare_folder(out)
     keras.utils.set_random_seed(seed)
     if method.is_baseline:
         start = time.time()
@@ -208,15 +201,21 @@ def fit(
     else:
         policy = mixed_precision_policy() if mixed_precision else None
         with dtype_policy(policy), (strategy or tf.distribute.get_strategy()).scope():
-            model, run, train_split = _fit_deep(
-                config, data, out, seed, verbose, budget_seconds, labelled_per_class
+            model, run, train_split, checkpoints = _fit_deep(
+                config, data, out, seed, verbose, budget_seconds, labelled_per_class, policy
             )
             run["mixed_precision"] = policy or "float32"
+            lifecycle.fault_point("evaluate")
             metrics = evaluate(model, data, config["eval"])
             if export:
+                lifecycle.fault_point("export")
                 export_encoder(model, os.path.join(out, "export"), data.train.pixel_max)
     record = run_record(config, data, model, seed, run, train_split, metrics)
+    lifecycle.fault_point("metrics")
     write_json(record, os.path.join(out, "metrics.json"))
+    if not method.is_baseline:
+        lifecycle.fault_point("cleanup")
+        checkpoints.remove()
     return model, record
 
 
@@ -272,8 +271,9 @@ def training_split(model, data, labelled_per_class=None):
     return split, {"part": "labelled", "per_class": per_class, "items": len(split)}
 
 
-def _fit_deep(config, data, out, seed, verbose, budget_seconds, labelled_per_class=None):
-    """model.fit with validation retrieval, checkpoints, TensorBoard and an optional time budget."""
+def _fit_deep(config, data, out, seed, verbose, budget_seconds, labelled_per_class=None, policy=None):
+    """model.fit with validation retrieval, per-epoch checkpoints (exact resume), TensorBoard and an
+    optional time budget; returns (model, run, train_split, checkpoints)."""
     train_cfg = config["train"]
     require_inputs(get_method(config["method"]).model, config["model"], data)
     model = build_model(config, data.feature_dim, seed, data.image_shape)
@@ -281,37 +281,63 @@ def _fit_deep(config, data, out, seed, verbose, budget_seconds, labelled_per_cla
     if type(model).adapt is not HashingModel.adapt:  # the float view of images only when asked for
         model.adapt(train.features)
     batch_size = train_cfg["batch_size"]
-    augment = image_augmentation(train_cfg.get("augment"), train_cfg.get("crop_padding", 4), seed)
-    dataset = batch_dataset(train, model.batch_keys, batch_size, seed, augment=augment)
     steps_per_epoch = max(1, min(train_cfg["steps"], train_cfg["steps_per_epoch"]))
     epochs = math.ceil(train_cfg["steps"] / steps_per_epoch)
-    callbacks = [TimeBudget(budget_seconds)] if budget_seconds else []
-    if verbose != 0:
-        callbacks.append(DurationEstimate(train_cfg["steps"]))
-    sample = train.subset(np.sort(np.random.default_rng(seed).permutation(len(train))[:2000]))
-    callbacks.append(BitDiagnostics(sample, train_cfg["eval_every"], os.path.join(out, "logs", "bits")))
-    if data.has_labels:
-        val_query, val_database = validation_split(train, train_cfg["validation_size"], seed)
-        ties = config["eval"].get("ties", "expected")
-        callbacks.append(
-            RetrievalEvaluation(val_query, val_database, every=train_cfg["eval_every"], ties=ties)
-        )
-    callbacks += [
-        keras.callbacks.BackupAndRestore(os.path.join(out, "checkpoints")),
-        keras.callbacks.TensorBoard(os.path.join(out, "logs"), update_freq="epoch"),
-    ]
-    start = time.time()
-    model.fit(
-        dataset,
-        epochs=epochs,
-        steps_per_epoch=steps_per_epoch,
-        callbacks=callbacks,
-        verbose=verbose,
-        shuffle=False,
+    identity = lifecycle.fingerprint(
+        config, seed, policy, data.name, data.split_seed, data.protocol, train_split, len(data.train)
     )
+    checkpoints = lifecycle.Checkpoints(out, identity)
+    state = checkpoints.restore(model) or {"epoch": 0, "steps": 0, "train_seconds": 0.0, "resumes": -1}
+    resumes = state.get("resumes", -1) + 1  # how many times this run has been resumed
+    if state["epoch"] and verbose != 0:
+        print(
+            f"resuming from the checkpoint of epoch {state['epoch']} (step {state['steps']:,}) in "
+            f"{checkpoints.folder}"
+            + ("; training had finished, so evaluating and exporting" if state.get("finished") else "")
+        )
+    run_callback = lifecycle.RunCallback(checkpoints, epochs, state["train_seconds"], budget_seconds, resumes)
+    if not state.get("finished"):
+        augment = image_augmentation(train_cfg.get("augment"), train_cfg.get("crop_padding", 4), seed)
+        dataset = batch_dataset(
+            train, model.batch_keys, batch_size, seed, augment=augment, start_batch=state["steps"]
+        )
+        callbacks = []
+        if verbose != 0:
+            callbacks.append(DurationEstimate(train_cfg["steps"] - state["steps"]))
+        sample = train.subset(np.sort(np.random.default_rng(seed).permutation(len(train))[:2000]))
+        callbacks.append(BitDiagnostics(sample, train_cfg["eval_every"], os.path.join(out, "logs", "bits")))
+        if data.has_labels:
+            val_query, val_database = validation_split(train, train_cfg["validation_size"], seed)
+            ties = config["eval"].get("ties", "expected")
+            callbacks.append(
+                RetrievalEvaluation(val_query, val_database, every=train_cfg["eval_every"], ties=ties)
+            )
+        callbacks += [
+            run_callback,
+            keras.callbacks.TensorBoard(os.path.join(out, "logs"), update_freq="epoch"),
+        ]
+        try:
+            model.fit(
+                dataset,
+                epochs=epochs,
+                initial_epoch=state["epoch"],
+                steps_per_epoch=steps_per_epoch,
+                callbacks=callbacks,
+                verbose=verbose,
+                shuffle=False,
+            )
+        except KeyboardInterrupt:
+            step = int(model.train_steps.numpy())
+            saved = (
+                run_callback.saved_step if run_callback.saved_step is not None else (state["steps"] or None)
+            )
+            raise lifecycle.RunInterrupted(
+                lifecycle.interrupted_message(out, step, train_cfg["steps"], saved)
+            ) from None
     run = {
-        "train_seconds": time.time() - start,
+        "train_seconds": run_callback.train_seconds(),
         "steps": int(model.train_steps.numpy()),
         "batch_size": batch_size,
+        "resumes": resumes,
     }
-    return model, run, train_split
+    return model, run, train_split, checkpoints

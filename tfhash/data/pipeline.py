@@ -19,7 +19,7 @@ def epoch_permutation(n, seed, epoch):
     return np.random.default_rng([int(seed) % 2**32, int(epoch)]).permutation(n)
 
 
-def train_dataset(features, batch_size, seed=0, repeat=True, start_epoch=0):
+def train_dataset(features, batch_size, seed=0, repeat=True, start_batch=0):
     """Fixed-size batches of float32 features, each epoch a fresh seeded permutation of every item.
 
     Every epoch visits all items in the order `epoch_permutation(n, seed,
@@ -27,8 +27,9 @@ def train_dataset(features, batch_size, seed=0, repeat=True, start_epoch=0):
     fills each batch with a few classes), cut into batches of exactly
     `batch_size` (drop_remainder per epoch: TBH builds its graph over the
     batch). Batches are gathered in TensorFlow from one in-memory copy.
-    The stream starts at epoch `start_epoch`; with `repeat=False` it is that
-    one epoch, the same each time it is iterated.
+    The stream starts at batch number `start_batch` of that sequence (a
+    resumed run continues exactly where it stopped: `tfhash.run`); with
+    `repeat=False` it is the epoch holding that batch, from it to the end.
 
     Raises:
         ValueError: if there are fewer items than one batch.
@@ -36,23 +37,25 @@ def train_dataset(features, batch_size, seed=0, repeat=True, start_epoch=0):
     features = np.asarray(features, np.float32)
     _check_batch_size(len(features), batch_size)
     table = tf.constant(features)
-    rows = _row_batches(len(features), batch_size, seed, repeat, start_epoch)
+    rows = _row_batches(len(features), batch_size, seed, repeat, start_batch)
     gather = rows.map(lambda r: tf.gather(table, r), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return gather.prefetch(tf.data.AUTOTUNE)
 
 
-def _row_batches(n, batch_size, seed, repeat, start_epoch=0):
+def _row_batches(n, batch_size, seed, repeat, start_batch=0):
     """A dataset of int64 (batch_size,) row indices: epoch e in `epoch_permutation` order, its
-    last incomplete batch dropped; the permutation of each epoch is drawn once, in NumPy."""
+    last incomplete batch dropped; the permutation of each epoch is drawn once, in NumPy. It starts
+    at batch `start_batch` of the whole sequence (epoch start_batch // batches per epoch)."""
     usable = n - n % batch_size
+    per_epoch = usable // batch_size
 
     def epoch_batches(epoch):
         order = tf.numpy_function(lambda e: epoch_permutation(n, seed, e)[:usable], [epoch], tf.int64)
         return tf.data.Dataset.from_tensor_slices(tf.reshape(order, (usable // batch_size, batch_size)))
 
-    first = int(start_epoch)
+    first, skip = divmod(int(start_batch), per_epoch)
     epochs = tf.data.Dataset.counter(first) if repeat else tf.data.Dataset.range(first, first + 1)
-    return epochs.flat_map(epoch_batches)
+    return epochs.flat_map(epoch_batches).skip(skip)
 
 
 def _batch_arrays(split, keys):
@@ -80,7 +83,7 @@ def _batch_arrays(split, keys):
     return arrays
 
 
-def _permuted_batches(arrays, batch_size, seed, repeat):
+def _permuted_batches(arrays, batch_size, seed, repeat, start_batch=0):
     """A dataset of dict batches of NumPy `arrays` (rows as `_row_batches` gives them).
 
     The arrays are indexed in NumPy, so images are never copied into the
@@ -97,11 +100,11 @@ def _permuted_batches(arrays, batch_size, seed, repeat):
             tensor.set_shape((batch_size, *arrays[key].shape[1:]))
         return dict(zip(keys, out, strict=True))
 
-    rows = _row_batches(len(arrays[keys[0]]), batch_size, seed, repeat)
+    rows = _row_batches(len(arrays[keys[0]]), batch_size, seed, repeat, start_batch)
     return rows.map(to_dict, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def batch_dataset(split, keys, batch_size, seed=0, repeat=True, augment=None):
+def batch_dataset(split, keys, batch_size, seed=0, repeat=True, augment=None, start_batch=0):
     """Seeded training batches holding exactly what a model declares (`HashingModel.batch_keys`).
 
     A model that consumes features only gets `train_dataset`'s bare feature
@@ -123,9 +126,11 @@ def batch_dataset(split, keys, batch_size, seed=0, repeat=True, augment=None):
     Args:
         split: a `tfhash.data.Split`.
         keys: the keys to yield, e.g. ("images", "labels").
-        batch_size, seed, repeat: as in `train_dataset`.
+        batch_size, seed, repeat, start_batch: as in `train_dataset`.
         augment: a function (float images (B, H, W, C), batch number) ->
             images of the same shape (`tfhash.data.augmentation`), or None.
+            Batch numbers count from 0 at the first batch of epoch 0 (a
+            stream from `start_batch` numbers its first batch `start_batch`).
 
     Raises:
         ValueError: on an unknown key, a missing part (no images, no
@@ -137,8 +142,8 @@ def batch_dataset(split, keys, batch_size, seed=0, repeat=True, augment=None):
         raise ValueError(f"unknown batch keys {sorted(unknown)}; valid keys: {', '.join(BATCH_KEYS)}")
     _check_batch_size(len(split), batch_size)
     if keys == ("features",) and augment is None:
-        return train_dataset(split.features, batch_size, seed, repeat)
-    dataset = _permuted_batches(_batch_arrays(split, keys), batch_size, seed, repeat)
+        return train_dataset(split.features, batch_size, seed, repeat, start_batch)
+    dataset = _permuted_batches(_batch_arrays(split, keys), batch_size, seed, repeat, start_batch)
     if augment is not None and "images" not in keys:
         raise ValueError(f"augmentation applies to images; this model trains on {keys[0]}: drop --augment")
     if "images" in keys:
@@ -150,5 +155,7 @@ def batch_dataset(split, keys, batch_size, seed=0, repeat=True, augment=None):
             images = images[..., None] if grey else images
             return {**batch, "images": augment(images, number) if augment else images}
 
-        dataset = dataset.enumerate().map(to_float, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        dataset = dataset.enumerate(int(start_batch)).map(
+            to_float, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
     return dataset.prefetch(tf.data.AUTOTUNE)

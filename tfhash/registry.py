@@ -8,12 +8,12 @@ the benchmark table.
 
 import dataclasses
 import functools
+import importlib
 import inspect
 import re
 from collections.abc import Callable
 
-from tfhash import baselines, configs
-from tfhash.models import SGH, TBH, TBHVAE
+from tfhash import configs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,8 +22,11 @@ class Method:
 
     Attributes:
         name: the command-line name (`tfhash train <name>`).
-        model: the class; `HashingModel` subclasses are deep methods trained
-            by `model.fit`, `Baseline` subclasses are fitted in closed form.
+        model_ref: the class, or "module:Class" (imported on first use of
+            `model`, so that listing methods never imports TensorFlow);
+            `HashingModel` subclasses are deep methods trained by
+            `model.fit`, `Baseline` subclasses (in `tfhash.baselines`) are
+            fitted in closed form.
         get_config: `(bits, data) -> config dict` with the paper's defaults
             (`method`, `model` constructor kwargs, `train`, `eval`).
         summary: one line: what the method is.
@@ -32,14 +35,26 @@ class Method:
     """
 
     name: str
-    model: type
+    model_ref: object
     get_config: Callable
     summary: str
     short_budget_note: str | None = None
 
     @property
+    def model(self):
+        """The model class (imported here on first use)."""
+        if isinstance(self.model_ref, str):
+            module, _, name = self.model_ref.partition(":")
+            return getattr(importlib.import_module(module), name)
+        return self.model_ref
+
+    @property
     def is_baseline(self):
-        return issubclass(self.model, baselines.Baseline)
+        if isinstance(self.model_ref, str):
+            return self.model_ref.startswith("tfhash.baselines:")
+        from tfhash.baselines import Baseline
+
+        return issubclass(self.model_ref, Baseline)
 
     def options(self):
         """[(key, default, description)] of the method's model options, from its config and the
@@ -49,8 +64,10 @@ class Method:
         return [(key, value, described.get(key, "")) for key, value in defaults.items() if key != "bits"]
 
 
-def _baseline(cls, summary):
-    return Method(cls.name, cls, functools.partial(configs.baselines.get_config, cls.name), summary)
+def _baseline(name, cls, summary):
+    return Method(
+        name, f"tfhash.baselines:{cls}", functools.partial(configs.baselines.get_config, name), summary
+    )
 
 
 TBH_VAE = {
@@ -65,38 +82,43 @@ METHODS = {
     for method in (
         Method(
             "tbh",
-            TBH,
+            "tfhash.models.tbh:TBH",
             configs.tbh.get_config,
             "Auto-Encoding Twin-Bottleneck Hashing (Shen et al. 2020)",
             configs.tbh.SHORT_BUDGET_NOTE,
         ),
-        Method("sgh", SGH, configs.sgh.get_config, "stochastic generative hashing, linear (Dai et al. 2017)"),
+        Method(
+            "sgh",
+            "tfhash.models.sgh:SGH",
+            configs.sgh.get_config,
+            "stochastic generative hashing, linear (Dai et al. 2017)",
+        ),
         Method(
             "deep-sgh",
-            SGH,
+            "tfhash.models.sgh:SGH",
             functools.partial(configs.sgh.get_config, variant="deep-sgh"),
             "SGH with [D-K-K-K] / [K-K-K-D] networks",
         ),
         Method(
             "rsgh",
-            SGH,
+            "tfhash.models.sgh:SGH",
             functools.partial(configs.sgh.get_config, variant="rsgh"),
             "redundancy-resistant SGH (Du et al. 2018)",
         ),
         *(
             Method(
                 name,
-                TBHVAE,
+                "tfhash.models.tbh_vae:TBHVAE",
                 functools.partial(configs.tbh_vae.get_config, ablation=arm),
                 TBH_VAE[arm],
                 configs.tbh_vae.SHORT_BUDGET_NOTE,
             )
             for arm, name in configs.tbh_vae.ABLATION_METHODS.items()
         ),
-        _baseline(baselines.LSH, "random projections, sign(x W) (Charikar 2002)"),
-        _baseline(baselines.PCAH, "PCA then sign"),
-        _baseline(baselines.ITQ, "PCA then a learned orthogonal rotation (Gong & Lazebnik 2011)"),
-        _baseline(baselines.SH, "spectral hashing along PCA directions (Weiss et al. 2008)"),
+        _baseline("lsh", "LSH", "random projections, sign(x W) (Charikar 2002)"),
+        _baseline("pcah", "PCAH", "PCA then sign"),
+        _baseline("itq", "ITQ", "PCA then a learned orthogonal rotation (Gong & Lazebnik 2011)"),
+        _baseline("sh", "SH", "spectral hashing along PCA directions (Weiss et al. 2008)"),
     )
 }
 

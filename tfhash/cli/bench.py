@@ -11,7 +11,6 @@ from tfhash.cli.common import (
     model_options_from_args,
     names_list,
 )
-from tfhash.data.augmentation import parse_augment
 from tfhash.registry import check_model_options, get_method, method_names
 
 
@@ -76,7 +75,7 @@ def bench_command(args):
         batch_size=args.batch_size,
         model_options=options,
         labelled_per_class=args.labelled_per_class,
-        augment=list(parse_augment(args.augment)) if args.augment else None,
+        augment=_augment(args.augment),
         ties=args.ties,
     )
     with open(os.path.join(out, "results.md")) as f:
@@ -89,3 +88,9 @@ def add_parser(sub):
     bench = sub.add_parser("bench", help="train and evaluate methods x bits x seeds; write a results table")
     add_bench_arguments(bench)
     bench.set_defaults(handler=bench_command)
+
+
+def _augment(text):
+    from tfhash.data.augmentation import parse_augment
+
+    return list(parse_augment(text)) if text else None

@@ -110,7 +110,7 @@ def add_parsers(sub):
     feats.set_defaults(handler=features_command)
     methods = sub.add_parser("methods", help="list the methods, or one method's options")
     methods.add_argument("name", nargs="?", help="a method name: list its options and defaults")
-    methods.set_defaults(handler=methods_command)
+    methods.set_defaults(handler=methods_command, needs_tensorflow=False)
     convert = sub.add_parser("convert", help="convert any data source to the TBH TFRecord layout")
     convert.add_argument("data", metavar="SOURCE", help="digits, a keras.datasets name, or a path")
     convert.add_argument("out", help="output folder (train.tfrecords, test.tfrecords)")

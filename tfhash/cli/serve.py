@@ -137,4 +137,4 @@ def add_parser(sub):
     encode.set_defaults(handler=encode_command)
     index.set_defaults(handler=index_command)
     search.set_defaults(handler=search_command)
-    evaluate.set_defaults(handler=eval_command)
+    evaluate.set_defaults(handler=eval_command, needs_tensorflow=False)

@@ -12,8 +12,6 @@ from tfhash.cli.common import (
     load_data_from_args,
     model_options_from_args,
 )
-from tfhash.models.base import HashingModel
-from tfhash.models.sgh import VARIANTS as SGH_VARIANTS
 from tfhash.registry import check_model_options, get_method, method_names
 
 
@@ -161,6 +159,8 @@ def train_command(args):
     data = load_data_from_args(args)
     out = args.out or os.path.join("saved_models", f"{args.method}-{data_slug(args.data)}-{args.bits}bit")
     if args.figure:
+        from tfhash.models.base import HashingModel
+
         cls = get_method(args.method).model
         if not (isinstance(cls, type) and issubclass(cls, HashingModel) and cls.can_reconstruct()):
             raise ValueError(
@@ -189,6 +189,7 @@ def train_command(args):
 def reconstruction_figure(args, data, model, out):
     """Draws query images and the model's reconstructions of them; SGH variants also train the other
     of sgh / rsgh with the same flags and add its row (R-SGH's Fig. 2)."""
+    from tfhash.models.sgh import VARIANTS as SGH_VARIANTS
     from tfhash.train import fit
     from tfhash.visualize import reconstruction_grid
 

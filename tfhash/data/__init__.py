@@ -1,25 +1,33 @@
-"""Retrieval data sets: sources, splits, TFRecords and tf.data pipelines."""
+"""Retrieval data sets: sources, splits, TFRecords and tf.data pipelines.
 
-from tfhash.data.dataset import PROTOCOLS, RetrievalData, Split, one_hot, validation_split
-from tfhash.data.pipeline import batch_dataset, train_dataset
-from tfhash.data.protocols import pool_split, split_pool
-from tfhash.data.sources import SOURCES, load_data, load_digits, load_npz
-from tfhash.data.tfrecord import load_tfrecord_folder, write_tfrecord_folder
+The names below are imported on first use (PEP 562), so that reading a
+split's metadata or parsing a command line never imports TensorFlow.
+"""
 
-__all__ = [
-    "PROTOCOLS",
-    "batch_dataset",
-    "split_pool",
-    "RetrievalData",
-    "SOURCES",
-    "Split",
-    "load_data",
-    "load_digits",
-    "load_npz",
-    "load_tfrecord_folder",
-    "one_hot",
-    "pool_split",
-    "train_dataset",
-    "validation_split",
-    "write_tfrecord_folder",
-]
+import importlib
+
+_WHERE = {
+    "PROTOCOLS": "dataset",
+    "RetrievalData": "dataset",
+    "Split": "dataset",
+    "one_hot": "dataset",
+    "validation_split": "dataset",
+    "batch_dataset": "pipeline",
+    "train_dataset": "pipeline",
+    "pool_split": "protocols",
+    "split_pool": "protocols",
+    "SOURCES": "sources",
+    "load_data": "sources",
+    "load_digits": "sources",
+    "load_npz": "sources",
+    "load_tfrecord_folder": "tfrecord",
+    "write_tfrecord_folder": "tfrecord",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'tfhash.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"tfhash.data.{_WHERE[name]}"), name)

@@ -16,7 +16,6 @@ import numpy as np
 from tfhash.data.dataset import RetrievalData, Split, one_hot
 from tfhash.data.images import is_image_folder, read_image_folder
 from tfhash.data.protocols import split_pool
-from tfhash.data.tfrecord import is_tfrecord_folder, load_tfrecord_folder
 
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 SOURCES = (
@@ -28,6 +27,12 @@ SOURCES = (
     "<cifar-10-batches-py folder>",
     "<image folder: one subfolder per class>",
 )
+
+
+def _tfrecord():
+    from tfhash.data import tfrecord  # imports TensorFlow: only for TFRecord sources
+
+    return tfrecord
 
 
 def _pool_items(images):
@@ -208,8 +213,8 @@ def load_data(source, queries_per_class=None, seed=0, protocol="pooled", image_s
     if source in KERAS_DATASETS:
         return load_keras_dataset(source, **common)
     if os.path.isdir(source):
-        if is_tfrecord_folder(source):
-            return _own_split(load_tfrecord_folder(source), seed, protocol)
+        if _tfrecord().is_tfrecord_folder(source):
+            return _own_split(_tfrecord().load_tfrecord_folder(source), seed, protocol)
         if os.path.exists(os.path.join(source, "data_batch_1")):
             return load_cifar10_folder(source, **common)
         if is_image_folder(source):

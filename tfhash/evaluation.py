@@ -219,6 +219,17 @@ def retrieval_metrics(
     _check_policy(empty_queries)
     if ties not in TIES:
         raise ValueError(f"ties must be one of {TIES}; received ties={ties!r}")
+    top_k = tuple(top_k)
+    if not top_k:
+        raise ValueError("top_k is empty; give at least one k, e.g. top_k=(None,) for mAP@all")
+    for name, values in (("top_k", [k for k in top_k if k is not None]), ("precision_at", precision_at)):
+        for value in values:
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+                raise ValueError(f"{name} holds {value!r}; each of its values must be a positive int")
+    if radius is not None and (
+        isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0
+    ):
+        raise ValueError(f"radius must be an int >= 0 (or None to skip); received radius={radius!r}")
     q_codes = as_binary_codes(query_codes, "query_codes")
     db_codes = as_binary_codes(database_codes, "database_codes")
     if q_codes.shape[1] != db_codes.shape[1]:

@@ -10,6 +10,9 @@ from tfhash.cli.common import (
     load_data_from_args,
     model_options_from_args,
     names_list,
+    nonnegative_int,
+    positive_float,
+    positive_int,
 )
 from tfhash.registry import check_model_options, get_method, method_names
 
@@ -23,21 +26,27 @@ def add_bench_arguments(parser):
         help=f"methods to run, space or comma separated (default: all: {' '.join(method_names())})",
     )
     parser.add_argument(
-        "--bits", type=int, nargs="+", default=[16, 32, 64], help="code lengths (default: 16 32 64)"
-    )
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)")
-    parser.add_argument(
-        "--steps", type=int, help="training steps of each deep method (default: its preset's)"
+        "--bits", type=positive_int, nargs="+", default=[16, 32, 64], help="code lengths (default: 16 32 64)"
     )
     parser.add_argument(
-        "--budget-seconds", type=float, help="also stop each deep method's training after this many seconds"
+        "--seeds", type=nonnegative_int, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)"
     )
-    parser.add_argument("--learning-rate", type=float, help="Adam learning rate of every deep method")
-    parser.add_argument("--batch-size", type=int, help="batch size of every deep method")
+    parser.add_argument(
+        "--steps", type=positive_int, help="training steps of each deep method (default: its preset's)"
+    )
+    parser.add_argument(
+        "--budget-seconds",
+        type=positive_float,
+        help="also stop each deep method's training after this many seconds",
+    )
+    parser.add_argument(
+        "--learning-rate", type=positive_float, help="Adam learning rate of every deep method"
+    )
+    parser.add_argument("--batch-size", type=positive_int, help="batch size of every deep method")
     add_model_option_argument(parser, "a constructor argument for every method that has it")
     parser.add_argument(
         "--labelled-per-class",
-        type=int,
+        type=positive_int,
         help="supervised methods: labelled training items per class (default: 500; 50 on digits)",
     )
     parser.add_argument("--augment", help="image models: crop, flip or crop,flip (seeded; default: none)")

@@ -2,17 +2,53 @@
 
 import argparse
 import json
+import math
 import os
 
 from tfhash.data.dataset import PROTOCOLS
 
 
+def _number(kind, text, low, strict):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected {'an integer' if kind is int else 'a number'}; received {text!r}"
+        ) from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number; received {text}")
+    if value < low or (strict and value == low):
+        bound = "greater than" if strict else "at least"
+        raise argparse.ArgumentTypeError(f"must be {bound} {low}; received {text}")
+    return value
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1 (every count, size and step flag of every command)."""
+    return _number(int, text, 1, False)
+
+
+def nonnegative_int(text):
+    """argparse type: an integer >= 0 (seeds, Hamming radii)."""
+    return _number(int, text, 0, False)
+
+
+def positive_float(text):
+    """argparse type: a finite number > 0 (learning rates, tolerances, time budgets)."""
+    return _number(float, text, 0.0, True)
+
+
+def nonnegative_float(text):
+    """argparse type: a finite number >= 0 (loss weights)."""
+    return _number(float, text, 0.0, False)
+
+
 def add_split_arguments(parser, split_seed_default=0):
     """--queries-per-class, --split-seed, --protocol and --image-size: how a source is split."""
-    parser.add_argument("--queries-per-class", type=int, help="queries per class for pooled sources")
+    parser.add_argument("--queries-per-class", type=positive_int, help="queries per class for pooled sources")
     parser.add_argument(
         "--split-seed",
-        type=int,
+        type=nonnegative_int,
         default=split_seed_default,
         help="seed of the query/database split (default: "
         + ("0, the protocol's)" if split_seed_default == 0 else "the run's, else 0)"),
@@ -27,7 +63,7 @@ def add_split_arguments(parser, split_seed_default=0):
     )
     parser.add_argument(
         "--image-size",
-        type=int,
+        type=positive_int,
         nargs=2,
         metavar=("H", "W"),
         help="image folders: resize every image to H x W (default: the first file's size)",

@@ -3,7 +3,7 @@
 import argparse
 import json
 
-from tfhash.cli.common import add_split_arguments, load_data_from_args
+from tfhash.cli.common import add_split_arguments, load_data_from_args, nonnegative_int, positive_int
 from tfhash.registry import get_method, method_names
 
 
@@ -93,8 +93,12 @@ def add_parsers(sub):
         default="imagenet",
         help="imagenet (from Keras' cache; never downloaded), a weights file, or none (random)",
     )
-    feats.add_argument("--input-size", type=int, default=224, help="images are resized to this side (224)")
-    feats.add_argument("--batch-size", type=int, default=64, help="images per forward pass (default: 64)")
+    feats.add_argument(
+        "--input-size", type=positive_int, default=224, help="images are resized to this side (224)"
+    )
+    feats.add_argument(
+        "--batch-size", type=positive_int, default=64, help="images per forward pass (default: 64)"
+    )
     feats.add_argument("--out", required=True, help="output: a .npz file, or a folder with --format tfrecord")
     feats.add_argument(
         "--format",
@@ -115,5 +119,7 @@ def add_parsers(sub):
     convert.add_argument("data", metavar="SOURCE", help="digits, a keras.datasets name, or a path")
     convert.add_argument("out", help="output folder (train.tfrecords, test.tfrecords)")
     add_split_arguments(convert)
-    convert.add_argument("--seed", dest="split_seed", type=int, help=argparse.SUPPRESS)  # the old name
+    convert.add_argument(
+        "--seed", dest="split_seed", type=nonnegative_int, help=argparse.SUPPRESS
+    )  # the old name
     convert.set_defaults(handler=convert_command)

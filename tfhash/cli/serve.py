@@ -2,7 +2,14 @@
 
 import numpy as np
 
-from tfhash.cli.common import add_data_arguments, add_ties_argument, load_data_from_args, run_split
+from tfhash.cli.common import (
+    add_data_arguments,
+    add_ties_argument,
+    load_data_from_args,
+    nonnegative_int,
+    positive_int,
+    run_split,
+)
 
 
 def encode_command(args):
@@ -99,7 +106,7 @@ def add_parser(sub):
     index.add_argument("--backend", default="auto", help="faiss, numpy or auto (default: faiss if installed)")
     index.add_argument(
         "--radius-hashes",
-        type=int,
+        type=positive_int,
         help="faiss: exact radius searches below N through N multi-hash tables (fast on long codes)",
     )
     search = sub.add_parser("search", help="encode queries and search an index -> CSV/JSON (+ a PNG grid)")
@@ -111,16 +118,18 @@ def add_parser(sub):
     search.add_argument(
         "--images", nargs="+", help="queries as image files (resized to --data's image shape)"
     )
-    search.add_argument("--queries", type=int, help="use only the first N queries of --data")
-    search.add_argument("--k", type=int, default=10, help="results per query (default: 10)")
-    search.add_argument("--radius", type=int, help="return every item within this Hamming radius instead")
+    search.add_argument("--queries", type=positive_int, help="use only the first N queries of --data")
+    search.add_argument("--k", type=positive_int, default=10, help="results per query (default: 10)")
+    search.add_argument(
+        "--radius", type=nonnegative_int, help="return every item within this Hamming radius instead"
+    )
     search.add_argument(
         "--out", default="search.csv", help="results file, .csv or .json (default: search.csv)"
     )
     search.add_argument("--grid", help="also write a PNG grid of queries and their top-k results")
     search.add_argument(
         "--grid-queries",
-        type=int,
+        type=positive_int,
         default=8,
         help="queries shown in the grid, spread over the queries (default: 8)",
     )
@@ -128,8 +137,10 @@ def add_parser(sub):
     evaluate = sub.add_parser("eval", help="metric table of labelled query and database codes files")
     evaluate.add_argument("query_codes")
     evaluate.add_argument("database_codes")
-    evaluate.add_argument("--top-k", type=int, default=1000)
-    evaluate.add_argument("--radius", type=int, default=2)
+    evaluate.add_argument("--top-k", type=positive_int, default=1000, help="N of mAP@N (default: 1000)")
+    evaluate.add_argument(
+        "--radius", type=nonnegative_int, default=2, help="Hamming radius of precision@radius (default: 2)"
+    )
     evaluate.add_argument("--empty-queries", default="zero", help="zero (default) or drop")
     add_ties_argument(evaluate)
     evaluate.add_argument("--out", help="also write the metrics as JSON")

@@ -11,6 +11,10 @@ from tfhash.cli.common import (
     data_slug,
     load_data_from_args,
     model_options_from_args,
+    nonnegative_float,
+    nonnegative_int,
+    positive_float,
+    positive_int,
 )
 from tfhash.registry import check_model_options, get_method, method_names
 
@@ -21,24 +25,28 @@ def _threshold(value):
 
 def add_train_arguments(parser):
     add_data_arguments(parser)
-    parser.add_argument("--bits", type=int, default=32, help="code length (default: 32)")
+    parser.add_argument("--bits", type=positive_int, default=32, help="code length (default: 32)")
     parser.add_argument(
-        "--batch-size", type=int, help="batch size (default: the method's; `tfhash methods NAME` shows it)"
+        "--batch-size",
+        type=positive_int,
+        help="batch size (default: the method's; `tfhash methods NAME` shows it)",
     )
     budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=int, help="training steps (default: the preset's)")
-    budget.add_argument("--epochs", type=int, help="training epochs of --steps-per-epoch steps each")
-    parser.add_argument("--steps-per-epoch", type=int, help="steps between logs, evaluations and checkpoints")
-    parser.add_argument("--learning-rate", type=float, help="Adam learning rate of every optimiser")
+    budget.add_argument("--steps", type=positive_int, help="training steps (default: the preset's)")
+    budget.add_argument("--epochs", type=positive_int, help="training epochs of --steps-per-epoch steps each")
+    parser.add_argument(
+        "--steps-per-epoch", type=positive_int, help="steps between logs, evaluations and checkpoints"
+    )
+    parser.add_argument("--learning-rate", type=positive_float, help="Adam learning rate of every optimiser")
     parser.add_argument(
         "--seed",
-        type=int,
+        type=nonnegative_int,
         default=0,
         help="model seed: weights, sampling, shuffling (default: 0; the split has --split-seed)",
     )
     parser.add_argument(
         "--labelled-per-class",
-        type=int,
+        type=positive_int,
         help="supervised methods: labelled training items per class, drawn from the database "
         "(default: 500; 50 on digits)",
     )
@@ -68,13 +76,15 @@ def add_train_arguments(parser):
         "(seeded; default: none)",
     )
     vae = parser.add_argument_group("TBH-VAE (tbh-vae methods only)")
-    vae.add_argument("--beta", type=float, help="weight of the codes' total correlation (default: 4)")
     vae.add_argument(
-        "--kappa", type=float, help="GECO tolerance on the per-item squared error (default: data)"
+        "--beta", type=nonnegative_float, help="weight of the codes' total correlation (default: 4)"
+    )
+    vae.add_argument(
+        "--kappa", type=positive_float, help="GECO tolerance on the per-item squared error (default: data)"
     )
     vae.add_argument(
         "--kappa-fraction",
-        type=float,
+        type=positive_float,
         help="default kappa = this x the mean squared distance of the items to their mean (default: 0.25)",
     )
     vae.add_argument(

@@ -183,7 +183,7 @@ def run_attempt(args, out, window, rng, reference_seconds, log_prefix):
     elif attempt.killed:
         outcome = "killed"
     elif status == 0:
-        outcome = "finished"
+        outcome = "finished" if os.path.exists(os.path.join(out, "metrics.json")) else "no metrics"
     else:
         outcome = f"error {status}"
     lost = outcome not in ("killed", "finished") or retrained
@@ -235,9 +235,9 @@ def print_attempt(number, record):
     if record.get("completed"):
         notes.append("run complete, codes " + ("= reference" if record["codes_equal"] else "DIFFER"))
     if record["lost"]:
-        notes.append(f"LOST (see {record['log']}.err)")
+        notes.append(f"LOST (logs: {record['log']}.out, .err)")
     print(
-        f"{number:>7}  {record['window']:16} {record['outcome']:10} {epoch:>5} {resumed:>7} "
+        f"{number:>7}  {record['window']:16} {record['outcome']:10} {epoch:>10} {resumed:>9} "
         f"{record['seconds']:7.1f}  {'; '.join(notes)}",
         flush=True,
     )
@@ -284,8 +284,8 @@ def main():
         order += round_
     shutil.rmtree(drill, ignore_errors=True)
     attempts, completed_codes_equal = [], []
-    print(f"\n{'attempt':>7}  {'window':16} {'outcome':10} {'epoch':>5} {'step':>7} {'seconds':>7}  notes")
-    print(f"{'':>7}  {'':16} {'':10} {'resumed from':>13}")
+    print(f"\n{'':>7}  {'':16} {'':10} {'resumed from the checkpoint of':>30}")
+    print(f"{'attempt':>7}  {'window':16} {'outcome':10} {'epoch':>10} {'step':>9} {'seconds':>7}  notes")
     for number, window in enumerate(order[: args.kills], 1):
         log = os.path.join(work, "logs", f"attempt-{number:03d}-{window}")
         record = run_attempt(args, drill, window, rng, reference_seconds, log)

@@ -53,11 +53,6 @@ def test_unknown_method_lists_valid_ones():
         cli.main(["train", "tbhx"])
 
 
-def test_non_positive_bits_is_rejected(tmp_path):
-    with pytest.raises(SystemExit, match="--bits must be a positive integer"):
-        cli.main(["train", "tbh", "--bits", "0", "--out", str(tmp_path)])
-
-
 def test_convert_writes_tbh_tfrecords(tmp_path):
     assert cli.main(["convert", "digits", str(tmp_path / "digits")]) == 0  # console-script exit status
     data = load_tfrecord_folder(tmp_path / "digits")

@@ -36,4 +36,80 @@ def check_features(features, input_dim, owner):
     return features
 
 
-__all__ = ["check_features", "check_positive_int"]
+def class_label_rows(labels, where):
+    """Labels as float32 rows (n, C) and the user's class ids; a ValueError names `where` and the row.
+
+    Class ids (n,) or (n, 1) must be integers >= 0 (integral floats are
+    accepted); they need not be contiguous: ids {0, 2, 4} become columns
+    0, 1, 2, and the user's ids come back as `class_ids` (column c is class
+    `class_ids[c]`). Rows (n, C) must be one- or multi-hot 0/1 values, and
+    come back with `class_ids` None.
+
+    Args:
+        labels: array-like of class ids or 0/1 rows.
+        where: "FILE: KEY" for the messages.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim == 2 and labels.shape[1] > 1:
+        values = labels.astype(np.float64, copy=False)
+        bad = ~np.isin(values, (0.0, 1.0))
+        if bad.any():
+            row = int(np.flatnonzero(bad.any(1))[0])
+            raise ValueError(
+                f"{where}: label rows must be one- or multi-hot 0/1 values; row {row} holds "
+                f"{labels[row][bad[row]][:3].tolist()}"
+            )
+        return labels.astype(np.float32), None
+    if labels.ndim > 2 or (labels.ndim == 2 and labels.shape[1] != 1):
+        raise ValueError(
+            f"{where}: expected class ids (n,) or 0/1 rows (n, C); received shape {labels.shape}"
+        )
+    ids = labels.reshape(-1)
+    if ids.dtype == bool or not np.issubdtype(ids.dtype, np.number):
+        raise ValueError(f"{where}: class ids must be integers; received dtype {ids.dtype}")
+    if np.issubdtype(ids.dtype, np.floating):
+        bad = ~np.isfinite(ids) | (ids != np.round(ids))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{where}: class ids must be integers; row {row} holds {ids[row]!r} "
+                f"({int(bad.sum())} such rows). Give integer class ids or 0/1 label rows"
+            )
+    negative = ids < 0
+    if negative.any():
+        row = int(np.flatnonzero(negative)[0])
+        raise ValueError(
+            f"{where}: class ids must be >= 0; row {row} holds {ids[row]!r} ({int(negative.sum())} "
+            "such rows). Drop unlabelled items or give them a class"
+        )
+    class_ids, columns = np.unique(ids.astype(np.int64), return_inverse=True)
+    rows = np.zeros((len(ids), len(class_ids)), np.float32)
+    rows[np.arange(len(ids)), columns] = 1.0
+    return rows, class_ids
+
+
+def check_finite_rows(arrays, where):
+    """Raises a ValueError counting every row with NaN or inf in each named array (float arrays only),
+    with the first row numbers as they are in the user's array.
+
+    Args:
+        arrays: {name: array (n, ...)}, e.g. {"x_train": ..., "x_test": ...}.
+        where: the file, for the message.
+    """
+    found = []
+    for name, array in arrays.items():
+        array = np.asarray(array)
+        if not np.issubdtype(array.dtype, np.floating) or array.size == 0:
+            continue
+        rows = np.flatnonzero(~np.isfinite(array.reshape(len(array), -1)).all(axis=1))
+        if len(rows):
+            s = "s" * (len(rows) > 1)
+            found.append(f"{len(rows)} row{s} of {name} (row{s} {', '.join(map(str, rows[:5]))}"
+                         + (", ..." if len(rows) > 5 else "") + ")")  # fmt: skip
+    if found:
+        raise ValueError(
+            f"{where}: NaN or infinite values in {' and '.join(found)}; clean or drop those rows first"
+        )
+
+
+__all__ = ["check_features", "check_positive_int", "class_label_rows", "check_finite_rows"]

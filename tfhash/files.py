@@ -13,6 +13,8 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -106,6 +108,8 @@ def atomic_path(path, suffix=".tmp"):
     format from the extension).
     """
     path = os.path.abspath(os.fspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder; give the path of a file to write")
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".", suffix=suffix)
     os.close(fd)
     try:
@@ -153,14 +157,54 @@ def write_npz(path, meta, **arrays):
     return os.path.abspath(path)
 
 
+def open_npz(path, what="file"):
+    """`np.load` of an .npz archive (no pickles) after checking that it is one: a missing path, a
+    text file or a truncated archive gets a ValueError naming the path, never NumPy's advice to
+    allow pickles."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(
+            f"{what} {path} does not exist" + (" (it is a folder)" if os.path.isdir(path) else "")
+        )
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise ValueError(
+            f"{path} is not an npz archive (an .npz is a zip of .npy arrays, as np.savez writes); "
+            "check the path"
+        )
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path} is a damaged npz archive ({err}); write it again") from None
+
+
+def open_npy(path, what="file"):
+    """One array from an .npy file (no pickles); a ValueError names the path when it is not one."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"{what} {path} does not exist")
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic != b"\x93NUMPY":
+        raise ValueError(f"{path} is not a .npy array (np.save writes one); check the path")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"{path} is a damaged .npy file ({err}); write it again") from None
+
+
 def read_npz(path, file_format, hint):
     """(meta, arrays) of a file written by `write_npz` with meta["format"] == file_format.
 
     Raises:
         ValueError: naming the file and `hint` (how to make a right one) when it is another kind.
     """
-    with np.load(path, allow_pickle=False) as f:
-        meta = json.loads(str(f["meta"])) if "meta" in f.files else {}
-        if meta.get("format") != file_format:
-            raise ValueError(f"{path} is not a {file_format} file ({hint})")
-        return meta, {k: f[k] for k in f.files if k != "meta"}
+    with open_npz(path, f"the {file_format} file") as f:
+        try:
+            meta = json.loads(str(f["meta"])) if "meta" in f.files else {}
+            if meta.get("format") != file_format:
+                raise ValueError(f"{path} is not a {file_format} file ({hint})")
+            return meta, {k: f[k] for k in f.files if k != "meta"}
+        except (OSError, EOFError, json.JSONDecodeError, zipfile.BadZipFile, zlib.error) as err:
+            raise ValueError(f"{path} is a damaged {file_format} file ({err}); write it again") from None

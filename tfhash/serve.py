@@ -5,6 +5,7 @@
 import csv
 import io
 import json
+import os
 import time
 
 import numpy as np
@@ -67,7 +68,15 @@ def load_images(paths, input_dim, image_shape=None):
     mode = "rgb" if len(image_shape) == 3 else "grayscale"
     rows = []
     for path in paths:
-        image = keras.utils.load_img(path, color_mode=mode, target_size=tuple(image_shape[:2]))
+        if not os.path.isfile(path):
+            what = "a folder" if os.path.isdir(path) else "missing"
+            raise ValueError(f"--images: {path} is {what}; give image files (PNG, JPEG), e.g. folder/*.png")
+        try:
+            image = keras.utils.load_img(path, color_mode=mode, target_size=tuple(image_shape[:2]))
+        except Exception as err:  # PIL raises several types for a file that is not an image
+            raise ValueError(
+                f"--images: {path} is not an image PIL can read ({type(err).__name__})"
+            ) from None
         rows.append(keras.utils.img_to_array(image).reshape(-1) / 255.0)
     return np.stack(rows).astype(np.float32)
 

@@ -51,7 +51,9 @@ def search_command(args):
         features = serve.load_images(args.images, encoder.input_dim, image_shape)
         query_ids, query_labels = np.arange(len(features)), None
     elif args.features:
-        features = np.load(args.features)
+        from tfhash.files import open_npy
+
+        features = open_npy(args.features, "--features")
         query_ids, query_labels = np.arange(len(features)), None
     elif data is not None:
         query = data.query.subset(slice(0, args.queries))

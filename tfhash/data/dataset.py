@@ -81,6 +81,9 @@ class RetrievalData:
         notes: lines a command prints about how the data was read.
         test_start: for a pooled source, the pool index (= item id) of its
             first test item, or None without a test part.
+        class_ids: the source's own class id of each label column, when its
+            ids are not 0..C-1 (e.g. {0, 2, 4}), or None. Codes files and
+            messages use them.
 
     Raises:
         ValueError: on an empty part, mismatched feature or label widths,
@@ -99,6 +102,7 @@ class RetrievalData:
     rng_state: dict | None = dataclasses.field(default=None, repr=False)
     notes: tuple = ()
     test_start: int | None = None
+    class_ids: tuple | None = None
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
@@ -174,7 +178,7 @@ class RetrievalData:
 
         class_ids = self.database.labels.argmax(1)
         picks = draw_per_class(
-            f"{self.name} database", class_ids, self.num_classes, per_class, rng, "labelled"
+            f"{self.name} database", class_ids, self.num_classes, per_class, rng, "labelled", self.class_ids
         )
         return self.database.subset(np.sort(picks))
 

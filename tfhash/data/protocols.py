@@ -32,6 +32,7 @@ def split_pool(
     pixel_max=255.0,
     labelled_per_class=500,
     notes=(),
+    class_ids=None,
 ):
     """A `RetrievalData` from a pool of items under `protocol` (see the module docstring).
 
@@ -48,6 +49,8 @@ def split_pool(
         pixel_max: value of a white pixel in uint8 images (255; 16 for digits).
         labelled_per_class: default size of the supervised subset per class.
         notes: lines about how the data was read, for the command to print.
+        class_ids: the user's class id of each label column, when they are
+            not 0..C-1 (`tfhash.checks.class_label_rows`), or None.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}; received protocol={protocol!r}")
@@ -67,6 +70,7 @@ def split_pool(
         "labelled_per_class": labelled_per_class,
         "notes": tuple(notes),
         "test_start": test_start,
+        "class_ids": None if class_ids is None else tuple(int(c) for c in class_ids),
     }
     if protocol == "train-test":
         if test_start is None:
@@ -79,7 +83,9 @@ def split_pool(
             name, database, pool.subset(np.arange(test_start, len(items))), database, **common
         )
     rng = np.random.default_rng(split_seed)
-    query_index = draw_per_class(name, labels.argmax(1), labels.shape[1], queries_per_class, rng, "queries")
+    query_index = draw_per_class(
+        name, labels.argmax(1), labels.shape[1], queries_per_class, rng, "queries", common["class_ids"]
+    )
     database = pool.subset(np.setdiff1d(np.arange(len(items)), query_index))
     return RetrievalData(
         name,
@@ -92,8 +98,10 @@ def split_pool(
     )
 
 
-def draw_per_class(name, class_ids, num_classes, per_class, rng, what):
+def draw_per_class(name, class_ids, num_classes, per_class, rng, what, names=None):
     """`rng.choice(items of c, per_class, replace=False)` for each class c in order, concatenated.
+
+    `names` (the user's class ids, or None for 0..C-1) name the classes in messages.
 
     Raises:
         ValueError: naming the class and the flag to lower when a class is too small.
@@ -104,7 +112,8 @@ def draw_per_class(name, class_ids, num_classes, per_class, rng, what):
         if len(members) < per_class:
             flag = "queries-per-class" if what == "queries" else "labelled-per-class"
             raise ValueError(
-                f"{name}: class {c} has {len(members)} items, fewer than {per_class} {what} per class; "
+                f"{name}: class {c if names is None else names[c]} has {len(members)} items"
+                f", fewer than {per_class} {what} per class; "
                 f"lower --{flag}"
             )
         picks.append(rng.choice(members, per_class, replace=False))

@@ -13,9 +13,11 @@ import pickle
 
 import numpy as np
 
+from tfhash.checks import check_finite_rows, class_label_rows
 from tfhash.data.dataset import RetrievalData, Split, one_hot
 from tfhash.data.images import is_image_folder, read_image_folder
 from tfhash.data.protocols import split_pool
+from tfhash.files import open_npz
 
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 SOURCES = (
@@ -64,8 +66,14 @@ def load_digits(queries_per_class=30, seed=0, protocol="pooled"):
 
 
 def load_npz(path, queries_per_class=100, seed=0, protocol="pooled"):
-    """A Keras-layout npz (x_train, y_train, x_test, y_test), pooled and split."""
-    with np.load(path) as f:
+    """A Keras-layout npz (x_train, y_train, x_test, y_test), pooled and split.
+
+    Every problem is named with the file, the key and the first rows
+    (`tfhash.checks`): missing keys, no items, labels not one per item,
+    negative or fractional class ids, NaN / inf rows (all counted). Class ids
+    need not be contiguous (they are kept as `RetrievalData.class_ids`).
+    """
+    with open_npz(path, "the data file") as f:
         missing = {"x_train", "y_train", "x_test", "y_test"} - set(f.files)
         if missing:
             raise ValueError(
@@ -73,22 +81,36 @@ def load_npz(path, queries_per_class=100, seed=0, protocol="pooled"):
                 f"missing {sorted(missing)}, found {f.files}"
             )
         x_train, x_test = f["x_train"], f["x_test"]
-        has_test = len(x_test) > 0  # `tfhash features` of a source without a test part writes none
-        images = np.concatenate([x_train, x_test]) if has_test else x_train
-        labels = np.asarray(f["y_train"]).reshape(len(x_train), -1)
-        if has_test:
-            labels = np.concatenate([labels, np.asarray(f["y_test"]).reshape(len(x_test), -1)])
+        y_train, y_test = np.asarray(f["y_train"]), np.asarray(f["y_test"])
+    if len(x_train) == 0:
+        raise ValueError(f"{path}: x_train holds no items; write the training items under x_train")
+    for x, y, key in ((x_train, y_train, "y_train"), (x_test, y_test, "y_test")):
+        if y.ndim == 0 or len(y) != len(x):
+            count = "a scalar" if y.ndim == 0 else f"{len(y)} labels"
+            raise ValueError(
+                f"{path}: {key} holds {count} for {len(x)} items in x_{key[2:]}; give one label per item"
+            )
+    check_finite_rows({"x_train": x_train, "x_test": x_test}, path)
+    has_test = len(x_test) > 0  # `tfhash features` of a source without a test part writes none
+    images = np.concatenate([x_train, x_test]) if has_test else x_train
+    for y, key in ((y_train, "y_train"), (y_test, "y_test")):
+        class_label_rows(y, f"{path}: {key}")  # names the key and row of a bad label
+    flat = [y.reshape(len(y), -1) for y in ((y_train, y_test) if has_test else (y_train,))]
+    if len({y.shape[1] for y in flat}) > 1:
+        raise ValueError(f"{path}: y_train and y_test have different label widths; use one layout for both")
+    labels, class_ids = class_label_rows(np.concatenate(flat), f"{path}: y_train / y_test")
     items, shape = _pool_items(images)
     del images
     return split_pool(
         str(path),
         items,
-        labels.squeeze(-1) if labels.shape[1] == 1 else labels,
+        labels,
         queries_per_class,
         seed,
         protocol,
         test_start=len(x_train) if has_test else None,
         image_shape=shape,
+        class_ids=class_ids,
     )
 
 

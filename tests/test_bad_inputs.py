@@ -25,6 +25,10 @@ def files(tmp_path_factory):
     )
     index = root / "index.npz"
     assert cli.main(["index", str(codes), "--out", str(index), "--backend", "numpy"]) == 0
+    pcah = root / "pcah"
+    assert cli.main(["train", "pcah", "--bits", "16", "--out", str(pcah)]) == 0
+    cli.main(["encode", str(pcah), "--data", "digits", "--out", str(root / "pcah_codes.npz")])
+    cli.main(["encode", str(run), "--data", "digits", "--split-seed", "1", "--out", str(root / "seed1.npz")])
     (root / "text.npz").write_text("x_train,y_train\n1,2\n")
     (root / "truncated.npz").write_bytes(index.read_bytes()[:300])
     (root / "garbage.npz").write_bytes(b"PK\x03\x04" + os.urandom(200))
@@ -109,6 +113,11 @@ CASES = [
     ),
     (["encode", "{itq}", "--out", "{itq}"], 1, "is a folder; give the path of a file"),
     (["eval", "{query.npz}", "{text.npz}"], 1, "text.npz is not an npz archive"),
+    (["eval", "{query.npz}", "{pcah_codes.npz}"], 1, "come from different sources (model: itq 16 bits"),
+    (["eval", "{query.npz}", "{seed1.npz}"], 1, "different sources (split_seed: 0 vs 1)"),
+    (["search", "{pcah}", "{index.npz}", "--data", "digits"], 1, "different sources (model: pcah 16 bits"),
+    (["info", "{missing.npz}"], 1, "missing.npz does not exist"),
+    (["info", "{text.npz}"], 1, "is not an npz archive"),
 ]
 
 
@@ -157,3 +166,29 @@ def test_class_ids_need_not_be_contiguous(files, tmp_path, capsys):
 def test_debug_shows_the_traceback(files):
     with pytest.raises(ValueError, match="is not an npz archive"):
         cli.main(["--debug", "train", "itq", "--data", p(files, "text.npz")])
+
+
+def test_a_deliberate_mix_is_allowed_and_info_names_the_model(files, tmp_path, capsys):
+    argv = ["eval", p(files, "query.npz"), p(files, "pcah_codes.npz"), "--allow-mismatch"]
+    assert cli.main(argv) == 0
+    out = tmp_path / "hits.csv"
+    argv = ["search", p(files, "pcah"), p(files, "index.npz"), "--data", "digits", "--allow-mismatch"]
+    assert cli.main([*argv, "--out", str(out)]) == 0 and out.is_file()
+    capsys.readouterr()
+    from tfhash.cli.data import describe_path
+
+    run, codes, index = (describe_path(p(files, n)) for n in ("itq", "codes.npz", "index.npz"))
+    model = run["model.npz"]
+    assert run["kind"] == "run folder" and run["method"] == "itq" and run["bits"] == 16
+    assert model["kind"] == "baseline model" and len(model["fingerprint"]) == 16
+    assert codes["model"]["fingerprint"] == model["fingerprint"] == index["model"]["fingerprint"]
+    assert (codes["data"], codes["split_seed"], codes["split"], codes["items"]) == (
+        "digits",
+        0,
+        "database",
+        1497,
+    )
+    assert index["kind"] == "Hamming index" and index["data"] == "digits"
+    assert cli.main(["info", p(files, "codes.npz")]) == 0
+    said = capsys.readouterr().out
+    assert "kind: codes file" in said and model["fingerprint"] in said

@@ -101,6 +101,13 @@ class TBHTest:
             assert "tfhash" not in sys.modules
             np.save({str(tmp_path / "codes.npy")!r}, out["codes"].numpy())
             np.save({str(tmp_path / "packed.npy")!r}, out["packed_codes"].numpy())
+            x = x.numpy()
+            x[[2, 5], 1] = [np.nan, np.inf]
+            try:
+                loaded.signatures["serving_default"](features=tf.constant(x))
+                raise SystemExit("NaN rows were encoded")
+            except tf.errors.InvalidArgumentError as err:
+                assert "NaN or infinite values in rows" in str(err) and "[2 5]" in str(err), str(err)
         """)
         subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path)
         codes = np.load(tmp_path / "codes.npy")
@@ -108,6 +115,11 @@ class TBHTest:
         assert np.array_equal(np.load(tmp_path / "packed.npy"), pack_codes(codes))
         loaded = tf.saved_model.load(str(path))
         assert np.array_equal(loaded.encode(tf.constant(x))["codes"].numpy(), codes)
+        from tfhash.identity import model_identity, read_export_info
+
+        info = read_export_info(path)
+        assert info["fingerprint"] == model_identity(model)["fingerprint"] and info["method"] == "TBH"
+        assert (info["bits"], info["input_dim"], info["input_kind"]) == (model.bits, model.input_dim, "features")
 
     def test_export_replaces_an_old_export_whole(self, tmp_path):
         target = tmp_path / "export"

@@ -14,6 +14,7 @@ import numpy as np
 from tfhash.checks import check_features
 from tfhash.evaluation import pack_codes, unpack_codes
 from tfhash.files import read_npz, write_npz
+from tfhash.identity import model_identity, read_export_info
 
 CODES_FORMAT = "tfhash-codes-1"
 
@@ -33,6 +34,7 @@ class SavedModelEncoder:
         spec = self._signature.structured_input_signature[1]["features"]
         self.input_dim = int(spec.shape[-1])
         self.bits = int(self._signature.structured_outputs["codes"].shape[-1])
+        self.identity = read_export_info(self.path)  # None for an export made before identities
 
     def encode(self, features):
         features = check_features(features, self.input_dim, f"the SavedModel at {self.path}")
@@ -48,7 +50,9 @@ def load_encoder(path):
         if os.path.isfile(os.path.join(candidate, "saved_model.pb")):
             return SavedModelEncoder(candidate)
         if os.path.isfile(candidate) and candidate.endswith(".npz"):
-            return baselines.load(candidate)
+            model = baselines.load(candidate)
+            model.identity = model_identity(model)
+            return model
     raise ValueError(
         f"no encoder at {path!r}: pass a SavedModel folder (a run's export/), a baseline model.npz, "
         "or the run folder that holds one (e.g. saved_models/tbh-digits-32bit)"
@@ -88,8 +92,13 @@ def encode_features(encoder, features, batch_size=8192, progress=True):
     return codes
 
 
-def save_codes(path, codes, ids, labels=None):
-    """Writes {0, 1} codes (n, bits), their ids and optional labels to one .npz, atomically."""
+def save_codes(path, codes, ids, labels=None, source=None):
+    """Writes {0, 1} codes (n, bits), their ids and optional labels to one .npz, atomically.
+
+    `source` (JSON-able) goes into the file's meta: `encode_source` records
+    `model` (`tfhash.identity`), `data`, `split_seed`, `protocol`, `split` and
+    `class_ids` (the source's own class id of each label column, or None).
+    """
     codes = np.asarray(codes)
     ids = np.asarray(ids, np.int64)
     if ids.shape != (len(codes),):
@@ -97,11 +106,13 @@ def save_codes(path, codes, ids, labels=None):
     arrays = {"packed_codes": pack_codes(codes), "ids": ids}
     if labels is not None:
         arrays["labels"] = np.asarray(labels, np.float32)
-    return write_npz(path, {"format": CODES_FORMAT, "bits": int(codes.shape[1])}, **arrays)
+    meta = {**(source or {}), "format": CODES_FORMAT, "bits": int(codes.shape[1])}
+    return write_npz(path, meta, **arrays)
 
 
 def load_codes(path):
-    """Reads a codes file: dict with `bits`, `packed_codes`, `codes` ({0, 1}), `ids`, `labels` (or None)."""
+    """Reads a codes file: dict with `bits`, `packed_codes`, `codes` ({0, 1}), `ids`, `labels` (or None)
+    and `meta` (where the codes come from: see `save_codes`)."""
     meta, arrays = read_npz(path, CODES_FORMAT, "write one with `tfhash encode`")
     return {
         "bits": int(meta["bits"]),
@@ -109,4 +120,5 @@ def load_codes(path):
         "codes": unpack_codes(arrays["packed_codes"], int(meta["bits"])),
         "ids": arrays["ids"],
         "labels": arrays.get("labels"),
+        "meta": meta,
     }

@@ -1,11 +1,13 @@
 """SavedModel export of an encoder: float features in, {0, 1} and packed codes out."""
 
+import json
 import os
 
 import keras
 import tensorflow as tf
 
 from tfhash.files import atomic_folder
+from tfhash.identity import EXPORT_INFO, model_identity
 
 
 def pack_codes_tf(codes):
@@ -23,7 +25,7 @@ def pack_codes_tf(codes):
     return tf.cast(tf.reduce_sum(grouped * weights, axis=-1), tf.uint8)
 
 
-def export_encoder(model, path, pixel_max=255.0):
+def export_encoder(model, path, pixel_max=255.0, method=None):
     """Writes `model`'s encoder as a SavedModel at `path`, atomically.
 
     The archive's endpoint `encode` (also `serving_default`) takes
@@ -34,6 +36,17 @@ def export_encoder(model, path, pixel_max=255.0):
     images, divided by `pixel_max` (255; 16 for digits), with the same
     outputs. It loads with `tf.saved_model.load` alone; tfhash need not be
     installed.
+
+    Beside saved_model.pb, `tfhash.json` records the model's identity
+    (`tfhash.identity`: `method` (the registry name when given, else the
+    class name), `bits`, the weights' `fingerprint`) with `input_dim`,
+    `input_kind`, `image_shape` and `pixel_max`; codes and indexes made with
+    the export carry the same identity.
+
+    A `features` batch holding NaN or infinite values is refused: the call
+    fails with `InvalidArgumentError` ("features hold NaN or infinite values
+    in rows [...]", the first ten row numbers of the batch) instead of
+    returning codes that look like any others.
 
     The SavedModel is written to a temporary sibling folder and renamed into
     place, so an interrupted export never leaves a half-written `path`.
@@ -46,7 +59,13 @@ def export_encoder(model, path, pixel_max=255.0):
         return {"codes": codes, "packed_codes": pack_codes_tf(codes)}
 
     def encode(features):
-        return outputs(model.model_input(features))
+        finite = tf.reduce_all(tf.math.is_finite(features), axis=1)
+        rows = tf.where(tf.logical_not(finite))[:10, 0]
+        check = tf.debugging.Assert(
+            tf.reduce_all(finite), ["features hold NaN or infinite values in rows", rows], summarize=10
+        )
+        with tf.control_dependencies([check]):
+            return outputs(model.model_input(features))
 
     spec = tf.TensorSpec((None, model.input_dim), tf.float32, name="features")
     archive.add_endpoint("encode", encode, input_signature=[spec])
@@ -57,6 +76,15 @@ def export_encoder(model, path, pixel_max=255.0):
 
         image_spec = tf.TensorSpec((None, *model.image_shape), tf.uint8, name="images")
         archive.add_endpoint("images", encode_images, input_signature=[image_spec])
+    info = {
+        **model_identity(model, method),
+        "input_dim": int(model.input_dim),
+        "input_kind": model.input_kind,
+        "image_shape": None if model.image_shape is None else list(model.image_shape),
+        "pixel_max": float(pixel_max),
+    }
     with atomic_folder(path, prefix=".export-") as tmp:
         archive.write_out(tmp, verbose=False)
+        with open(os.path.join(tmp, EXPORT_INFO), "w") as f:
+            json.dump(info, f, indent=1)
     return os.path.abspath(path)

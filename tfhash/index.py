@@ -47,6 +47,10 @@ class HammingIndex:
             and top-k searches scan (`IndexBinaryFlat`). The NumPy backend
             always scans.
 
+    Attribute `source` is a dict saved with the index: where its codes come
+    from (`model`, `data`, `split_seed`, ... of the codes file; see
+    `tfhash.identity`), empty when unknown.
+
     Example:
         index = HammingIndex(64)
         index.add(pack_codes(db_codes), ids=np.arange(len(db_codes)))
@@ -55,6 +59,7 @@ class HammingIndex:
 
     def __init__(self, bits, backend="auto", radius_hashes=None):
         self.bits = check_positive_int("bits", bits)
+        self.source = {}
         self.radius_hashes = (
             None if radius_hashes is None else check_positive_int("radius_hashes", radius_hashes)
         )
@@ -237,7 +242,12 @@ class HammingIndex:
 
     def save(self, path):
         """Writes bits, codes and ids to one .npz file, atomically."""
-        meta = {"format": FORMAT, "bits": self.bits, "radius_hashes": self.radius_hashes}
+        meta = {
+            **self.source,
+            "format": FORMAT,
+            "bits": self.bits,
+            "radius_hashes": self.radius_hashes,
+        }
         return write_npz(path, meta, codes=self.codes(), ids=self.ids)
 
     @classmethod
@@ -245,5 +255,6 @@ class HammingIndex:
         """Reads an index written by `save` (with its `radius_hashes` setting)."""
         meta, arrays = read_npz(path, FORMAT, "build one with `tfhash index` or HammingIndex.save")
         index = cls(meta["bits"], backend, meta.get("radius_hashes"))
+        index.source = {k: v for k, v in meta.items() if k not in ("format", "bits", "radius_hashes")}
         index.add(arrays["codes"], arrays["ids"])  # validates widths and ids, sorts by id
         return index

@@ -13,7 +13,10 @@ import numpy as np
 from tfhash.encoder import encode_features, load_codes, load_encoder, save_codes
 from tfhash.evaluation import label_relevance, pack_codes, retrieval_metrics
 from tfhash.files import write_text
+from tfhash.identity import check_same_source
 from tfhash.index import HammingIndex
+
+SOURCE_KEYS = ("model", "data", "split_seed", "protocol", "split")
 
 SPLITS = ("database", "query", "train")
 
@@ -31,7 +34,15 @@ def encode_source(model_path, data, out, split="database", progress=True):
     start = time.perf_counter()
     codes = encode_features(encoder, part, progress=progress)
     seconds = time.perf_counter() - start
-    save_codes(out, codes, part.ids, part.labels)
+    source = {
+        "model": getattr(encoder, "identity", None),
+        "data": data.name,
+        "split_seed": data.split_seed,
+        "protocol": data.protocol,
+        "split": split,
+        "class_ids": None if data.class_ids is None else list(data.class_ids),
+    }
+    save_codes(out, codes, part.ids, part.labels, source)
     return {"path": out, "items": len(codes), "bits": encoder.bits, "items_per_second": len(codes) / seconds}
 
 
@@ -41,6 +52,7 @@ def build_index(codes_path, out, backend="auto", radius_hashes=None, batch_size=
 
     codes = load_codes(codes_path)
     index = HammingIndex(codes["bits"], backend, radius_hashes)
+    index.source = {k: codes["meta"].get(k) for k in SOURCE_KEYS if codes["meta"].get(k) is not None}
     packed, ids = codes["packed_codes"], codes["ids"]
     bar = keras.utils.Progbar(len(ids), unit_name="code") if progress and len(ids) > batch_size else None
     for start in range(0, len(ids), batch_size):
@@ -138,10 +150,27 @@ def write_search_results(path, query_ids, results):
 
 
 def evaluate_codes(
-    query_codes_path, database_codes_path, top_k=1000, radius=2, empty_queries="zero", ties="expected"
+    query_codes_path,
+    database_codes_path,
+    top_k=1000,
+    radius=2,
+    empty_queries="zero",
+    ties="expected",
+    allow_mismatch=False,
 ):
-    """The metric table of two codes files with labels (label ground truth)."""
+    """The metric table of two codes files with labels (label ground truth).
+
+    Files made by different models (or on different data or split seeds)
+    are refused unless `allow_mismatch` (`tfhash.identity.check_same_source`).
+    """
     query, database = load_codes(query_codes_path), load_codes(database_codes_path)
+    check_same_source(
+        query["meta"],
+        database["meta"],
+        (query_codes_path, database_codes_path),
+        allow_mismatch,
+        ("model", "data", "split_seed", "protocol"),
+    )
     for name, codes in (("query", query), ("database", database)):
         if codes["labels"] is None:
             raise ValueError(

@@ -209,7 +209,7 @@ def fit(
             metrics = evaluate(model, data, config["eval"])
             if export:
                 lifecycle.fault_point("export")
-                export_encoder(model, os.path.join(out, "export"), data.train.pixel_max)
+                export_encoder(model, os.path.join(out, "export"), data.train.pixel_max, config["method"])
     record = run_record(config, data, model, seed, run, train_split, metrics)
     lifecycle.fault_point("metrics")
     write_json(record, os.path.join(out, "metrics.json"))

@@ -1,4 +1,4 @@
-"""The `tfhash` command: train, bench, encode, index, search, eval, features, convert, methods.
+"""The `tfhash` command: train, bench, encode, index, search, eval, features, convert, methods, info.
 
 One module per group of commands (`train`, `bench`, `serve`, `data`); each
 adds its subparsers and sets `handler`, the function that runs the command.

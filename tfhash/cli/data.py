@@ -78,6 +78,74 @@ def methods_command(args):
     return options
 
 
+def describe_path(path):
+    """What a run folder, export, checkpoint folder, codes file, index or baseline model holds (a dict;
+    NumPy and JSON only: no TensorFlow)."""
+    import glob
+    import os
+
+    from tfhash.files import open_npz
+    from tfhash.identity import fingerprint_arrays, read_export_info
+
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, "saved_model.pb")):
+            return {"kind": "export (SavedModel)", **(read_export_info(path) or {"identity": "not recorded"})}
+        info = {"kind": "run folder"}
+        record = os.path.join(path, "metrics.json")
+        if os.path.isfile(record):
+            with open(record) as f:
+                metrics = json.load(f)
+            keys = ("method", "bits", "data", "split_seed", "protocol", "seed", "steps", "resumes")
+            info.update({k: metrics.get(k) for k in keys if k in metrics})
+            info.update({k: round(metrics[k], 4) for k in ("map_at_all", "map_at_1000") if k in metrics})
+        else:
+            info["state"] = "unfinished (no metrics.json)"
+        checkpoints = sorted(glob.glob(os.path.join(path, "checkpoints", "epoch-*")))
+        if checkpoints:
+            info["checkpoints"] = [os.path.basename(c) for c in checkpoints]
+        for name in ("export", "model.npz"):
+            target = os.path.join(path, name)
+            if os.path.exists(target):
+                info[name] = describe_path(target)
+        if len(info) == 2 and "state" in info and not checkpoints:
+            raise ValueError(f"{path} is a folder but not a tfhash run, export or checkpoint folder")
+        return info
+    with open_npz(path) as f:
+        try:
+            meta = json.loads(str(f["meta"])) if "meta" in f.files else {}
+        except (ValueError, KeyError):
+            meta = {}
+        kind = meta.get("format", "")
+        if kind.startswith("tfhash-codes"):
+            info = {"kind": "codes file", "items": int(f["ids"].shape[0]), "labels": "labels" in f.files}
+        elif kind.startswith("tfhash-hamming-index"):
+            info = {"kind": "Hamming index", "items": int(f["ids"].shape[0])}
+        elif "method" in meta and "input_dim" in meta:
+            arrays = [f[k] for k in sorted(k for k in f.files if k != "meta")]
+            return {
+                "kind": "baseline model",
+                "method": meta["method"],
+                "bits": meta.get("config", {}).get("bits"),
+                "input_dim": meta["input_dim"],
+                "fingerprint": fingerprint_arrays(arrays),
+            }
+        elif {"x_train", "y_train"} <= set(f.files):
+            return {"kind": "data (Keras layout)", **{k: list(f[k].shape) for k in f.files}}
+        else:
+            raise ValueError(f"{path} is an npz archive, but not one tfhash wrote (keys: {f.files})")
+    return {**info, **{k: v for k, v in meta.items() if k != "format"}, "format": kind}
+
+
+def info_command(args):
+    info = describe_path(args.path)
+    if args.json:
+        print(json.dumps(info, indent=1))
+    else:
+        for key, value in info.items():
+            print(f"{key}: {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+    return info
+
+
 def add_parsers(sub):
     feats = sub.add_parser(
         "features", help="images -> deep features of a pretrained backbone (a feature npz)"
@@ -115,6 +183,12 @@ def add_parsers(sub):
     methods = sub.add_parser("methods", help="list the methods, or one method's options")
     methods.add_argument("name", nargs="?", help="a method name: list its options and defaults")
     methods.set_defaults(handler=methods_command, needs_tensorflow=False)
+    info = sub.add_parser(
+        "info", help="what a run folder, export, codes file, index or model.npz holds (and which model)"
+    )
+    info.add_argument("path", help="a run folder, export/, codes file, index file or baseline model.npz")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(handler=info_command, needs_tensorflow=False)
     convert = sub.add_parser("convert", help="convert any data source to the TBH TFRecord layout")
     convert.add_argument("data", metavar="SOURCE", help="digits, a keras.datasets name, or a path")
     convert.add_argument("out", help="output folder (train.tfrecords, test.tfrecords)")

@@ -39,10 +39,18 @@ def search_command(args):
 
     from tfhash import serve
     from tfhash.encoder import load_encoder
+    from tfhash.identity import check_same_source
     from tfhash.index import HammingIndex
 
     encoder = load_encoder(args.model)
     index = HammingIndex.load(args.index, backend=args.backend)
+    check_same_source(
+        {"model": getattr(encoder, "identity", None)},
+        index.source,
+        (args.model, args.index),
+        args.allow_mismatch,
+        ("model",),
+    )
     data = None
     if args.data:
         data = load_data_from_args(args, run_split(args.model))
@@ -83,7 +91,13 @@ def eval_command(args):
     from tfhash.serve import evaluate_codes
 
     metrics = evaluate_codes(
-        args.query_codes, args.database_codes, args.top_k, args.radius, args.empty_queries, args.ties
+        args.query_codes,
+        args.database_codes,
+        args.top_k,
+        args.radius,
+        args.empty_queries,
+        args.ties,
+        args.allow_mismatch,
     )
     print(f"(ties at equal Hamming distance: {args.ties}; empty queries: {args.empty_queries})")
     print("| " + " | ".join(metrics) + " |\n|" + "---|" * len(metrics))
@@ -136,6 +150,11 @@ def add_parser(sub):
         help="queries shown in the grid, spread over the queries (default: 8)",
     )
     search.add_argument("--backend", default="auto", help="faiss, numpy or auto")
+    search.add_argument(
+        "--allow-mismatch",
+        action="store_true",
+        help="search an index made by another model (refused by default: the codes would not match)",
+    )
     evaluate = sub.add_parser("eval", help="metric table of labelled query and database codes files")
     evaluate.add_argument("query_codes")
     evaluate.add_argument("database_codes")
@@ -145,6 +164,11 @@ def add_parser(sub):
     )
     evaluate.add_argument("--empty-queries", default="zero", help="zero (default) or drop")
     add_ties_argument(evaluate)
+    evaluate.add_argument(
+        "--allow-mismatch",
+        action="store_true",
+        help="evaluate codes files made by different models, data or split seeds (refused by default)",
+    )
     evaluate.add_argument("--out", help="also write the metrics as JSON")
 
     encode.set_defaults(handler=encode_command)

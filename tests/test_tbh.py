@@ -119,7 +119,7 @@ class TBHTest:
 
         info = read_export_info(path)
         assert info["fingerprint"] == model_identity(model)["fingerprint"] and info["method"] == "TBH"
-        assert (info["bits"], info["input_dim"], info["input_kind"]) == (model.bits, model.input_dim, "features")
+        assert (info["bits"], info["input_dim"]) == (model.bits, model.input_dim)
 
     def test_export_replaces_an_old_export_whole(self, tmp_path):
         target = tmp_path / "export"

@@ -192,3 +192,32 @@ def test_a_deliberate_mix_is_allowed_and_info_names_the_model(files, tmp_path, c
     assert cli.main(["info", p(files, "codes.npz")]) == 0
     said = capsys.readouterr().out
     assert "kind: codes file" in said and model["fingerprint"] in said
+
+
+def test_ctrl_c_in_training_prints_one_line_and_exits_130(tmp_path, capsys):
+    from tfhash import lifecycle
+
+    def hook(name, info):
+        if name == "checkpoint-saved" and info["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    argv = ["train", "tbh", "--bits", "8", "--steps", "4", "--steps-per-epoch", "2", "--out", str(out)]
+    with lifecycle.fault_hook(hook), pytest.raises(SystemExit) as caught:
+        cli.main(argv)
+    said = capsys.readouterr()
+    assert caught.value.code == 130 and "Traceback" not in said.err
+    assert said.err.strip().splitlines() == [
+        f"interrupted at step 2 of 4; the last checkpoint (step 2) is in {out / 'checkpoints'}: re-run the "
+        "same command to resume from it"
+    ]
+    assert cli.main(argv) == 0 and "resuming from the checkpoint of epoch 1" in capsys.readouterr().out
+
+
+def test_a_diverging_run_stops_with_one_line_and_writes_no_model(tmp_path):
+    out = tmp_path / "run"
+    argv = ["train", "sgh", "--steps", "8", "--steps-per-epoch", "2", "--learning-rate", "1e30"]
+    with pytest.raises(SystemExit, match=r"^error: training diverged at step \d+: the loss term") as caught:
+        cli.main([*argv, "--out", str(out)])
+    assert "\n" not in caught.value.code
+    assert not (out / "export").exists() and not (out / "metrics.json").exists()

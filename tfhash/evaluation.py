@@ -308,7 +308,23 @@ def retrieval_metrics(
     if pr_curve:
         out["pr_precision"] = precision.mean(0)
         out["pr_recall"] = recall.mean(0)
-    return out
+    return {key: out[key] for key in metric_order(out)}
+
+
+def metric_order(keys):
+    """The one order of metric columns in every table and file: mAP@all, mAP@k by k, precision and
+    recall within the radius, precision@N by N, then anything else by name."""
+
+    def rank(key):
+        for position, prefix in enumerate(
+            ("map_at_", "precision_radius_", "recall_radius_", "precision_at_")
+        ):
+            if key.startswith(prefix):
+                tail = key[len(prefix) :]
+                return (position, -1 if tail == "all" else int(tail) if tail.isdigit() else 10**9, key)
+        return (9, 0, key)
+
+    return sorted(keys, key=rank)
 
 
 def mean_average_precision(

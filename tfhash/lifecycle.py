@@ -142,7 +142,6 @@ class Checkpoints:
             fault_point("checkpoint-write", epoch=state["epoch"])
         for old in self.paths()[KEEP:]:
             shutil.rmtree(old, ignore_errors=True)
-        fault_point("checkpoint-saved", epoch=state["epoch"])
 
     def restore(self, model):
         """Loads the newest checkpoint that reads back into `model`; returns its state, or None.
@@ -263,6 +262,7 @@ class RunCallback(keras.callbacks.Callback):
         }
         self.checkpoints.save(self.model, state)
         self.saved_step = step
+        fault_point("checkpoint-saved", epoch=epoch)
 
 
 def interrupted_message(out, step, total_steps, saved_step):

@@ -4,8 +4,10 @@
 
 Runs `python -m tfhash train tbh --data digits --steps 600 --steps-per-epoch 50
 --seed 0 --out DIR` once uninterrupted (the reference, in WORK/reference), then
-N times on WORK/drill, each time killed with SIGKILL in one window, the
-windows taken in a random order (--seed) in rounds of five:
+N times on WORK/drill, each time killed with SIGKILL in one window. The
+windows come in rounds, one round per run: the training windows twice each in
+a random order (--seed), then evaluate, export and metrics in the order a run
+reaches them, so that every kill finds its window:
 
 - training: no pause; killed after a uniform delay between --min-delay
   seconds and the reference run's wall time;
@@ -45,6 +47,7 @@ import time
 import numpy as np
 
 WINDOWS = ("training", "checkpoint-write", "evaluate", "export", "metrics")
+TRAINING_WINDOWS = ("training", "checkpoint-write")
 RESUME = re.compile(r"resuming from the checkpoint of epoch (\d+) \(step ([\d,]+)\)")
 EPOCH = re.compile(r"^Epoch (\d+)/\d+", re.MULTILINE)
 PAUSE_SECONDS = 2.0
@@ -278,10 +281,10 @@ def main():
 
     rng = random.Random(args.seed)
     order = []
-    while len(order) < args.kills:
-        round_ = list(args.windows)
-        rng.shuffle(round_)
-        order += round_
+    while len(order) < args.kills:  # one round per run: kills while it trains, then after training
+        during = [w for w in args.windows if w in TRAINING_WINDOWS] * 2
+        rng.shuffle(during)
+        order += during + [w for w in WINDOWS if w in args.windows and w not in TRAINING_WINDOWS]
     shutil.rmtree(drill, ignore_errors=True)
     attempts, completed_codes_equal = [], []
     print(f"\n{'':>7}  {'':16} {'':10} {'resumed from the checkpoint of':>30}")

@@ -174,3 +174,28 @@ def test_short_budget_note_and_duration_estimate(tmp_path, capsys):
     assert "note:" not in capsys.readouterr().out
     record = cli.run(["train", "itq", "--bits", "8", "--out", str(tmp_path / "c")])
     assert record["precision"].startswith("float64") and "mixed_precision" not in record
+
+
+def test_parsing_imports_neither_tensorflow_nor_the_models():
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, tfhash.cli; tfhash.cli.build_parser(); "
+        "print(sorted(m for m in ('tensorflow', 'keras', 'tfhash.models') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.large
+def test_a_command_prints_no_tensorflow_start_up_lines(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    argv = [sys.executable, "-m", "tfhash", "train", "itq", "--bits", "8", "--out", str(tmp_path / "r")]
+    out = subprocess.run(argv, capture_output=True, text=True, env=env, check=True)
+    assert out.stderr == "", out.stderr
+    assert "map_at_all" in out.stdout

@@ -143,3 +143,53 @@ class ExpectedTiesEdgeTest:
         small = expected_average_precision(counts, relevant.astype(int), 50, harmonic, grid_budget=7)
         np.testing.assert_allclose(small[0], big[0], rtol=0, atol=1e-15)
         np.testing.assert_allclose(small[1], big[1], rtol=0, atol=1e-15)
+
+
+def published_map(q_codes, db_codes, q_labels, db_labels, top, order, skip_empty_in_mean):
+    """mAP@top as the published evaluation scripts compute it, written here from their convention:
+    rank the database by Hamming distance with a stable sort over the database taken in `order`
+    (ties keep that order), AP@top = the mean of precision at each relevant rank in the top `top`;
+    a query with no relevant item there scores 0 and, with `skip_empty_in_mean` (the TBH authors'
+    evaluation), leaves the mean; without it (DeepHash-pytorch's CalcTopMap) it counts as 0."""
+    db_codes, db_labels = db_codes[order], db_labels[order]
+    aps = []
+    for code, label in zip(q_codes, q_labels, strict=True):
+        dist = (code != db_codes).sum(1)
+        rel = (db_labels @ label > 0)[np.argsort(dist, kind="stable")][:top]
+        if rel.sum() == 0:
+            if not skip_empty_in_mean:
+                aps.append(0.0)
+            continue
+        hits = np.cumsum(rel)
+        aps.append(float((hits[rel] / (np.flatnonzero(rel) + 1)).mean()))
+    return float(np.mean(aps))
+
+
+@pytest.mark.parametrize("top, empty", [(100, "drop"), (100, "zero"), (None, "zero")])
+def test_the_published_convention_is_index_ties_and_the_expectation_its_mean_over_orders(top, empty):
+    """External cross-check: ties="index" equals the published scripts' figure (up to float32
+    rounding), and ties="expected" equals the mean of that figure over random storage orders of the
+    database (for "zero"; "drop" takes a ratio of expectations, see docs/evaluation.md). On a
+    class-sorted database the storage order moves the published figure by more than 0.01."""
+    from tfhash.baselines import ITQ
+    from tfhash.data import load_data
+
+    data = load_data("digits")
+    model = ITQ(6, seed=0).fit(data.train.features)  # 6 bits: big shells, many ties
+    database = data.database.subset(np.argsort(data.database.labels.argmax(1), kind="stable"))
+    q, db = model.encode(data.query.features), model.encode(database.features)
+    n = len(db)
+    kwargs = dict(top_k=(top or n,), radius=None, empty_queries=empty)
+    rel = label_relevance(data.query.labels, database.labels)
+    key = f"map_at_{top}" if top else "map_at_all"
+    ours = {t: retrieval_metrics(q, db, rel, ties=t, **kwargs)[key] for t in ("index", "expected")}
+    args = (q, db, data.query.labels, database.labels, top or n)
+    forward = published_map(*args, np.arange(n), empty == "drop")
+    backward = published_map(*args, np.arange(n)[::-1], empty == "drop")
+    assert ours["index"] == pytest.approx(forward, abs=1e-7)  # tfhash sums in float32 in places
+    assert abs(forward - backward) > 0.01
+    if empty == "zero":
+        rng = np.random.default_rng(0)
+        shuffled = [published_map(*args, rng.permutation(n), False) for _ in range(60)]
+        spread = np.std(shuffled) / np.sqrt(len(shuffled))
+        assert abs(np.mean(shuffled) - ours["expected"]) < 4 * spread + 1e-9

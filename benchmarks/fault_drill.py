@@ -209,6 +209,9 @@ def run_attempt(args, out, window, rng, reference_seconds, log_prefix):
 
 
 def encode(export, features):
+    from tfhash.cli import quiet_tensorflow
+
+    quiet_tensorflow()  # no start-up lines in the drill's own output
     import tensorflow as tf
 
     signature = tf.saved_model.load(export).signatures["serving_default"]

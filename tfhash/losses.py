@@ -229,3 +229,146 @@ def gaussian_kl(mean, log_variance):
     """
     mean, log_variance = tf.cast(mean, tf.float32), tf.cast(log_variance, tf.float32)
     return 0.5 * tf.reduce_sum(tf.square(mean) + tf.exp(log_variance) - 1.0 - log_variance)
+
+
+PAIR_WEIGHTINGS = ("paper", "fixed", "none")
+PAIRINGS = ("halves", "all")
+
+
+def shared_label_similarity(labels_a, labels_b):
+    """s_ij = 1 when row i of `labels_a` and row j of `labels_b` share a label, else 0; float32 (A, B).
+
+    Rows are one-hot or multi-hot: two items are similar when they have at
+    least one label in common (HashNet's relevance on NUS-WIDE and COCO).
+    """
+    a, b = tf.cast(labels_a, tf.float32), tf.cast(labels_b, tf.float32)
+    return tf.cast(tf.matmul(a, b, transpose_b=True) > 0, tf.float32)
+
+
+def hashnet_pair_weights(similarity, mask, weighting="paper", positive_weight=1.0):
+    """The pair weights c_ij of HashNet's weighted likelihood, float32 like `similarity`; 0 off `mask`.
+
+    Weightings:
+        "paper": Eq. 2, c_ij = |S| / |S1| for similar pairs and |S| / |S0|
+            for dissimilar ones, S the pairs of this batch that `mask` keeps
+            (counted per batch; a class of pairs absent from the batch gets
+            no weight, and the other one weight 1).
+        "fixed": `positive_weight` for similar pairs, 1 for dissimilar ones
+            (the authors' code: 100 on ImageNet, 5 on NUS-WIDE, 1 on COCO).
+        "none": c_ij = 1 (the paper's ablation HashNet-W).
+
+    Args:
+        similarity: s_ij in {0, 1}, (A, B).
+        mask: 1 for the pairs in S, 0 for pairs left out (e.g. self pairs), (A, B).
+        weighting: "paper", "fixed" or "none".
+        positive_weight: the similar pairs' weight under "fixed".
+    """
+    if weighting not in PAIR_WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {PAIR_WEIGHTINGS}; received weighting={weighting!r}")
+    s, mask = tf.cast(similarity, tf.float32), tf.cast(mask, tf.float32)
+    if weighting == "paper":
+        pairs = tf.reduce_sum(mask)
+        similar = tf.reduce_sum(s * mask)
+        positive = tf.math.divide_no_nan(pairs, similar)
+        negative = tf.math.divide_no_nan(pairs, pairs - similar)
+    elif weighting == "fixed":
+        positive, negative = float(positive_weight), 1.0
+    else:
+        positive, negative = 1.0, 1.0
+    return mask * (s * positive + (1.0 - s) * negative)
+
+
+def weighted_pairwise_likelihood(codes_a, codes_b, similarity, weights, alpha):
+    """HashNet's loss (Cao et al. 2017, Eq. 4) over the pairs of `codes_a` x `codes_b`, float32 scalar.
+
+    sum_ij c_ij (log(1 + exp(alpha <h_i, h_j>)) - alpha s_ij <h_i, h_j>) / sum_ij c_ij:
+    the negative weighted log-likelihood of the similarity labels under
+    P(s_ij = 1) = sigmoid(alpha <h_i, h_j>), *divided by the sum of the
+    weights* (a weighted mean over pairs; 0 when every weight is 0).
+
+    log(1 + exp(x)) is computed as softplus(x) = max(x, 0) + log(1 + exp(-|x|)),
+    exact and finite for any x (the naive form overflows to inf in float32
+    above x = 88). The authors' code replaces it by x above x = 15 instead,
+    an approximation our exact form does not need.
+
+    Args:
+        codes_a: (A, K) codes h_i (tanh(beta z) in training, or {-1, +1}).
+        codes_b: (B, K) codes h_j.
+        similarity: s_ij in {0, 1}, (A, B).
+        weights: c_ij >= 0, (A, B) (`hashnet_pair_weights`).
+        alpha: the adaptive sigmoid's bandwidth.
+    """
+    a, b = tf.cast(codes_a, tf.float32), tf.cast(codes_b, tf.float32)
+    s, w = tf.cast(similarity, tf.float32), tf.cast(weights, tf.float32)
+    inner = alpha * tf.matmul(a, b, transpose_b=True)  # (A, B) alpha <h_i, h_j>
+    per_pair = tf.nn.softplus(inner) - s * inner
+    return tf.math.divide_no_nan(tf.reduce_sum(w * per_pair), tf.reduce_sum(w))
+
+
+def hashnet_loss(codes, labels, alpha, weighting="paper", positive_weight=1.0, pairs="halves"):
+    """HashNet's weighted pairwise loss of one batch (`weighted_pairwise_likelihood`), float32 scalar.
+
+    Pairs:
+        "halves": the first floor(B / 2) items against the rest, every cross
+            pair once, no item paired with itself (the authors' code, which
+            feeds two half batches).
+        "all": every pair i < j of the batch.
+
+    Args:
+        codes: (B, K) training codes.
+        labels: (B, C) one- or multi-hot label rows.
+        alpha: the adaptive sigmoid's bandwidth (the authors' code: 10 / K).
+        weighting, positive_weight: see `hashnet_pair_weights`.
+        pairs: "halves" or "all".
+    """
+    if pairs not in PAIRINGS:
+        raise ValueError(f"pairs must be one of {PAIRINGS}; received pairs={pairs!r}")
+    if pairs == "halves":
+        half = tf.shape(codes)[0] // 2
+        codes_a, codes_b, labels_a, labels_b = codes[:half], codes[half:], labels[:half], labels[half:]
+        similarity = shared_label_similarity(labels_a, labels_b)
+        mask = tf.ones_like(similarity)
+    else:
+        codes_a = codes_b = codes
+        similarity = shared_label_similarity(labels, labels)
+        mask = tf.linalg.band_part(tf.ones_like(similarity), 0, -1) - tf.eye(tf.shape(codes)[0])  # i < j
+    weights = hashnet_pair_weights(similarity, mask, weighting, positive_weight)
+    return weighted_pairwise_likelihood(codes_a, codes_b, similarity, weights, alpha)
+
+
+def bernoulli_kl_from_logits(logits, rho=0.5):
+    """KL(Bernoulli(sigmoid(l)) || Bernoulli(rho)) summed over bits, averaged over the batch; float32.
+
+    With q = sigmoid(l), log q = -softplus(-l) and log(1 - q) = -softplus(l),
+    so q log q + (1 - q) log(1 - q) = q l - softplus(l), and the KL is
+    q l - softplus(l) - q log rho - (1 - q) log(1 - rho): finite for any
+    logit (at l = +-100 it is log 2 for rho = 0.5), where the form with
+    log q and log(1 - q) gives 0 * log 0 = NaN once q saturates.
+    """
+    logits = tf.cast(logits, tf.float32)
+    q = tf.sigmoid(logits)
+    kl = q * logits - tf.nn.softplus(logits) - q * math.log(rho) - (1.0 - q) * math.log(1.0 - rho)
+    return tf.reduce_mean(tf.reduce_sum(kl, axis=-1))
+
+
+def soft_label_cross_entropy(labels, logits):
+    """Softmax cross-entropy against label rows normalised to sum 1, averaged over the batch; float32.
+
+    A multi-hot row with m labels becomes the target 1/m on each of them;
+    an all-zero row contributes 0.
+    """
+    labels, logits = tf.cast(labels, tf.float32), tf.cast(logits, tf.float32)
+    target = tf.math.divide_no_nan(labels, tf.reduce_sum(labels, axis=-1, keepdims=True))
+    return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=target, logits=logits))
+
+
+def jmlh_loss_terms(labels, class_logits, code_logits, kl_weight=0.2):
+    """Every loss term of JMLH (Shen et al. 2019), a dict of float32 scalars.
+
+    loss = cross-entropy of the classifier on the codes
+           + kl_weight * KL(Bernoulli(sigmoid(code_logits)) || Bernoulli(0.5)),
+    the KL summed over bits and averaged over the batch.
+    """
+    cross_entropy = soft_label_cross_entropy(labels, class_logits)
+    kl = bernoulli_kl_from_logits(code_logits, 0.5)
+    return {"loss": cross_entropy + kl_weight * kl, "cross_entropy_loss": cross_entropy, "kl_loss": kl}

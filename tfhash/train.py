@@ -39,7 +39,7 @@ def dtype_policy(name):
         keras.mixed_precision.set_dtype_policy(previous)
 
 
-def build_model(config, input_dim, seed, image_shape=None):
+def build_model(config, input_dim, seed, image_shape=None, num_classes=None):
     """The registered model of `config["method"]`; deep models come compiled.
 
     Args:
@@ -48,13 +48,18 @@ def build_model(config, input_dim, seed, image_shape=None):
         seed: the model seed.
         image_shape: one item as an image, (H, W) or (H, W, C), or None;
             deep models get it with its channel axis (`HashingModel.image_shape`).
+        num_classes: the data's number of classes, passed to models with
+            `needs_num_classes` (a classifier head).
     """
     method = get_method(config["method"])
     if method.is_baseline:
         return method.model(seed=seed, **config["model"])
     if image_shape is not None:
         image_shape = tuple(image_shape) + (1,) * (len(image_shape) == 2)
-    model = method.model(input_dim=input_dim, seed=seed, image_shape=image_shape, **config["model"])
+    options = dict(config["model"])
+    if method.model.needs_num_classes:
+        options["num_classes"] = num_classes
+    model = method.model(input_dim=input_dim, seed=seed, image_shape=image_shape, **options)
     train_cfg = config["train"]
     model.compile(
         optimizers=build_role_optimizers(train_cfg, model.roles),
@@ -250,7 +255,10 @@ def run_record(config, data, model, seed, run, train_split, metrics):
 
 
 def require_inputs(model_class, options, data):
-    """Fails before anything is built when an image model is given features."""
+    """Fails before anything is built when an image model is given features, or a supervised one
+    (`needs_labels`) data without labels."""
+    if model_class.needs_labels:
+        data.require_labels(f"{model_class.__name__} (a supervised method)")
     if model_class.takes_images(options):
         data.require_images(
             model_class.__name__,
@@ -276,7 +284,7 @@ def _fit_deep(config, data, out, seed, verbose, budget_seconds, labelled_per_cla
     optional time budget; returns (model, run, train_split, checkpoints)."""
     train_cfg = config["train"]
     require_inputs(get_method(config["method"]).model, config["model"], data)
-    model = build_model(config, data.feature_dim, seed, data.image_shape)
+    model = build_model(config, data.feature_dim, seed, data.image_shape, data.num_classes)
     train, train_split = training_split(model, data, labelled_per_class)
     if type(model).adapt is not HashingModel.adapt:  # the float view of images only when asked for
         model.adapt(train.features)

@@ -23,6 +23,9 @@ class HashingModel(keras.Model):
     in [0, 1]; `input_kind`), then "labels" when `needs_labels`, then
     "index" (the item's int64 position in the training split) when
     `needs_index`. `tfhash.data.batch_dataset` yields exactly these keys.
+    A model with `needs_num_classes` (a classifier head) takes a
+    `num_classes` constructor argument, which `tfhash.train.build_model`
+    fills from the data's label width.
     `compute_loss_terms` receives the input tensor itself when the model
     declares its input only, and the dict otherwise.
 
@@ -53,6 +56,7 @@ class HashingModel(keras.Model):
     input_kind = "features"
     needs_labels = False
     needs_index = False
+    needs_num_classes = False
 
     def __init__(self, input_dim, bits, seed=None, image_shape=None, **kwargs):
         super().__init__(**kwargs)

@@ -144,6 +144,17 @@ def test_ctrl_c_raises_one_line_saying_how_to_resume(digits, tmp_path):
     assert "\n" not in message and "step 4 of 6" in message and "re-run the same command" in message
 
 
+def test_ctrl_c_after_training_says_the_model_is_kept(digits, tmp_path):
+    def hook(name, info):
+        if name == "export":
+            raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    with lifecycle.fault_hook(hook), pytest.raises(lifecycle.RunInterrupted, match="while evaluating or"):
+        fit(tiny_config("tbh", steps=2), digits, out, seed=0, verbose=0)
+    assert (out / "checkpoints").is_dir() and not (out / "metrics.json").exists()
+
+
 def test_files_take_the_modes_the_umask_asks_for(digits, tmp_path):
     previous = os.umask(0o022)
     try:

@@ -210,11 +210,17 @@ def fit(
                 config, data, out, seed, verbose, budget_seconds, labelled_per_class, policy
             )
             run["mixed_precision"] = policy or "float32"
-            lifecycle.fault_point("evaluate")
-            metrics = evaluate(model, data, config["eval"])
-            if export:
-                lifecycle.fault_point("export")
-                export_encoder(model, os.path.join(out, "export"), data.train.pixel_max, config["method"])
+            try:
+                lifecycle.fault_point("evaluate")
+                metrics = evaluate(model, data, config["eval"])
+                if export:
+                    lifecycle.fault_point("export")
+                    export_encoder(model, os.path.join(out, "export"), data.train.pixel_max, config["method"])
+            except KeyboardInterrupt:
+                raise lifecycle.RunInterrupted(
+                    f"interrupted after training, while evaluating or exporting; the trained model is "
+                    f"checkpointed in {checkpoints.folder}: re-run the same command to evaluate and export it"
+                ) from None
     record = run_record(config, data, model, seed, run, train_split, metrics)
     lifecycle.fault_point("metrics")
     write_json(record, os.path.join(out, "metrics.json"))

@@ -91,6 +91,8 @@ CASES = [
     (["train", "itq", "--out", "{a_file}"], 1, "is an existing file"),
     (["train", "itq", "--out", "{a_file}/run"], 1, "cannot write to the output folder"),
     (["train", "tbhx"], 1, "unknown method 'tbhx'; valid methods: deep-sgh"),
+    (["train", "hashnet", "--threshold", "0.5"], 1, "hashnet has none (tbh, the tbh-vae methods and jmlh"),
+    (["train", "hashnet", "--data", "{codes.npz}"], 1, "codes.npz: expected the Keras load_data layout"),
     (["train", "itq", "--data", "nowhere.npz"], 1, "unknown data source 'nowhere.npz'"),
     (
         ["search", "{itq}", "{index.npz}", "--features", "{missing.npy}"],

@@ -105,6 +105,30 @@ METHODS = {
             functools.partial(configs.sgh.get_config, variant="rsgh"),
             "redundancy-resistant SGH (Du et al. 2018)",
         ),
+        Method(
+            "hashnet",
+            "tfhash.models.hashnet:HashNet",
+            configs.hashnet.get_config,
+            "HashNet: weighted pairwise likelihood, continuation (Cao et al. 2017; supervised)",
+        ),
+        Method(
+            "hashnet-w",
+            "tfhash.models.hashnet:HashNet",
+            functools.partial(configs.hashnet.get_config, variant="hashnet-w"),
+            "HashNet ablation: all pair weights 1 (supervised)",
+        ),
+        Method(
+            "hashnet-c",
+            "tfhash.models.hashnet:HashNet",
+            functools.partial(configs.hashnet.get_config, variant="hashnet-c"),
+            "HashNet ablation: no continuation, tanh then sign (supervised)",
+        ),
+        Method(
+            "jmlh",
+            "tfhash.models.jmlh:JMLH",
+            configs.jmlh.get_config,
+            "a classifier on stochastic binary codes with a KL prior (Shen et al. 2019; supervised)",
+        ),
         *(
             Method(
                 name,

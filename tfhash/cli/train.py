@@ -37,7 +37,16 @@ def add_train_arguments(parser):
     parser.add_argument(
         "--steps-per-epoch", type=positive_int, help="steps between logs, evaluations and checkpoints"
     )
-    parser.add_argument("--learning-rate", type=positive_float, help="Adam learning rate of every optimiser")
+    parser.add_argument(
+        "--learning-rate",
+        type=positive_float,
+        help="base learning rate of every optimiser (default: the method's)",
+    )
+    parser.add_argument(
+        "--optimizer",
+        choices=("adam", "sgd"),
+        help="optimiser of every role (default: the method's: SGD with momentum for HashNet, Adam otherwise)",
+    )
     parser.add_argument(
         "--seed",
         type=nonnegative_int,
@@ -108,6 +117,7 @@ DEEP_ONLY_FLAGS = (
     "epochs",
     "steps_per_epoch",
     "learning_rate",
+    "optimizer",
     "threshold",
     "figure",
     "augment",
@@ -142,7 +152,14 @@ def config_from_args(method, args, data_name):
     if short and args.learning_rate is None and method.short_budget_note:
         print(f"note: {train['steps']:,} steps of the paper's {default_steps:,}: {method.short_budget_note}")
     if args.threshold is not None:
+        if "threshold" not in config["model"]:
+            raise ValueError(
+                f"--threshold sets a binary neuron's training threshold; {method.name} has none "
+                "(tbh, the tbh-vae methods and jmlh have one)"
+            )
         config["model"]["threshold"] = args.threshold
+    if args.optimizer is not None:
+        train["optimizer"] = args.optimizer
     for key in MODEL_FLAGS:
         if getattr(args, key, None) is not None:
             if key not in config["model"]:

@@ -10,7 +10,8 @@ from tfhash.models.base import HashingModel, check_positive_int
 
 
 def continuation_beta(step, gamma=0.005, interval=200, power=0.5):
-    """beta of training step `step` (0-based): (1 + gamma t0) ** power, t0 = floor(step / interval) * interval.
+    """beta of the 0-based training step `step`: (1 + gamma t0) ** power, t0 = the step rounded down to a
+    multiple of `interval`.
 
     The authors' schedule: recomputed every `interval` steps, so steps
     0..199 train with beta = 1, step 200 with sqrt(2), step 10,000 with
@@ -51,9 +52,10 @@ class HashNet(HashingModel):
         bits: code length K.
         alpha: bandwidth of the adaptive sigmoid; None: 10 / bits (the
             authors' code; the paper asks for alpha < 1).
-        weighting: pair weights: "paper" (Eq. 2, per batch |S| / |S1| and
-            |S| / |S0|), "fixed" (similar pairs weigh `positive_weight`,
-            the authors' code) or "none" (all 1: HashNet-W).
+        weighting: pair weights: "paper" (the paper's Eq 2: per batch,
+            |S| / |S1| for similar and |S| / |S0| for dissimilar pairs),
+            "fixed" (similar pairs weigh `positive_weight`, the authors'
+            code) or "none" (all 1: HashNet-W).
         positive_weight: similar pairs' weight under "fixed" (the authors'
             code: ImageNet 100, NUS-WIDE 5, COCO 1).
         pairs: "halves" (the first half of the batch against the second,
@@ -65,8 +67,8 @@ class HashNet(HashingModel):
         backbone: the encoder: "mlp" (Dense(1024, relu) on features unless
             `backbone_options` says otherwise) or an image backbone of
             `tfhash.backbones` ("conv", "vgg16", "resnet50", ...).
-        backbone_options: keyword arguments of the backbone (e.g.
-            {"units": [1024, 1024]} or {"filters": [32, 64], "freeze": true}).
+        backbone_options: keyword arguments of the backbone, for example
+            {"units": [1024, 1024]} or {"filters": [32, 64], "freeze": true}.
 
     Notes:
         The loss is divided by the sum of the pair weights, our choice (the
@@ -74,10 +76,11 @@ class HashNet(HashingModel):
         the number of pairs). Under the paper's weighting the weights sum to
         2 |S| when the batch has both kinds of pair, so the loss is the mean
         of the similar pairs' mean and the dissimilar pairs' mean; with
-        c_ij = 1 it is the plain mean over pairs, as in the authors' code.
-        The authors' PyTorch loss also drops alpha from its -s_ij <h_i, h_j>
-        term; we follow Eq. 4. Beta for step t uses the 0-based t, one step
-        earlier than the authors' 1-based counter.
+        c_ij = 1 it is the plain mean over pairs, as in the authors' code;
+        under "fixed" it is theirs times |S| / (w |S1| + |S0|), a per-batch
+        rescaling of the learning rate. The authors' PyTorch loss also drops
+        alpha from its -s_ij <h_i, h_j> term; we follow Eq. 4. Their step
+        counter is 1-based, so each new beta starts one step later here.
 
     Reference: Cao et al., "HashNet: Deep Learning to Hash by Continuation", ICCV 2017.
     """
@@ -132,7 +135,9 @@ class HashNet(HashingModel):
 
         # === Layers ===
         item_shape = self.image_shape if self.input_kind == "images" else (input_dim,)
-        self.encoder = build_backbone(backbone, item_shape, seed=seed, name="encoder", **self.backbone_options)
+        self.encoder = build_backbone(
+            backbone, item_shape, seed=seed, name="encoder", **self.backbone_options
+        )
         normal = keras.initializers.RandomNormal(stddev=0.01)
         self.hash_layer = keras.layers.Dense(
             bits, kernel_initializer=seeded_initializer(normal, seed, 500), name="hash_layer"
@@ -185,7 +190,9 @@ class HashNet(HashingModel):
             codes, inputs["labels"], self.effective_alpha, self.weighting, self.positive_weight, self.pairs
         )
         objective = loss / tf.distribute.get_strategy().num_replicas_in_sync
-        return {"pairwise_loss": loss, "beta": tf.identity(self.beta)}, {role: objective for role in self.roles}
+        return {"pairwise_loss": loss, "beta": tf.identity(self.beta)}, {
+            role: objective for role in self.roles
+        }
 
     def get_config(self):
         return {

@@ -92,7 +92,9 @@ class JMLH(HashingModel):
 
         # === Layers ===
         item_shape = self.image_shape if self.input_kind == "images" else (input_dim,)
-        self.encoder = build_backbone(backbone, item_shape, seed=seed, name="encoder", **self.backbone_options)
+        self.encoder = build_backbone(
+            backbone, item_shape, seed=seed, name="encoder", **self.backbone_options
+        )
         glorot = keras.initializers.GlorotUniform()
         self.code_layer = keras.layers.Dense(
             bits, kernel_initializer=seeded_initializer(glorot, seed, 500), name="code_layer"

@@ -129,6 +129,13 @@ METHODS = {
             configs.jmlh.get_config,
             "a classifier on stochastic binary codes with a KL prior (Shen et al. 2019; supervised)",
         ),
+        Method(
+            "classifier",
+            "tfhash.models.classifier:ClassifierHash",
+            configs.classifier.get_config,
+            "reference point: a cross-entropy classifier, its penultimate features hashed by ITQ "
+            "(supervised)",
+        ),
         *(
             Method(
                 name,

@@ -348,6 +348,7 @@ def _fit_deep(config, data, out, seed, verbose, budget_seconds, labelled_per_cla
             raise lifecycle.RunInterrupted(
                 lifecycle.interrupted_message(out, step, train_cfg["steps"], saved)
             ) from None
+    model.finalize(train)
     run = {
         "train_seconds": run_callback.train_seconds(),
         "steps": int(model.train_steps.numpy()),

@@ -212,6 +212,12 @@ class HashingModel(keras.Model):
     def adapt(self, features):
         """Sets data-derived initial values from training features (NumPy); default: nothing."""
 
+    def finalize(self, split):
+        """Fits what follows training in closed form (e.g. the classifier baseline's ITQ) on the
+        training `split`; `tfhash.train.fit` calls it after training and before evaluation (also when a
+        re-run finds training finished: it must depend only on the weights and the split). Default:
+        nothing."""
+
     def test_step(self, data):
         terms, _ = self.compute_loss_terms(self.unpack_batch(data), training=False)
         return self._update_trackers(terms)

@@ -1,0 +1,157 @@
+"""The supervised reference point: train a classifier, then hash its penultimate features with ITQ."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfhash.backbones import build_backbone
+from tfhash.backbones.mlp import seeded_initializer
+from tfhash.losses import soft_label_cross_entropy
+from tfhash.models.base import HashingModel, check_positive_int
+
+
+@keras.saving.register_keras_serializable(package="tfhash")
+class ClassifierHash(HashingModel):
+    """A classifier trained with plain cross-entropy, its penultimate features hashed by ITQ.
+
+    What a supervised hashing loss must beat: the encoder of HashNet and
+    JMLH (the `mlp` backbone on features, or an image backbone) with a
+    Dense(classes) head, trained on the labelled subset with the softmax
+    cross-entropy (multi-hot label rows normalised to sum 1). After
+    training, `finalize` fits ITQ (`tfhash.baselines.ITQ`: PCA to `bits`
+    dimensions, then the learned rotation) on the encoder's output for the
+    training split, and stores its mean and projection (PCA directions times
+    rotation) as non-trainable variables, so checkpoints and the SavedModel
+    carry them. Codes are 1[(f(x) - mean) @ projection > 0], f the encoder's
+    output (the penultimate features, not the logits: `num_classes` logits
+    could give at most that many bits).
+
+    Args:
+        input_dim: feature width D (for images: H * W * C).
+        bits: code length; at most the encoder's output width.
+        num_classes: width of the head; `tfhash.train` passes the data's.
+        itq_iterations: ITQ's rotation iterations (50).
+        seed: seed of the initial weights and of ITQ's initial rotation.
+        backbone, backbone_options: the encoder, as for HashNet and JMLH.
+
+    Notes:
+        ITQ is fitted on the split the classifier trained on (the labelled
+        subset of protocols.md), the only data a supervised method sees.
+        This baseline is ours (issue 14's "train a classifier and hash its
+        features"), not a published method.
+    """
+
+    roles = ("encoder", "classifier")
+    loss_names = ("cross_entropy_loss",)
+    needs_labels = True
+    needs_num_classes = True
+
+    def __init__(
+        self,
+        input_dim,
+        bits=32,
+        num_classes=None,
+        itq_iterations=50,
+        seed=None,
+        backbone="mlp",
+        backbone_options=None,
+        **kwargs,
+    ):
+        super().__init__(input_dim=input_dim, bits=bits, seed=seed, **kwargs)
+        self.num_classes = check_positive_int("num_classes", num_classes)
+        self.itq_iterations = check_positive_int("itq_iterations", itq_iterations)
+        self.backbone = backbone
+        self.backbone_options = dict(backbone_options or {})
+        if backbone != "mlp":
+            self.input_kind = "images"
+            if self.image_shape is None:
+                raise ValueError(
+                    f"backbone={backbone!r} needs image_shape (H, W, C) with H * W * C = input_dim "
+                    f"{input_dim}; received image_shape=None. Train on an image source."
+                )
+        item_shape = self.image_shape if self.input_kind == "images" else (input_dim,)
+        self.encoder = build_backbone(
+            backbone, item_shape, seed=seed, name="encoder", **self.backbone_options
+        )
+        width = self.encoder.output_dim
+        if self.bits > width:
+            raise ValueError(
+                f"ClassifierHash hashes the encoder's {width} features with ITQ, so bits <= {width}; "
+                f"received bits={bits}"
+            )
+        glorot = keras.initializers.GlorotUniform()
+        self.classifier = keras.layers.Dense(
+            self.num_classes, kernel_initializer=seeded_initializer(glorot, seed, 501), name="classifier"
+        )
+        self.classifier.build((None, width))
+        self.code_mean = self.add_weight(
+            name="code_mean", shape=(width,), initializer="zeros", trainable=False
+        )
+        self.code_projection = self.add_weight(
+            name="code_projection", shape=(width, self.bits), initializer="zeros", trainable=False
+        )
+        self.built = True
+
+    @classmethod
+    def takes_images(cls, options):
+        return options.get("backbone", "mlp") != "mlp"
+
+    def role_variables(self, role):
+        if role == "classifier":
+            return list(self.classifier.trainable_variables)
+        return list(self.encoder.trainable_variables)
+
+    def features(self, x, training=False):
+        """The penultimate features f(x) (B, encoder width)."""
+        return self.encoder(x, training=training)
+
+    def call(self, x, training=False):
+        f = tf.cast(self.features(x, training=training), tf.float32)
+        projected = tf.matmul(f - self.code_mean, self.code_projection)
+        return tf.cast(projected > 0, self.compute_dtype)
+
+    def compute_loss_terms(self, inputs, training=False):
+        logits = self.classifier(self.features(inputs[self.input_kind], training=training))
+        loss = soft_label_cross_entropy(inputs["labels"], logits)
+        objective = loss / tf.distribute.get_strategy().num_replicas_in_sync
+        return {"cross_entropy_loss": loss}, {role: objective for role in self.roles}
+
+    def finalize(self, split, batch_size=1024):
+        """Fits ITQ on the encoder's features of `split` (a `tfhash.data.Split`) and stores it."""
+        from tfhash.baselines import ITQ
+
+        features = self.split_features(split, batch_size)
+        itq = ITQ(self.bits, seed=0 if self.seed is None else self.seed, iterations=self.itq_iterations)
+        itq.fit(features.astype(np.float64))
+        self.code_mean.assign(itq.state["mean"].astype(np.float32))
+        self.code_projection.assign(itq.state["projection"].astype(np.float32))
+
+    def split_features(self, split, batch_size=1024):
+        """f(x) of every item of a split, as NumPy (images are converted one batch at a time)."""
+        if self.input_kind == "images" and split.images is not None:
+            images, scale = split.images, np.float32(1.0 / split.pixel_max)
+
+            def prepare(chunk):
+                return chunk.astype(np.float32).reshape(-1, *self.image_shape) * scale
+
+            items = images
+        else:
+            items = np.asarray(split.features, np.float32)
+
+            def prepare(chunk):
+                return self.model_input(chunk)
+
+        parts = [
+            np.asarray(self.features(prepare(items[i : i + batch_size]), training=False))
+            for i in range(0, len(items), batch_size)
+        ]
+        return np.concatenate(parts).astype(np.float32)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "itq_iterations": self.itq_iterations,
+            "backbone": self.backbone,
+            "backbone_options": self.backbone_options,
+        }

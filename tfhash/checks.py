@@ -49,6 +49,18 @@ def class_label_rows(labels, where):
         labels: array-like of class ids or 0/1 rows.
         where: "FILE: KEY" for the messages.
     """
+    labels = check_class_labels(labels, where)
+    if labels.ndim == 2 and labels.shape[1] > 1:
+        return labels.astype(np.float32), None
+    class_ids, columns = np.unique(labels.reshape(-1).astype(np.int64), return_inverse=True)
+    rows = np.zeros((len(columns), len(class_ids)), np.float32)
+    rows[np.arange(len(columns)), columns] = 1.0
+    return rows, class_ids
+
+
+def check_class_labels(labels, where):
+    """Returns `labels` as an array after the checks of `class_label_rows` (ValueErrors naming
+    `where` and the first bad row)."""
     labels = np.asarray(labels)
     if labels.ndim == 2 and labels.shape[1] > 1:
         values = labels.astype(np.float64, copy=False)
@@ -59,7 +71,7 @@ def class_label_rows(labels, where):
                 f"{where}: label rows must be one- or multi-hot 0/1 values; row {row} holds "
                 f"{labels[row][bad[row]][:3].tolist()}"
             )
-        return labels.astype(np.float32), None
+        return labels
     if labels.ndim > 2 or (labels.ndim == 2 and labels.shape[1] != 1):
         raise ValueError(
             f"{where}: expected class ids (n,) or 0/1 rows (n, C); received shape {labels.shape}"
@@ -82,10 +94,7 @@ def class_label_rows(labels, where):
             f"{where}: class ids must be >= 0; row {row} holds {ids[row]!r} ({int(negative.sum())} "
             "such rows). Drop unlabelled items or give them a class"
         )
-    class_ids, columns = np.unique(ids.astype(np.int64), return_inverse=True)
-    rows = np.zeros((len(ids), len(class_ids)), np.float32)
-    rows[np.arange(len(ids)), columns] = 1.0
-    return rows, class_ids
+    return labels
 
 
 def check_finite_rows(arrays, where):
@@ -112,4 +121,10 @@ def check_finite_rows(arrays, where):
         )
 
 
-__all__ = ["check_features", "check_positive_int", "class_label_rows", "check_finite_rows"]
+__all__ = [
+    "check_class_labels",
+    "check_features",
+    "check_finite_rows",
+    "check_positive_int",
+    "class_label_rows",
+]

@@ -78,7 +78,10 @@ def remove_stale_temporaries(folder):
     for name in os.listdir(folder):
         path = os.path.join(folder, name)
         if name.startswith(TEMPORARY_PREFIXES) or (name.startswith(".") and ".tmp" in name):
-            shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
             removed.append(path)
     return removed
 

@@ -114,10 +114,9 @@ def seed_generators(model):
 class Checkpoints:
     """The checkpoints of one run folder (see the module docstring)."""
 
-    def __init__(self, out, run_fingerprint, printer=print):
+    def __init__(self, out, run_fingerprint):
         self.folder = os.path.join(os.path.abspath(out), CHECKPOINTS)
         self.fingerprint = run_fingerprint
-        self.printer = printer
 
     def paths(self):
         """Checkpoint folders, newest first."""
@@ -154,7 +153,7 @@ class Checkpoints:
             try:
                 state = _read_state(path)
             except (OSError, ValueError) as err:
-                self.printer(f"warning: skipping the unreadable checkpoint {path} ({err})")
+                print(f"warning: skipping the unreadable checkpoint {path} ({err})")
                 shutil.rmtree(path, ignore_errors=True)
                 continue
             if state.get("fingerprint") != self.fingerprint:
@@ -171,7 +170,7 @@ class Checkpoints:
                 generator.state.assign(np.asarray(value, generator.state.dtype))
             return state
         if paths:
-            self.printer(f"warning: no checkpoint in {self.folder} reads back; training starts over")
+            print(f"warning: no checkpoint in {self.folder} reads back; training starts over")
         return None
 
     def remove(self):
@@ -212,14 +211,20 @@ class RunCallback(keras.callbacks.Callback):
         seconds_before: training seconds of earlier (resumed) parts.
         budget_seconds: stop after the first batch that ends past this many
             training seconds in all (None: no budget).
+        resumes: how many times the run has been resumed (recorded in each
+            checkpoint).
+        saved_step: the step of the checkpoint the run resumed from (None:
+            a fresh run); then of each checkpoint written.
     """
 
-    def __init__(self, checkpoints, epochs, seconds_before=0.0, budget_seconds=None, resumes=0):
+    def __init__(
+        self, checkpoints, epochs, seconds_before=0.0, budget_seconds=None, resumes=0, saved_step=None
+    ):
         super().__init__()
         self.checkpoints, self.epochs = checkpoints, epochs
         self.seconds_before, self.budget_seconds, self.resumes = seconds_before, budget_seconds, resumes
         self.start = None
-        self.saved_step = None
+        self.saved_step = saved_step
 
     def train_seconds(self):
         return self.seconds_before + (time.time() - self.start if self.start else 0.0)

@@ -309,7 +309,14 @@ def _fit_deep(config, data, out, seed, verbose, budget_seconds, labelled_per_cla
             f"{checkpoints.folder}"
             + ("; training had finished, so evaluating and exporting" if state.get("finished") else "")
         )
-    run_callback = lifecycle.RunCallback(checkpoints, epochs, state["train_seconds"], budget_seconds, resumes)
+    run_callback = lifecycle.RunCallback(
+        checkpoints,
+        epochs,
+        state["train_seconds"],
+        budget_seconds,
+        resumes,
+        saved_step=state["steps"] if state["epoch"] else None,
+    )
     if not state.get("finished"):
         augment = image_augmentation(train_cfg.get("augment"), train_cfg.get("crop_padding", 4), seed)
         dataset = batch_dataset(
@@ -342,11 +349,8 @@ def _fit_deep(config, data, out, seed, verbose, budget_seconds, labelled_per_cla
             )
         except KeyboardInterrupt:
             step = int(model.train_steps.numpy())
-            saved = (
-                run_callback.saved_step if run_callback.saved_step is not None else (state["steps"] or None)
-            )
             raise lifecycle.RunInterrupted(
-                lifecycle.interrupted_message(out, step, train_cfg["steps"], saved)
+                lifecycle.interrupted_message(out, step, train_cfg["steps"], run_callback.saved_step)
             ) from None
     model.finalize(train)
     run = {

@@ -12,8 +12,6 @@ def features_command(args):
     from tfhash import features
     from tfhash.train import dtype_policy, mixed_precision_policy
 
-    if args.batch_size <= 0:
-        raise ValueError(f"--batch-size must be a positive integer; received {args.batch_size}")
     if args.format == "npz" and args.queries_per_class is None:
         args.queries_per_class = 1  # the npz is in pool order: no split decides anything in it
     data = load_data_from_args(args)

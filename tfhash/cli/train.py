@@ -126,8 +126,6 @@ DEEP_ONLY_FLAGS = (
 
 
 def config_from_args(method, args, data_name):
-    if args.bits <= 0:
-        raise SystemExit(f"error: --bits must be a positive integer; received {args.bits}")
     method = get_method(method)
     config = method.get_config(args.bits, data_name)
     options = model_options_from_args(args)
@@ -172,10 +170,6 @@ def config_from_args(method, args, data_name):
         from tfhash.data.augmentation import parse_augment
 
         train["augment"] = list(parse_augment(args.augment))
-    for key in ("batch_size", "steps", "steps_per_epoch"):
-        value = train[key]
-        if value <= 0:
-            raise SystemExit(f"error: --{key.replace('_', '-')} must be a positive integer; received {value}")
     return config
 
 

@@ -13,7 +13,7 @@ import pickle
 
 import numpy as np
 
-from tfhash.checks import check_finite_rows, class_label_rows
+from tfhash.checks import check_class_labels, check_finite_rows, class_label_rows
 from tfhash.data.dataset import RetrievalData, Split, one_hot
 from tfhash.data.images import is_image_folder, read_image_folder
 from tfhash.data.protocols import split_pool
@@ -94,7 +94,7 @@ def load_npz(path, queries_per_class=100, seed=0, protocol="pooled"):
     has_test = len(x_test) > 0  # `tfhash features` of a source without a test part writes none
     images = np.concatenate([x_train, x_test]) if has_test else x_train
     for y, key in ((y_train, "y_train"), (y_test, "y_test")):
-        class_label_rows(y, f"{path}: {key}")  # names the key and row of a bad label
+        check_class_labels(y, f"{path}: {key}")  # names the key and row of a bad label
     flat = [y.reshape(len(y), -1) for y in ((y_train, y_test) if has_test else (y_train,))]
     if len({y.shape[1] for y in flat}) > 1:
         raise ValueError(f"{path}: y_train and y_test have different label widths; use one layout for both")

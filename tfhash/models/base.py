@@ -83,12 +83,35 @@ class HashingModel(keras.Model):
 
     @classmethod
     def takes_images(cls, options):
-        """Whether a model built with `options` (its config's "model" section) trains on images.
+        """Whether a model built with `options` (its config's "model" section) trains on images:
+        an image model, or one given an image backbone (any `backbone` but "mlp").
 
         `tfhash.train` asks before building the model, so that image data
-        is required up front; models with image backbones override it.
+        is required up front.
         """
-        return cls.input_kind == "images"
+        return cls.input_kind == "images" or options.get("backbone", "mlp") != "mlp"
+
+    def use_backbone(self, backbone, backbone_options):
+        """Records the encoder backbone (`backbone`, `backbone_options`); an image backbone makes the
+        model take images, which needs `image_shape`. Returns the shape of one item as the backbone
+        takes it: (input_dim,) or image_shape."""
+        self.backbone = backbone
+        self.backbone_options = dict(backbone_options or {})
+        if backbone != "mlp":
+            self.input_kind = "images"
+            if self.image_shape is None:
+                raise ValueError(
+                    f"backbone={backbone!r} needs image_shape (H, W, C) with H * W * C = input_dim "
+                    f"{self.input_dim}; received image_shape=None. Train on an image source."
+                )
+        return self.image_shape if self.input_kind == "images" else (self.input_dim,)
+
+    def build_encoder(self, backbone, backbone_options, seed, name="encoder"):
+        """`use_backbone`, then the built backbone (`tfhash.backbones.build_backbone`)."""
+        from tfhash.backbones import build_backbone
+
+        item_shape = self.use_backbone(backbone, backbone_options)
+        return build_backbone(backbone, item_shape, seed=seed, name=name, **self.backbone_options)
 
     @property
     def batch_keys(self):
@@ -234,7 +257,7 @@ class HashingModel(keras.Model):
         reshape it inside, as their SavedModel's `features` signature does.
         """
         features = check_features(features, self.input_dim, type(self).__name__).astype(np.float32)
-        return self._encode_batches(features, batch_size, lambda chunk: self.model_input(chunk))
+        return self._encode_batches(features, batch_size, self.model_input)
 
     def encode_images(self, images, pixel_max=255.0, batch_size=1024):
         """Encodes uint8 images (n, H, W[, C]) of an image model; the float view is made per batch."""
@@ -247,16 +270,29 @@ class HashingModel(keras.Model):
                 f"{type(self).__name__} takes images of shape {tuple(self.image_shape)}; "
                 f"received {images.shape[1:]}. Resize them as in training."
             )
+        return self._encode_batches(images, batch_size, self._image_batch(pixel_max))
+
+    def _image_batch(self, pixel_max):
+        """uint8 images (B, H, W[, C]) -> the float32 model input (B, H, W, C) in [0, 1]."""
         scale = np.float32(1.0 / pixel_max)
-        return self._encode_batches(
-            images, batch_size, lambda chunk: chunk.astype(np.float32).reshape(-1, *self.image_shape) * scale
-        )
+        return lambda chunk: chunk.astype(np.float32).reshape(-1, *self.image_shape) * scale
+
+    @staticmethod
+    def map_batches(items, batch_size, prepare, function):
+        """[function(prepare(chunk)) as NumPy for each chunk of `batch_size` items]."""
+        return [
+            np.asarray(function(prepare(items[i : i + batch_size]))) for i in range(0, len(items), batch_size)
+        ]
+
+    def split_inputs(self, split):
+        """(items, prepare) of a `tfhash.data.Split` for `map_batches`: an image model's uint8 images
+        with their float view made per batch, otherwise the float features."""
+        if self.input_kind == "images" and getattr(split, "images", None) is not None:
+            return split.images, self._image_batch(split.pixel_max)
+        return np.asarray(split.features, np.float32), self.model_input
 
     def _encode_batches(self, items, batch_size, prepare):
-        codes = [
-            np.asarray(self(prepare(items[i : i + batch_size]), training=False))
-            for i in range(0, len(items), batch_size)
-        ]
+        codes = self.map_batches(items, batch_size, prepare, lambda x: self(x, training=False))
         if not codes:
             return np.zeros((0, self.bits), np.uint8)
         return np.concatenate(codes).round().astype(np.uint8)

@@ -4,7 +4,6 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfhash.backbones import build_backbone
 from tfhash.backbones.mlp import seeded_initializer
 from tfhash.losses import soft_label_cross_entropy
 from tfhash.models.base import HashingModel, check_positive_int
@@ -60,19 +59,7 @@ class ClassifierHash(HashingModel):
         super().__init__(input_dim=input_dim, bits=bits, seed=seed, **kwargs)
         self.num_classes = check_positive_int("num_classes", num_classes)
         self.itq_iterations = check_positive_int("itq_iterations", itq_iterations)
-        self.backbone = backbone
-        self.backbone_options = dict(backbone_options or {})
-        if backbone != "mlp":
-            self.input_kind = "images"
-            if self.image_shape is None:
-                raise ValueError(
-                    f"backbone={backbone!r} needs image_shape (H, W, C) with H * W * C = input_dim "
-                    f"{input_dim}; received image_shape=None. Train on an image source."
-                )
-        item_shape = self.image_shape if self.input_kind == "images" else (input_dim,)
-        self.encoder = build_backbone(
-            backbone, item_shape, seed=seed, name="encoder", **self.backbone_options
-        )
+        self.encoder = self.build_encoder(backbone, backbone_options, seed)
         width = self.encoder.output_dim
         if self.bits > width:
             raise ValueError(
@@ -91,10 +78,6 @@ class ClassifierHash(HashingModel):
             name="code_projection", shape=(width, self.bits), initializer="zeros", trainable=False
         )
         self.built = True
-
-    @classmethod
-    def takes_images(cls, options):
-        return options.get("backbone", "mlp") != "mlp"
 
     def role_variables(self, role):
         if role == "classifier":
@@ -128,23 +111,8 @@ class ClassifierHash(HashingModel):
 
     def split_features(self, split, batch_size=1024):
         """f(x) of every item of a split, as NumPy (images are converted one batch at a time)."""
-        if self.input_kind == "images" and split.images is not None:
-            images, scale = split.images, np.float32(1.0 / split.pixel_max)
-
-            def prepare(chunk):
-                return chunk.astype(np.float32).reshape(-1, *self.image_shape) * scale
-
-            items = images
-        else:
-            items = np.asarray(split.features, np.float32)
-
-            def prepare(chunk):
-                return self.model_input(chunk)
-
-        parts = [
-            np.asarray(self.features(prepare(items[i : i + batch_size]), training=False))
-            for i in range(0, len(items), batch_size)
-        ]
+        items, prepare = self.split_inputs(split)
+        parts = self.map_batches(items, batch_size, prepare, lambda x: self.features(x, training=False))
         return np.concatenate(parts).astype(np.float32)
 
     def get_config(self):

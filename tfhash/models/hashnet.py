@@ -3,7 +3,6 @@
 import keras
 import tensorflow as tf
 
-from tfhash.backbones import build_backbone
 from tfhash.backbones.mlp import seeded_initializer
 from tfhash.losses import PAIR_WEIGHTINGS, PAIRINGS, hashnet_loss
 from tfhash.models.base import HashingModel, check_positive_int
@@ -123,21 +122,9 @@ class HashNet(HashingModel):
         self.continuation = continuation
         self.continuation_gamma = float(continuation_gamma)
         self.continuation_interval = check_positive_int("continuation_interval", continuation_interval)
-        self.backbone = backbone
-        self.backbone_options = dict(backbone_options or {})
-        if backbone != "mlp":
-            self.input_kind = "images"
-            if self.image_shape is None:
-                raise ValueError(
-                    f"backbone={backbone!r} needs image_shape (H, W, C) with H * W * C = input_dim "
-                    f"{input_dim}; received image_shape=None. Train on an image source."
-                )
 
         # === Layers ===
-        item_shape = self.image_shape if self.input_kind == "images" else (input_dim,)
-        self.encoder = build_backbone(
-            backbone, item_shape, seed=seed, name="encoder", **self.backbone_options
-        )
+        self.encoder = self.build_encoder(backbone, backbone_options, seed)
         normal = keras.initializers.RandomNormal(stddev=0.01)
         self.hash_layer = keras.layers.Dense(
             bits, kernel_initializer=seeded_initializer(normal, seed, 500), name="hash_layer"
@@ -154,10 +141,6 @@ class HashNet(HashingModel):
             aggregation="only_first_replica",
         )
         self.built = True
-
-    @classmethod
-    def takes_images(cls, options):
-        return options.get("backbone", "mlp") != "mlp"
 
     @property
     def effective_alpha(self):

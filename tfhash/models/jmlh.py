@@ -3,7 +3,6 @@
 import keras
 import tensorflow as tf
 
-from tfhash.backbones import build_backbone
 from tfhash.backbones.mlp import seeded_initializer
 from tfhash.layers import StochasticBinary
 from tfhash.losses import jmlh_loss_terms
@@ -80,21 +79,9 @@ class JMLH(HashingModel):
             raise ValueError(f"kl_weight must be >= 0; received kl_weight={kl_weight!r}")
         self.kl_weight = float(kl_weight)
         self.threshold = threshold
-        self.backbone = backbone
-        self.backbone_options = dict(backbone_options or {})
-        if backbone != "mlp":
-            self.input_kind = "images"
-            if self.image_shape is None:
-                raise ValueError(
-                    f"backbone={backbone!r} needs image_shape (H, W, C) with H * W * C = input_dim "
-                    f"{input_dim}; received image_shape=None. Train on an image source."
-                )
 
         # === Layers ===
-        item_shape = self.image_shape if self.input_kind == "images" else (input_dim,)
-        self.encoder = build_backbone(
-            backbone, item_shape, seed=seed, name="encoder", **self.backbone_options
-        )
+        self.encoder = self.build_encoder(backbone, backbone_options, seed)
         glorot = keras.initializers.GlorotUniform()
         self.code_layer = keras.layers.Dense(
             bits, kernel_initializer=seeded_initializer(glorot, seed, 500), name="code_layer"
@@ -106,10 +93,6 @@ class JMLH(HashingModel):
         self.code_layer.build((None, self.encoder.output_dim))
         self.classifier.build((None, bits))
         self.built = True
-
-    @classmethod
-    def takes_images(cls, options):
-        return options.get("backbone", "mlp") != "mlp"
 
     def role_variables(self, role):
         if role == "classifier":

@@ -84,15 +84,7 @@ class TBH(HashingModel):
         **kwargs,
     ):
         super().__init__(input_dim=input_dim, bits=bits, seed=seed, **kwargs)
-        self.backbone = backbone
-        self.backbone_options = dict(backbone_options or {})
-        if backbone != "mlp":
-            self.input_kind = "images"
-            if self.image_shape is None:
-                raise ValueError(
-                    f"backbone={backbone!r} needs image_shape (H, W, C) with H * W * C = input_dim "
-                    f"{input_dim}; received image_shape=None. Train on an image source."
-                )
+        self.use_backbone(backbone, backbone_options)
         self.continuous_dim = check_positive_int("continuous_dim", continuous_dim)
         self.hidden_dim = check_positive_int("hidden_dim", hidden_dim)
         self.threshold = threshold
@@ -131,10 +123,6 @@ class TBH(HashingModel):
         )
         self.continuous_discriminator = dense(1, name="continuous_discriminator")
         self.build((None, *self.image_shape) if self.input_kind == "images" else (None, input_dim))
-
-    @classmethod
-    def takes_images(cls, options):
-        return options.get("backbone", "mlp") != "mlp"
 
     def build(self, input_shape):
         self.binary_head.build((None, self.encoder_dim))

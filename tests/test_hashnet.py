@@ -167,7 +167,7 @@ class HashNetModelTest:
         model = HashNet(**SMALL)
         model.compile(optimizers=build_role_optimizers(config["train"], model.roles))
         rates = {role: float(opt.learning_rate) for role, opt in model.role_optimizers.items()}
-        assert rates["encoder"] == pytest.approx(2e-4)
+        assert rates["encoder"] == pytest.approx(1e-2)
         assert rates["hash_layer"] == pytest.approx(10 * rates["encoder"])
         assert rates["hash_bias"] == pytest.approx(20 * rates["encoder"])
         assert (

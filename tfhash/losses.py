@@ -372,3 +372,62 @@ def jmlh_loss_terms(labels, class_logits, code_logits, kl_weight=0.2):
     cross_entropy = soft_label_cross_entropy(labels, class_logits)
     kl = bernoulli_kl_from_logits(code_logits, 0.5)
     return {"loss": cross_entropy + kl_weight * kl, "cross_entropy_loss": cross_entropy, "kl_loss": kl}
+
+
+VARIANCE_FORMS = ("paper", "per_element", "centred")
+
+
+def l2_distance(a, b):
+    """Batch mean of the per-item Euclidean distance ||a_i - b_i||_2, float32 scalar.
+
+    GMAN's norm losses as written (Wang et al. 2018, Eq. 3 and Eq. 15): the
+    distance itself, not its square. Items are the first axis; every other
+    axis is flattened.
+    """
+    a, b = tf.cast(a, tf.float32), tf.cast(b, tf.float32)
+    difference = tf.reshape(a - b, (tf.shape(a)[0], -1))
+    # sqrt(x + tiny) - sqrt(tiny): the same value, and a finite gradient at a distance of 0
+    return tf.reduce_mean(tf.sqrt(tf.reduce_sum(tf.square(difference), axis=-1) + 1e-12) - 1e-6)
+
+
+def ali_generator_loss(real_logits, fake_logits):
+    """The generator's AE-GAN term in the ALI form (GMAN Eq. 6), to be minimised; float32 scalar.
+
+    -E log(1 - D(x, h)) - E log D(x~, h): the encoder is rewarded when the
+    pair of a real item and its code looks fake, the decoder when the
+    reconstruction and the code look real. D = sigmoid(logits), each
+    expectation a batch mean, computed from logits (never log 0). The
+    extracted Eq. 6 says "maximize"; minimised is the form that pushes D's
+    two inputs together (Donahue et al.; Dumoulin et al.).
+    """
+    return binary_cross_entropy_from_logits(0.0, real_logits) + binary_cross_entropy_from_logits(
+        1.0, fake_logits
+    )
+
+
+def variance_loss(codes, form="paper"):
+    """GMAN's variance loss L_V (Eq. 11-12) of a batch of codes H (m, b) in (-1, 1); float32 scalar.
+
+    Forms:
+        "paper": (Var(B) - Var(H))^2 with Var(H) = trace(H^T H) = sum_ij h_ij^2
+            and Var(B) = m b, as written. Uncentred: a batch whose codes are
+            all the same +-1 vector scores exactly 0, so it drives |h| to 1
+            and does not measure diversity. Unnormalised: (m b)^2 at h = 0
+            (about 6e5 at m = 16, b = 48).
+        "per_element": the same divided by (m b)^2, (1 - mean h_ij^2)^2:
+            1 at h = 0, 0 at |h| = 1, whatever the batch and code sizes
+            (as uncentred as the paper's).
+        "centred": (1 - mean_ij (h_ij - hbar_j)^2)^2 with hbar_j the batch
+            mean of bit j: the per-element variance around each bit's mean,
+            against the variance 1 of balanced +-1 codes. A constant batch
+            scores 1, balanced +-1 codes 0: it does penalise collapse.
+    """
+    if form not in VARIANCE_FORMS:
+        raise ValueError(f"variance must be one of {VARIANCE_FORMS}; received variance={form!r}")
+    h = tf.cast(codes, tf.float32)
+    if form == "centred":
+        h = h - tf.reduce_mean(h, axis=0, keepdims=True)
+    if form == "paper":
+        elements = tf.cast(tf.size(h), tf.float32)  # m b
+        return tf.square(elements - tf.reduce_sum(tf.square(h)))
+    return tf.square(1.0 - tf.reduce_mean(tf.square(h)))

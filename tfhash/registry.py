@@ -136,6 +136,30 @@ METHODS = {
             "reference point: a cross-entropy classifier, its penultimate features hashed by ITQ "
             "(supervised)",
         ),
+        Method(
+            "gman",
+            "tfhash.models.gman:GMAN",
+            configs.gman.get_config,
+            "auto-encoder against a pair and a code discriminator (Wang, Liu and Zhao 2018)",
+        ),
+        Method(
+            "gman-no-aegan",
+            "tfhash.models.gman:GMAN",
+            functools.partial(configs.gman.get_config, variant="gman-no-aegan"),
+            "GMAN ablation: L2 reconstruction instead of the AE-GAN",
+        ),
+        Method(
+            "gman-no-bgan",
+            "tfhash.models.gman:GMAN",
+            functools.partial(configs.gman.get_config, variant="gman-no-bgan"),
+            "GMAN ablation: ||sign(h) - h||_2 instead of the B-GAN",
+        ),
+        Method(
+            "sgman",
+            "tfhash.models.gman:SGMAN",
+            functools.partial(configs.gman.get_config, variant="sgman"),
+            "GMAN with a classifier on the codes (supervised)",
+        ),
         *(
             Method(
                 name,

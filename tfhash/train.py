@@ -260,6 +260,14 @@ def run_record(config, data, model, seed, run, train_split, metrics):
     return record
 
 
+def batch_size_for(train_config, input_kind):
+    """The batch size of a training config for a model taking `input_kind` ("features" or "images"):
+    `batch_size` is an int, or {input kind: int} for methods whose papers batch images and vectors
+    differently (GMAN: 16 images, 32 vectors)."""
+    batch_size = train_config["batch_size"]
+    return batch_size[input_kind] if isinstance(batch_size, dict) else batch_size
+
+
 def require_inputs(model_class, options, data):
     """Fails before anything is built when an image model is given features, or a supervised one
     (`needs_labels`) data without labels."""
@@ -294,9 +302,10 @@ def _fit_deep(config, data, out, seed, verbose, budget_seconds, labelled_per_cla
     train, train_split = training_split(model, data, labelled_per_class)
     if type(model).adapt is not HashingModel.adapt:  # the float view of images only when asked for
         model.adapt(train.features)
-    batch_size = train_cfg["batch_size"]
-    steps_per_epoch = max(1, min(train_cfg["steps"], train_cfg["steps_per_epoch"]))
-    epochs = math.ceil(train_cfg["steps"] / steps_per_epoch)
+    batch_size = batch_size_for(train_cfg, model.input_kind)
+    total_steps = train_cfg["steps"] + model.pretrain_steps  # pre-training steps are counted apart
+    steps_per_epoch = max(1, min(total_steps, train_cfg["steps_per_epoch"]))
+    epochs = math.ceil(total_steps / steps_per_epoch)
     identity = lifecycle.fingerprint(
         config, seed, policy, data.name, data.split_seed, data.protocol, train_split, len(data.train)
     )
@@ -324,7 +333,7 @@ def _fit_deep(config, data, out, seed, verbose, budget_seconds, labelled_per_cla
         )
         callbacks = []
         if verbose != 0:
-            callbacks.append(DurationEstimate(train_cfg["steps"] - state["steps"]))
+            callbacks.append(DurationEstimate(total_steps - state["steps"]))
         sample = train.subset(np.sort(np.random.default_rng(seed).permutation(len(train))[:2000]))
         callbacks.append(BitDiagnostics(sample, train_cfg["eval_every"], os.path.join(out, "logs", "bits")))
         if data.has_labels:
@@ -350,7 +359,7 @@ def _fit_deep(config, data, out, seed, verbose, budget_seconds, labelled_per_cla
         except KeyboardInterrupt:
             step = int(model.train_steps.numpy())
             raise lifecycle.RunInterrupted(
-                lifecycle.interrupted_message(out, step, train_cfg["steps"], run_callback.saved_step)
+                lifecycle.interrupted_message(out, step, total_steps, run_callback.saved_step)
             ) from None
     model.finalize(train)
     run = {

@@ -2,10 +2,11 @@
 
 from tfhash.models.base import HashingModel
 from tfhash.models.classifier import ClassifierHash
+from tfhash.models.gman import GMAN, SGMAN
 from tfhash.models.hashnet import HashNet
 from tfhash.models.jmlh import JMLH
 from tfhash.models.sgh import SGH
 from tfhash.models.tbh import TBH
 from tfhash.models.tbh_vae import TBHVAE
 
-__all__ = ["ClassifierHash", "JMLH", "SGH", "TBH", "TBHVAE", "HashNet", "HashingModel"]
+__all__ = ["GMAN", "SGMAN", "ClassifierHash", "JMLH", "SGH", "TBH", "TBHVAE", "HashNet", "HashingModel"]

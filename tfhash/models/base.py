@@ -39,6 +39,11 @@ class HashingModel(keras.Model):
     synchronisation): under a multi-replica strategy a gated model fails
     with a clear error.
 
+    `pretrain_steps` (default 0): steps at the start of training that a
+    model spends on a pre-training objective of its own (GMAN's L2
+    auto-encoder); `tfhash.train` runs them on top of the config's
+    `steps`.
+
     `train_steps` counts training steps for the model as a whole (a
     non-trainable int64 variable: checkpointed, restored and exported),
     whatever the gates did; `steps` in metrics.json is read from it.
@@ -57,6 +62,7 @@ class HashingModel(keras.Model):
     needs_labels = False
     needs_index = False
     needs_num_classes = False
+    pretrain_steps = 0
 
     def __init__(self, input_dim, bits, seed=None, image_shape=None, **kwargs):
         super().__init__(**kwargs)

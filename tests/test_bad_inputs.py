@@ -50,6 +50,7 @@ def files(tmp_path_factory):
     nan[[3, 5, 33]] = np.nan
     npz("nan.npz", x_train=nan[:30], x_test=nan[30:])
     npz("sparse_ids.npz", y_train=y[:30] * 2, y_test=y[30:] * 2)
+    npz("flat.npz")
     (root / "a_file").write_text("x")
     return root
 
@@ -94,6 +95,13 @@ CASES = [
     (["train", "hashnet", "--threshold", "0.5"], 1, "hashnet has none (tbh, the tbh-vae methods and jmlh"),
     (["train", "hashnet", "--data", "{codes.npz}"], 1, "codes.npz: expected the Keras load_data layout"),
     (["train", "itq", "--data", "nowhere.npz"], 1, "unknown data source 'nowhere.npz'"),
+    (["train", "gman", "--model-option", "variance=centered"], 1, "variance must be one of ('paper'"),
+    (["train", "gman", "--model-option", "pretrain_steps=-5"], 1, "pretrain_steps must be an int >= 0"),
+    (
+        ["train", "gman", "--data", "{flat.npz}", "--queries-per-class", "2", "--backbone", "conv"],
+        1,
+        "GMAN needs images",
+    ),
     (
         ["search", "{itq}", "{index.npz}", "--features", "{missing.npy}"],
         1,

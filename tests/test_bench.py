@@ -28,8 +28,8 @@ class RegistryTest:
     def test_unknown_name_lists_the_valid_ones(self):
         with pytest.raises(
             ValueError,
-            match="unknown method 'itqq'; valid methods: classifier, deep-sgh, hashnet, hashnet-c, "
-            "hashnet-w, itq, jmlh, lsh, pcah, rsgh, sgh, sh, tbh",
+            match="unknown method 'itqq'; valid methods: classifier, deep-sgh, gman, gman-no-aegan, "
+            "gman-no-bgan, hashnet, hashnet-c, hashnet-w, itq, jmlh, lsh, pcah, rsgh, sgh, sgman, sh, tbh",
         ):
             registry.get_method("itqq")
 

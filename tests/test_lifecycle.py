@@ -28,6 +28,9 @@ def tiny_config(name, steps=6, steps_per_epoch=2):
     config["train"].update(
         steps=steps, steps_per_epoch=steps_per_epoch, batch_size=64, eval_every=1, validation_size=50
     )
+    if "pretrain_steps" in config["model"]:  # GMAN: the kill after step 4 falls inside pre-training
+        config["model"]["pretrain_steps"] = steps - 1
+        config["train"]["steps"] = 1
     return config
 
 

@@ -36,7 +36,8 @@ def run(argv=None):
     """Runs a command; returns its result (the metrics record for `train`)."""
     argv = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--debug"]
     args = build_parser().parse_args(argv)
-    if getattr(args, "needs_tensorflow", True):
+    needs = getattr(args, "needs_tensorflow", True)
+    if needs(args) if callable(needs) else needs:
         quiet_tensorflow()
     return args.handler(args)
 

@@ -165,3 +165,11 @@ def add_ties_argument(parser):
         help="items at equal Hamming distance in mAP and precision@N: expected (default: the exact "
         "expectation over random orders), index (database order, as most published code), random",
     )
+
+
+def batch_text(batch_size):
+    """A config's `batch_size` for people: "32", or "32 (images 16)" when it depends on the input
+    kind (`tfhash.train.batch_size_for`)."""
+    if isinstance(batch_size, dict):
+        return f"{batch_size['features']} (images {batch_size['images']})"
+    return str(batch_size)

@@ -3,7 +3,13 @@
 import argparse
 import json
 
-from tfhash.cli.common import add_split_arguments, load_data_from_args, nonnegative_int, positive_int
+from tfhash.cli.common import (
+    add_split_arguments,
+    batch_text,
+    load_data_from_args,
+    nonnegative_int,
+    positive_int,
+)
 from tfhash.registry import get_method, method_names
 
 
@@ -66,11 +72,14 @@ def methods_command(args):
         print("training: fitted in closed form on the training split (no steps, batch or learning rate)")
     else:
         for data in ("digits", "other data"):
-            train = method.get_config(32, "digits" if data == "digits" else "data")["train"]
+            config = method.get_config(32, "digits" if data == "digits" else "data")
+            train, pretrain = config["train"], config["model"].get("pretrain_steps")
             schedule = train.get("learning_rate_halving_steps")
             halving = f", halved every {schedule:,} steps" if schedule else ""
             print(
-                f"training on {data}: {train['steps']:,} steps of batch {train['batch_size']}, "
+                f"training on {data}: {train['steps']:,} steps"
+                + (f" after {pretrain:,} pre-training steps" if pretrain else "")
+                + f" of batch {batch_text(train['batch_size'])}, "
                 f"{train.get('optimizer', 'adam')} at learning rate {train['learning_rate']:g}{halving}"
             )
     return options
@@ -180,7 +189,8 @@ def add_parsers(sub):
     feats.set_defaults(handler=features_command)
     methods = sub.add_parser("methods", help="list the methods, or one method's options")
     methods.add_argument("name", nargs="?", help="a method name: list its options and defaults")
-    methods.set_defaults(handler=methods_command, needs_tensorflow=False)
+    # one method's options are read from its model class's docstring, which imports TensorFlow
+    methods.set_defaults(handler=methods_command, needs_tensorflow=lambda args: bool(args.name))
     info = sub.add_parser(
         "info", help="what a run folder, export, codes file, index or model.npz holds (and which model)"
     )

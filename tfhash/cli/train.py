@@ -8,6 +8,7 @@ from tfhash.cli.common import (
     add_data_arguments,
     add_model_option_argument,
     add_ties_argument,
+    batch_text,
     data_slug,
     load_data_from_args,
     model_options_from_args,
@@ -267,7 +268,8 @@ def training_defaults():
         parts = []
         for data in ("digits", "data"):
             train = METHODS[name].get_config(32, data)["train"]
-            parts.append(f"{train['steps']:,} x {train['batch_size']} at {train['learning_rate']:g}")
+            batch = batch_text(train["batch_size"])
+            parts.append(f"{train['steps']:,} x {batch} at {train['learning_rate']:g}")
         lines.append(f"  {name:15} {parts[0]:>22} | {parts[1]}")
     return "\n".join(lines + ["baselines (" + ", ".join(n for n in method_names() if METHODS[n].is_baseline)
                                + ") are fitted in closed form"])  # fmt: skip

@@ -84,6 +84,8 @@ class GMAN(HashingModel):
             ones (counted apart: a run trains pretrain_steps + steps).
         schedule: "alternate" (the generator trains only when no
             discriminator does) or "every_step".
+        gate: what opens a discriminator's gate: "fake" (its batch-mean score on fake data above
+            0.5, the paper) or "both" (also when its score on real data is below 0.5; ours).
         backbone: "mlp" (features) or an image backbone ("conv").
         backbone_options: options of the encoder backbone (mlp: units; conv: filters, ...).
         decoder_units: widths of the feature decoder's hidden layers (None: the encoder's reversed).

@@ -4,6 +4,7 @@ import pytest
 from tfhash.baselines import PCAH
 from tfhash.data import load_data
 from tfhash.evaluation import (
+    euclidean_neighbours,
     euclidean_relevance,
     hamming_distance,
     label_relevance,
@@ -117,6 +118,23 @@ def test_euclidean_relevance_takes_k_nearest_ties_by_index():
     rel = euclidean_relevance(np.array([[0.0]]), db, k=3)(0, 1)
     # distances 0, 1, 1, 4, 1: nearest is d0, then the tie d1, d2, d4 -> d1, d2 by index
     assert rel.tolist() == [[True, True, True, False, False]]
+
+
+def test_euclidean_neighbours_match_a_brute_force_sort_and_are_computed_once_per_data():
+    rng = np.random.default_rng(0)
+    db = rng.integers(0, 3, (300, 4)).astype(np.float64)  # many ties
+    q = rng.integers(0, 3, (70, 4)).astype(np.float64)
+    neighbours = euclidean_neighbours(q, db, k=7, chunk=16)
+    d = ((q[:, None, :] - db[None, :, :]) ** 2).sum(-1)
+    brute = np.sort(np.argsort(d, axis=1, kind="stable")[:, :7], axis=1)  # stable: ties by index
+    np.testing.assert_array_equal(neighbours, brute)
+    data = load_data("digits")
+    first = data.euclidean_neighbours(50)
+    assert data.euclidean_neighbours(50) is first and first.shape == (len(data.query), 50)
+    relevance = euclidean_relevance(data.query.features, data.database.features, neighbours=first)
+    np.testing.assert_array_equal(
+        relevance(5, 9), euclidean_relevance(data.query.features, data.database.features, k=50)(5, 9)
+    )
 
 
 def test_bad_codes_give_clear_errors():

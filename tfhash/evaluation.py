@@ -115,25 +115,45 @@ def label_relevance(query_labels, database_labels):
     return lambda start, stop: (q[start:stop] @ db_t) > 0
 
 
-def euclidean_relevance(query_features, database_features, k=50):
-    """Ground truth "among the query's k nearest database items" (input space).
+def euclidean_neighbours(query_features, database_features, k=50, chunk=256):
+    """(n_query, k) int64: each query's k nearest database items in input space, in index order.
 
-    Distances are squared Euclidean in float64 per chunk; ties at the k-th
-    distance are broken by database index, so exactly k items are relevant.
+    Distances are squared Euclidean in float64, computed `chunk` queries at a
+    time (memory chunk x n_database); ties at the k-th distance are broken
+    by database index, so exactly k items are chosen.
     """
     q = np.asarray(query_features, np.float64)
     db = np.asarray(database_features, np.float64)
     if not 0 < k <= len(db):
         raise ValueError(f"k must be in [1, {len(db)}] (database size); received k={k}")
     db_sq = np.einsum("ij,ij->i", db, db)
+    out = np.empty((len(q), k), np.int64)
+    for start in range(0, len(q), chunk):
+        d = db_sq[None, :] - 2.0 * q[start : start + chunk] @ db.T  # the query norm ranks nothing
+        kth = np.partition(d, k - 1, axis=1)[:, k - 1 : k]
+        ties = d == kth
+        need = k - (d < kth).sum(1, keepdims=True)
+        chosen = (d < kth) | (ties & (np.cumsum(ties, axis=1) <= need))
+        out[start : start + chunk] = np.nonzero(chosen)[1].reshape(-1, k)  # exactly k per row
+    return out
+
+
+def euclidean_relevance(query_features, database_features, k=50, neighbours=None):
+    """Ground truth "among the query's k nearest database items" (input space), as a chunk function.
+
+    `neighbours`: the lists of `euclidean_neighbours` when already computed
+    (`RetrievalData.euclidean_neighbours` keeps them, so a benchmark computes
+    them once); else they are computed here.
+    """
+    if neighbours is None:
+        neighbours = euclidean_neighbours(query_features, database_features, k)
+    n_database = len(database_features)
 
     def relevance(start, stop):
-        d = db_sq[None, :] - 2.0 * q[start:stop] @ db.T  # the query norm ranks nothing
-        kth = np.partition(d, k - 1, axis=1)[:, k - 1 : k]
-        less = d < kth
-        ties = d == kth
-        need = k - less.sum(1, keepdims=True)
-        return less | (ties & (np.cumsum(ties, axis=1) <= need))
+        rows = neighbours[start:stop]
+        mask = np.zeros((len(rows), n_database), bool)
+        np.put_along_axis(mask, rows, True, axis=1)
+        return mask
 
     return relevance
 

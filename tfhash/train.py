@@ -90,7 +90,9 @@ def evaluate(model, data, eval_config):
     if data.has_labels:
         relevance = label_relevance(data.query.labels, data.database.labels)
     else:
-        relevance = euclidean_relevance(data.query.features, data.database.features, k=50)
+        relevance = euclidean_relevance(
+            data.query.features, data.database.features, neighbours=data.euclidean_neighbours(50)
+        )
     top_k = (None, eval_config["top_k"]) if len(data.database) > eval_config["top_k"] else (None,)
     options = {
         "top_k": top_k,
@@ -105,7 +107,9 @@ def evaluate(model, data, eval_config):
     if eval_config.get("euclidean") or data.protocol == "train-test":
         extra = metrics
         if data.has_labels:
-            euclidean = euclidean_relevance(data.query.features, data.database.features, k=50)
+            euclidean = euclidean_relevance(
+                data.query.features, data.database.features, neighbours=data.euclidean_neighbours(50)
+            )
             extra = retrieval_metrics(query_codes, database_codes, euclidean, **options)
         metrics.update({f"euclidean_{key}": value for key, value in extra.items() if np.isscalar(value)})
     bits = bit_statistics(database_codes)

@@ -125,6 +125,17 @@ class RetrievalData:
     def feature_dim(self):
         return self.train.feature_dim
 
+    def euclidean_neighbours(self, k=50):
+        """(n_query, k) int64: each query's k nearest database items in input space
+        (`tfhash.evaluation.euclidean_neighbours`), computed once per k and kept, so that every
+        run evaluated on this object (a benchmark's cells) shares them."""
+        from tfhash.evaluation import euclidean_neighbours
+
+        cache = self.__dict__.setdefault("_euclidean_neighbours", {})  # frozen: not a field
+        if k not in cache:
+            cache[k] = euclidean_neighbours(self.query.features, self.database.features, k)
+        return cache[k]
+
     @property
     def has_labels(self):
         return self.train.labels is not None

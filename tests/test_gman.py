@@ -315,7 +315,9 @@ def test_build_model_picks_the_batch_size_by_input_kind_and_counts_pretraining_a
 
 
 @pytest.mark.large
-def test_training_on_digits_beats_random_codes(tmp_path):
+def test_training_on_digits_with_the_defaults_clears_the_bar(tmp_path):
+    """The issue's bar: `tfhash train gman --bits 32` on digits reaches mAP@all >= 0.475 (LSH: 0.375;
+    random codes: about 0.10), with no dead bit."""
     data = load_data("digits")
     config = registry.get_method("gman").get_config(32, "digits")
     model, record = fit(config, data, tmp_path, seed=0, verbose=0, export=False)
@@ -323,7 +325,5 @@ def test_training_on_digits_beats_random_codes(tmp_path):
     random_codes = mean_average_precision(
         rng.integers(0, 2, (300, 32)), rng.integers(0, 2, (1497, 32)), data.query.labels, data.database.labels
     )
-    assert random_codes < 0.15 and record["map_at_all"] > random_codes + 0.25, (
-        record["map_at_all"],
-        random_codes,
-    )
+    assert random_codes < 0.15 and record["map_at_all"] >= 0.475, (record["map_at_all"], random_codes)
+    assert record["dead_bits"] == 0 and record["steps"] == 2500

@@ -46,6 +46,27 @@ def features_command(args):
     return meta
 
 
+def neighbours_command(args):
+    """BGAN's neighbour graph of a source's training split, written as a sparse graph npz."""
+    import time
+
+    import numpy as np
+
+    from tfhash.neighbours import build_graph, save_graph
+
+    data = load_data_from_args(args)
+    start = time.perf_counter()
+    graph = build_graph(data.train.features, args.k1, args.k2, args.self_pairs, args.symmetric, args.backend)
+    save_graph(graph, args.out)
+    sizes = np.diff(graph["indptr"])
+    print(
+        f"wrote the neighbour graph of {graph['items']:,} {data.name} training items to {args.out}: "
+        f"K1 {args.k1}, K2 {args.k2}, {sizes.mean():.1f} neighbours per item on average "
+        f"(min {sizes.min()}, max {sizes.max()}), {time.perf_counter() - start:.1f} s"
+    )
+    return graph
+
+
 def convert_command(args):
     from tfhash.data import write_tfrecord_folder
 
@@ -91,6 +112,8 @@ def describe_path(path):
     import glob
     import os
 
+    import numpy as np
+
     from tfhash.files import open_npz
     from tfhash.identity import fingerprint_arrays, read_export_info
 
@@ -127,6 +150,12 @@ def describe_path(path):
             info = {"kind": "codes file", "items": int(f["ids"].shape[0]), "labels": "labels" in f.files}
         elif kind.startswith("tfhash-hamming-index"):
             info = {"kind": "Hamming index", "items": int(f["ids"].shape[0])}
+        elif kind.startswith("tfhash-neighbour-graph"):
+            sizes = np.diff(f["indptr"])
+            info = {
+                "kind": "neighbour graph",
+                "neighbours per item": f"mean {sizes.mean():.1f}, max {sizes.max()}",
+            }
         elif "method" in meta and "input_dim" in meta:
             arrays = [f[k] for k in sorted(k for k in f.files if k != "meta")]
             return {
@@ -197,6 +226,20 @@ def add_parsers(sub):
     info.add_argument("path", help="a run folder, export/, codes file, index file or baseline model.npz")
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(handler=info_command, needs_tensorflow=False)
+    neighbours = sub.add_parser(
+        "neighbours", help="BGAN's neighbour graph (cosine K1-NN lists expanded through K2) as a sparse npz"
+    )
+    neighbours.add_argument("data", metavar="SOURCE", help="digits, an npz, a folder...: its training split")
+    neighbours.add_argument("--out", required=True, help="the graph file (.npz)")
+    neighbours.add_argument("--k1", type=positive_int, default=20, help="nearest neighbours per item (20)")
+    neighbours.add_argument("--k2", type=positive_int, default=30, help="lists joined per item (30)")
+    neighbours.add_argument("--self-pairs", action="store_true", help="an item is its own neighbour")
+    neighbours.add_argument("--symmetric", action="store_true", help="make the graph symmetric")
+    neighbours.add_argument(
+        "--backend", choices=("auto", "faiss", "numpy"), default="auto", help="the K1 search (auto: faiss)"
+    )
+    add_split_arguments(neighbours)
+    neighbours.set_defaults(handler=neighbours_command, needs_tensorflow=False)
     convert = sub.add_parser("convert", help="convert any data source to the TBH TFRecord layout")
     convert.add_argument("data", metavar="SOURCE", help="digits, a keras.datasets name, or a path")
     convert.add_argument("out", help="output folder (train.tfrecords, test.tfrecords)")

@@ -14,6 +14,7 @@ from tfhash.losses import hashnet_loss, shared_label_similarity, weighted_pairwi
 from tfhash.models import HashNet
 from tfhash.models.hashnet import continuation_beta
 from tfhash.optimizers import build_role_optimizers
+from tfhash.testing import assert_export_round_trip
 from tfhash.train import fit
 
 SMALL = {"input_dim": 16, "bits": 8, "seed": 0, "backbone_options": {"units": [12]}}
@@ -219,9 +220,7 @@ class HashNetModelTest:
         model = small_model()
         model.fit(tf.data.Dataset.from_tensors(batch()).repeat(), steps_per_epoch=3, verbose=0)
         x = batch(10, seed=1)["features"].numpy()
-        loaded = tf.saved_model.load(str(export_encoder(model, tmp_path / "export")))
-        codes = loaded.signatures["serving_default"](features=tf.constant(x))["codes"].numpy()
-        assert codes.dtype == np.uint8 and np.array_equal(codes, model.encode(x))
+        assert_export_round_trip(model, x, tmp_path / "export")
 
     def test_conv_backbone_trains_on_images(self):
         model = small_model(backbone="conv", backbone_options={"filters": [4]}, image_shape=(4, 4, 1))

@@ -8,9 +8,9 @@ import tensorflow as tf
 from tfhash import registry
 from tfhash.data import RetrievalData, Split, load_data
 from tfhash.evaluation import mean_average_precision
-from tfhash.export import export_encoder
 from tfhash.losses import bernoulli_kl_from_logits, jmlh_loss_terms, soft_label_cross_entropy
 from tfhash.models import JMLH
+from tfhash.testing import assert_export_round_trip
 from tfhash.train import build_model, fit
 
 SMALL = {"input_dim": 16, "bits": 8, "num_classes": 3, "seed": 0, "backbone_options": {"units": [12]}}
@@ -131,9 +131,7 @@ class JMLHModelTest:
         model = small_model()
         model.fit(tf.data.Dataset.from_tensors(batch()).repeat(), steps_per_epoch=3, verbose=0)
         x = batch(10, seed=1)["features"].numpy()
-        loaded = tf.saved_model.load(str(export_encoder(model, tmp_path / "export")))
-        codes = loaded.signatures["serving_default"](features=tf.constant(x))["codes"].numpy()
-        assert codes.dtype == np.uint8 and np.array_equal(codes, model.encode(x))
+        assert_export_round_trip(model, x, tmp_path / "export")
 
     def test_conv_backbone_trains_on_images(self):
         model = small_model(backbone="conv", backbone_options={"filters": [4]}, image_shape=(4, 4, 1))

@@ -12,3 +12,18 @@ def query_map(model, data, k=None):
         data.database.labels,
         k=k,
     )
+
+
+def assert_export_round_trip(model, features, folder):
+    """Exports `model` to `folder`, loads the SavedModel with TensorFlow alone and asserts that its
+    `serving_default` signature gives the same uint8 codes as `model.encode(features)`."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tfhash.export import export_encoder
+
+    loaded = tf.saved_model.load(str(export_encoder(model, folder)))
+    codes = loaded.signatures["serving_default"](features=tf.constant(features, tf.float32))["codes"].numpy()
+    expected = model.encode(features)
+    assert codes.dtype == np.uint8 and np.array_equal(codes, expected), (codes, expected)
+    return codes

@@ -445,13 +445,6 @@ class SGMAN(GMAN):
             return tf.cast(adversarial_steps >= 0, tf.float32)
         return tf.clip_by_value(adversarial_steps / self.lambda4_ramp_steps, 0.0, 1.0)
 
-    def gate_score(self, real_score, fake_score):
-        """What a discriminator's gate compares with 0.5: its fake score ("fake", the paper), or the
-        larger of its fake score and 1 - its real score ("both": also when real data look fake)."""
-        if self.gate == "fake":
-            return fake_score
-        return tf.maximum(fake_score, 1.0 - real_score)
-
     def supervised_term(self, inputs, codes, terms):
         terms["classification_loss"] = soft_label_cross_entropy(inputs["labels"], self.classifier(codes))
         terms["lambda4"] = self.lambda4()

@@ -431,3 +431,27 @@ def variance_loss(codes, form="paper"):
         elements = tf.cast(tf.size(h), tf.float32)  # m b
         return tf.square(elements - tf.reduce_sum(tf.square(h)))
     return tf.square(1.0 - tf.reduce_mean(tf.square(h)))
+
+
+def neighbour_structure_loss(codes, similarity, self_pairs=False, scaled=True):
+    """BGAN's neighbour structure loss (Song et al. 2018, Eq. 10) over the pairs of a batch; float32.
+
+    0.5 sum_ij (<b_i, b_j> / L - s_ij)^2 with s_ij in {-1, +1} (the neighbour
+    graph's) and L the code length; the sum runs over the ordered pairs
+    i != j of the batch, and over i == j too with `self_pairs` (the
+    authors' code, where s_ii = 1). `scaled=False` drops the 1 / L (the
+    authors' code). A sum, as written, not a mean: it grows with the batch.
+
+    Args:
+        codes: (B, L) codes b in [-1, 1] (app(beta z) or tanh(beta z) in training).
+        similarity: (B, B) s_ij in {-1, +1}.
+    """
+    b = tf.cast(codes, tf.float32)
+    s = tf.cast(similarity, tf.float32)
+    inner = tf.matmul(b, b, transpose_b=True)
+    if scaled:
+        inner = inner / tf.cast(tf.shape(b)[1], tf.float32)
+    squared = tf.square(inner - s)
+    if not self_pairs:
+        squared = squared * (1.0 - tf.eye(tf.shape(b)[0]))
+    return 0.5 * tf.reduce_sum(squared)

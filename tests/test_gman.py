@@ -325,3 +325,10 @@ def test_training_on_digits_with_the_defaults_clears_the_bar(tmp_path):
     )
     assert random_codes < 0.15 and record["map_at_all"] >= 0.475, (record["map_at_all"], random_codes)
     assert record["dead_bits"] == 0 and record["steps"] == 2500
+
+
+def test_train_warns_about_the_paper_variance_loss_except_on_the_digits_preset():
+    method = registry.get_method("gman")
+    assert "collapsed every GMAN run" in method.config_note(method.get_config(32, "mnist"))
+    assert method.config_note(method.get_config(32, "digits")) is None
+    assert all(registry.get_method(n).config_note for n in ("gman-no-aegan", "gman-no-bgan", "sgman"))

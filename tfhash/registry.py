@@ -32,6 +32,8 @@ class Method:
         summary: one line: what the method is.
         short_budget_note: what worked in our own tables when the steps are
             far under the paper's budget (printed by `tfhash train`), or None.
+        config_note: `(config) -> str or None`: a warning about a config
+            that our own runs found to fail (printed by `tfhash train`), or None.
     """
 
     name: str
@@ -39,6 +41,7 @@ class Method:
     get_config: Callable
     summary: str
     short_budget_note: str | None = None
+    config_note: Callable | None = None
 
     @property
     def model(self):
@@ -141,24 +144,28 @@ METHODS = {
             "tfhash.models.gman:GMAN",
             configs.gman.get_config,
             "auto-encoder against a pair and a code discriminator (Wang, Liu and Zhao 2018)",
+            config_note=configs.gman.config_note,
         ),
         Method(
             "gman-no-aegan",
             "tfhash.models.gman:GMAN",
             functools.partial(configs.gman.get_config, variant="gman-no-aegan"),
             "GMAN ablation: L2 reconstruction instead of the AE-GAN",
+            config_note=configs.gman.config_note,
         ),
         Method(
             "gman-no-bgan",
             "tfhash.models.gman:GMAN",
             functools.partial(configs.gman.get_config, variant="gman-no-bgan"),
             "GMAN ablation: ||sign(h) - h||_2 instead of the B-GAN",
+            config_note=configs.gman.config_note,
         ),
         Method(
             "sgman",
             "tfhash.models.gman:SGMAN",
             functools.partial(configs.gman.get_config, variant="sgman"),
             "GMAN with a classifier on the codes (supervised)",
+            config_note=configs.gman.config_note,
         ),
         *(
             Method(

@@ -150,6 +150,9 @@ def config_from_args(method, args, data_name):
     short = 0 < train["steps"] < 0.1 * default_steps and data_name != "digits"
     if short and args.learning_rate is None and method.short_budget_note:
         print(f"note: {train['steps']:,} steps of the paper's {default_steps:,}: {method.short_budget_note}")
+    note = method.config_note and method.config_note(config)
+    if note:
+        print(f"note: {note}")
     if args.threshold is not None:
         if "threshold" not in config["model"]:
             raise ValueError(

@@ -69,3 +69,15 @@ def get_config(bits=32, data="digits", variant="gman"):
             model["lambda4_ramp_steps"] = 500
         config["train"].update({"steps": 2000, "steps_per_epoch": 100, "validation_size": 200})
     return config
+
+
+def config_note(config):
+    """`tfhash train`'s warning for a config with the paper's variance loss, which collapsed every
+    GMAN run we measured."""
+    if config["model"].get("variance") == "paper":
+        return (
+            'the paper\'s variance loss (variance="paper") collapsed every GMAN run we measured (digits '
+            "and mnist: every bit dead, mAP@all 0.10); the digits preset uses --model-option "
+            "variance=centred --model-option lambda3=20 (docs/gman.md)"
+        )
+    return None

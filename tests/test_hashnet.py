@@ -252,3 +252,13 @@ def test_training_on_digits_beats_random_codes(name, tmp_path):
         record["map_at_all"],
         random_codes,
     )
+
+
+def test_train_warns_about_the_default_rate_on_an_image_backbone():
+    method = registry.get_method("hashnet")
+    config = method.get_config(32, "mnist")
+    assert method.config_note(config) is None  # the mlp
+    config["model"]["backbone"] = "conv"
+    assert "pass --learning-rate 1e-3" in method.config_note(config)
+    config["train"]["learning_rate"] = 1e-3
+    assert method.config_note(config) is None

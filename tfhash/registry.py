@@ -113,18 +113,21 @@ METHODS = {
             "tfhash.models.hashnet:HashNet",
             configs.hashnet.get_config,
             "HashNet: weighted pairwise likelihood, continuation (Cao et al. 2017; supervised)",
+            config_note=configs.hashnet.config_note,
         ),
         Method(
             "hashnet-w",
             "tfhash.models.hashnet:HashNet",
             functools.partial(configs.hashnet.get_config, variant="hashnet-w"),
             "HashNet ablation: all pair weights 1 (supervised)",
+            config_note=configs.hashnet.config_note,
         ),
         Method(
             "hashnet-c",
             "tfhash.models.hashnet:HashNet",
             functools.partial(configs.hashnet.get_config, variant="hashnet-c"),
             "HashNet ablation: no continuation, tanh then sign (supervised)",
+            config_note=configs.hashnet.config_note,
         ),
         Method(
             "jmlh",

@@ -6,15 +6,31 @@ import sys
 import numpy as np
 import pytest
 
-from tfhash.neighbours import (
-    build_graph,
-    cached_graph,
-    cosine_knn,
-    dense_reference,
-    expand,
-    load_graph,
-    save_graph,
-)
+from tfhash.neighbours import build_graph, cached_graph, cosine_knn, expand, load_graph, save_graph
+
+
+def dense_reference(features, k1, k2, self_pairs=False, symmetric=False):
+    """The same graph by the dense O(N^2) construction, as a boolean (N, N) matrix (the reference)."""
+    x = np.asarray(features, np.float64)
+    x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    n = len(x)
+    sims = x @ x.T
+    np.fill_diagonal(sims, -np.inf)
+    lists = np.zeros((n, n), bool)
+    for i in range(n):
+        order = sorted(range(n), key=lambda j: (-sims[i, j], j))
+        lists[i, order[:k1]] = True
+    overlap = lists.astype(int) @ lists.T.astype(int)
+    graph = np.zeros((n, n), bool)
+    for i in range(n):
+        ranked = sorted((j for j in range(n) if overlap[i, j] > 0 or j == i),
+                        key=lambda j: (j != i, -overlap[i, j], j))  # fmt: skip
+        for j in ranked[:k2]:
+            graph[i] |= lists[j]
+    np.fill_diagonal(graph, self_pairs)
+    if symmetric:
+        graph |= graph.T
+    return graph
 
 
 def rows_of(graph):

@@ -10,6 +10,13 @@ def check_positive_int(name, value):
     return int(value)
 
 
+def check_nonnegative_int(name, value):
+    """Returns `value` if it is an int >= 0, else raises a ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be an int >= 0; received {name}={value!r}")
+    return int(value)
+
+
 def check_features(features, input_dim, owner):
     """Returns `features` as a float array (n, input_dim); raises a ValueError naming the problem.
 
@@ -125,6 +132,7 @@ __all__ = [
     "check_class_labels",
     "check_features",
     "check_finite_rows",
+    "check_nonnegative_int",
     "check_positive_int",
     "class_label_rows",
 ]

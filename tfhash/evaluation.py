@@ -130,12 +130,18 @@ def euclidean_neighbours(query_features, database_features, k=50, chunk=256):
     out = np.empty((len(q), k), np.int64)
     for start in range(0, len(q), chunk):
         d = db_sq[None, :] - 2.0 * q[start : start + chunk] @ db.T  # the query norm ranks nothing
-        kth = np.partition(d, k - 1, axis=1)[:, k - 1 : k]
-        ties = d == kth
-        need = k - (d < kth).sum(1, keepdims=True)
-        chosen = (d < kth) | (ties & (np.cumsum(ties, axis=1) <= need))
-        out[start : start + chunk] = np.nonzero(chosen)[1].reshape(-1, k)  # exactly k per row
+        out[start : start + chunk] = k_smallest(d, k)
     return out
+
+
+def k_smallest(values, k):
+    """(rows, k) int64: per row, the columns of the k smallest `values`, ties at the k-th value
+    broken by column index, listed in column order."""
+    kth = np.partition(values, k - 1, axis=1)[:, k - 1 : k]
+    ties = values == kth
+    need = k - (values < kth).sum(1, keepdims=True)
+    chosen = (values < kth) | (ties & (np.cumsum(ties, axis=1) <= need))
+    return np.nonzero(chosen)[1].reshape(-1, k)  # exactly k per row
 
 
 def euclidean_relevance(query_features, database_features, k=50, neighbours=None):

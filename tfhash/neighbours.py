@@ -29,7 +29,9 @@ import os
 
 import numpy as np
 
-from tfhash.files import atomic_path, open_npz
+from tfhash.evaluation import k_smallest
+from tfhash.files import open_npz, write_npz
+from tfhash.index import faiss_available
 
 GRAPH_FORMAT = "tfhash-neighbour-graph-1"
 BACKENDS = ("auto", "faiss", "numpy")
@@ -68,24 +70,15 @@ def cosine_knn(features, k, backend="auto", chunk=256):
         )
     x = x / norms
     if backend == "auto":
-        try:
-            import faiss  # noqa: F401
-
-            backend = "faiss"
-        except ImportError:
-            backend = "numpy"
+        backend = "faiss" if faiss_available() else "numpy"
     if backend == "faiss":
         return _faiss_knn(x, k)
     out = np.empty((n, k), np.int64)
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
-        sims = x[start:stop] @ x.T  # (rows, N) float32
-        sims[np.arange(stop - start), np.arange(start, stop)] = -np.inf  # never the item itself
-        kth = -np.partition(-sims, k - 1, axis=1)[:, k - 1 : k]
-        ties = sims == kth
-        need = k - (sims > kth).sum(1, keepdims=True)
-        chosen = (sims > kth) | (ties & (np.cumsum(ties, axis=1) <= need))
-        out[start:stop] = np.nonzero(chosen)[1].reshape(-1, k)
+        distances = -(x[start:stop] @ x.T)  # (rows, N) float32: the most similar first
+        distances[np.arange(stop - start), np.arange(start, stop)] = np.inf  # never the item itself
+        out[start:stop] = k_smallest(distances, k)
     return out
 
 
@@ -200,9 +193,7 @@ def save_graph(graph, path):
     """Writes `graph` (`build_graph`) to an npz, atomically: `indptr`, `indices` and `meta` (JSON: the
     format, K1, K2, the options, the features' fingerprint, the item count). Returns the path."""
     meta = {"format": GRAPH_FORMAT, **{key: graph[key] for key in OPTIONS}}
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, indptr=graph["indptr"], indices=graph["indices"], meta=np.array(json.dumps(meta)))
+    write_npz(path, meta, indptr=graph["indptr"], indices=graph["indices"])
     return path
 
 
@@ -236,27 +227,3 @@ def cached_graph(features, folder, k1=20, k2=30, self_pairs=False, symmetric=Fal
     os.makedirs(folder, exist_ok=True)
     save_graph(graph, path)
     return graph, path, True
-
-
-def dense_reference(features, k1, k2, self_pairs=False, symmetric=False):
-    """The same graph by the dense O(N^2) construction, as a boolean (N, N) matrix: for tests only."""
-    x = np.asarray(features, np.float64)
-    x = x / np.linalg.norm(x, axis=1, keepdims=True)
-    n = len(x)
-    sims = x @ x.T
-    np.fill_diagonal(sims, -np.inf)
-    lists = np.zeros((n, n), bool)
-    for i in range(n):
-        order = sorted(range(n), key=lambda j: (-sims[i, j], j))
-        lists[i, order[:k1]] = True
-    overlap = lists.astype(int) @ lists.T.astype(int)
-    graph = np.zeros((n, n), bool)
-    for i in range(n):
-        ranked = sorted((j for j in range(n) if overlap[i, j] > 0 or j == i),
-                        key=lambda j: (j != i, -overlap[i, j], j))  # fmt: skip
-        for j in ranked[:k2]:
-            graph[i] |= lists[j]
-    np.fill_diagonal(graph, self_pairs)
-    if symmetric:
-        graph |= graph.T
-    return graph

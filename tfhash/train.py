@@ -16,7 +16,7 @@ from tfhash.data.augmentation import image_augmentation
 from tfhash.diagnostics import BitDiagnostics, bit_statistics
 from tfhash.diagnostics import summary as bit_summary
 from tfhash.encoder import encode_features
-from tfhash.evaluation import euclidean_relevance, label_relevance, retrieval_metrics
+from tfhash.evaluation import label_relevance, retrieval_metrics
 from tfhash.export import export_encoder
 from tfhash.files import write_json
 from tfhash.models import HashingModel
@@ -90,9 +90,7 @@ def evaluate(model, data, eval_config):
     if data.has_labels:
         relevance = label_relevance(data.query.labels, data.database.labels)
     else:
-        relevance = euclidean_relevance(
-            data.query.features, data.database.features, neighbours=data.euclidean_neighbours(50)
-        )
+        relevance = data.euclidean_relevance(50)
     top_k = (None, eval_config["top_k"]) if len(data.database) > eval_config["top_k"] else (None,)
     options = {
         "top_k": top_k,
@@ -107,10 +105,7 @@ def evaluate(model, data, eval_config):
     if eval_config.get("euclidean") or data.protocol == "train-test":
         extra = metrics
         if data.has_labels:
-            euclidean = euclidean_relevance(
-                data.query.features, data.database.features, neighbours=data.euclidean_neighbours(50)
-            )
-            extra = retrieval_metrics(query_codes, database_codes, euclidean, **options)
+            extra = retrieval_metrics(query_codes, database_codes, data.euclidean_relevance(50), **options)
         metrics.update({f"euclidean_{key}": value for key, value in extra.items() if np.isscalar(value)})
     bits = bit_statistics(database_codes)
     per_bit = {k: np.round(bits[k], 4).tolist() for k in ("ones_fraction", "entropy", "redundancy")}

@@ -136,6 +136,15 @@ class RetrievalData:
             cache[k] = euclidean_neighbours(self.query.features, self.database.features, k)
         return cache[k]
 
+    def euclidean_relevance(self, k=50):
+        """The ground truth "among the query's k nearest database items in input space"
+        (`tfhash.evaluation.euclidean_relevance`) over the kept neighbour lists."""
+        from tfhash.evaluation import euclidean_relevance
+
+        return euclidean_relevance(
+            self.query.features, self.database.features, neighbours=self.euclidean_neighbours(k)
+        )
+
     @property
     def has_labels(self):
         return self.train.labels is not None

@@ -1,11 +1,12 @@
 """GMAN: deep semantic hashing with generative multi-adversarial networks (Wang, Liu and Zhao, CIKM 2018)."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfhash.backbones import ConvDecoder, ConvEncoder
 from tfhash.backbones.mlp import MLP, seeded_initializer
-from tfhash.checks import check_features
+from tfhash.checks import check_features, check_nonnegative_int
 from tfhash.losses import (
     VARIANCE_FORMS,
     adversarial_loss,
@@ -142,10 +143,6 @@ class GMAN(HashingModel):
                 raise ValueError(f"{name} must be >= 0; received {name}={value!r}")
         if lambda3 is not None and not float(lambda3) >= 0.0:
             raise ValueError(f"lambda3 must be >= 0 or None (ours: see the docstring); received {lambda3!r}")
-        if isinstance(pretrain_steps, bool) or not isinstance(pretrain_steps, int) or pretrain_steps < 0:
-            raise ValueError(
-                f"pretrain_steps must be an int >= 0; received pretrain_steps={pretrain_steps!r}"
-            )
         self.variant = variant
         self.uses_ae_gan, self.uses_b_gan = variant != "no-aegan", variant != "no-bgan"
         self.roles = ("generator", *("d_ae",) * self.uses_ae_gan, *("d_b",) * self.uses_b_gan)
@@ -156,7 +153,7 @@ class GMAN(HashingModel):
         self.variance = variance
         self.real_code_probability = float(real_code_probability)
         self.noise_stddev = float(noise_stddev)
-        self.pretrain_steps = pretrain_steps
+        self.pretrain_steps = check_nonnegative_int("pretrain_steps", pretrain_steps)
         self.schedule = schedule
         self.gate = gate
         self.discriminator_units = tuple(discriminator_units)
@@ -267,12 +264,10 @@ class GMAN(HashingModel):
     def reconstruct(self, features):
         """x~ (n, input_dim) of NumPy features: the decoder of h (for `tfhash train --figure`)."""
         features = check_features(features, self.input_dim, type(self).__name__).astype("float32")
-        outputs = [
-            tf.reshape(self.decoder(self.encode_continuous(self.model_input(features[i : i + 1024]))),
-                       (-1, self.input_dim))
-            for i in range(0, len(features), 1024)
-        ]  # fmt: skip
-        return tf.concat(outputs, axis=0).numpy()
+        parts = self.map_batches(
+            features, 1024, self.model_input, lambda x: self.decoder(self.encode_continuous(x))
+        )
+        return np.concatenate(parts).reshape(len(features), self.input_dim)
 
     def pair_logits(self, x, codes, training=False):
         """D_AE's logit of the pairs (x, h) (x real or reconstructed), (B, 1)."""
@@ -405,13 +400,7 @@ class SGMAN(GMAN):
     def __init__(self, input_dim, num_classes=None, classifier_hidden=64, lambda4_ramp_steps=1000, **kwargs):
         self.num_classes = check_positive_int("num_classes", num_classes)
         self.classifier_hidden = check_positive_int("classifier_hidden", classifier_hidden)
-        if (
-            isinstance(lambda4_ramp_steps, bool)
-            or not isinstance(lambda4_ramp_steps, int)
-            or lambda4_ramp_steps < 0
-        ):
-            raise ValueError(f"lambda4_ramp_steps must be an int >= 0; received {lambda4_ramp_steps!r}")
-        self.lambda4_ramp_steps = lambda4_ramp_steps
+        self.lambda4_ramp_steps = check_nonnegative_int("lambda4_ramp_steps", lambda4_ramp_steps)
         super().__init__(input_dim, **kwargs)
         seed = self.seed
         self.classifier = keras.Sequential(

@@ -280,6 +280,57 @@ class DeepRunSplitTest:
         flags = ["bench", "--methods", "lsh", "--bits", "8", "--seeds", "0", "--out", str(tmp_path / "b")]
         cli.run(flags)
         with pytest.raises(
-            SystemExit, match="was run with split seed 0, protocol pooled and ties=expected, not 1"
+            SystemExit,
+            match="was run with split seed 0, protocol pooled, ties=expected on the query split, not 1",
         ):
             cli.main([*flags, "--split-seed", "1"])
+        with pytest.raises(
+            SystemExit, match="on the query split, not 0, pooled, ties=expected on the validation"
+        ):
+            cli.main([*flags, "--validation"])
+
+
+class ValidationSplitTest:
+    def test_validation_queries_are_held_out_database_items(self, digits):
+        val = digits.validation_data()
+        assert val.validation and not digits.validation
+        assert len(val.query) == 300 and np.all(val.query.labels.sum(0) == 30)
+        assert set(val.query.ids) <= set(digits.database.ids)
+        assert not set(val.query.ids) & set(digits.query.ids)  # the real queries are never seen
+        assert not set(val.query.ids) & set(val.database.ids)
+        assert set(val.query.ids) | set(val.database.ids) == set(digits.database.ids)
+        assert val.train is val.database
+        labelled = val.labelled()
+        assert not set(labelled.ids) & set(val.query.ids) and np.all(labelled.labels.sum(0) == 50)
+        assert np.array_equal(load_data("digits").validation_data().query.ids, val.query.ids)
+        assert not np.array_equal(load_data("digits", seed=1).validation_data().query.ids, val.query.ids)
+        with pytest.raises(ValueError, match="already the validation split"):
+            val.validation_data()
+
+    def test_unlabelled_and_own_split_sources(self, tmp_path):
+        from tfhash.data.dataset import RetrievalData, Split
+
+        rng = np.random.default_rng(0)
+        split = lambda n, start: Split(
+            rng.normal(size=(n, 3)).astype(np.float32), None, np.arange(start, start + n)
+        )  # noqa: E731
+        database = split(50, 0)
+        data = RetrievalData("toy", database.subset(np.arange(30)), split(8, 100), database)
+        val = data.validation_data()
+        assert len(val.query) == 8 and set(val.query.ids) <= set(range(50))
+        assert not set(val.train.ids) & set(val.query.ids) and len(val.train) + len(val.database) > 0
+        assert len(val.database) == 42
+
+    def test_train_and_eval_record_and_reuse_the_validation_split(self, tmp_path, capsys):
+        out = tmp_path / "run"
+        record = cli.run(["train", "itq", "--bits", "8", "--validation", "--out", str(out)])
+        assert record["validation"] is True and record["num_queries"] == 300
+        assert "validation queries" in capsys.readouterr().out
+        val = load_data("digits").validation_data()
+        assert record["num_database"] == len(val.database)
+        for part in ("query", "database"):
+            cli.run(["encode", str(out), "--split", part, "--out", str(tmp_path / f"{part}.npz")])
+        codes = np.load(tmp_path / "query.npz", allow_pickle=True)
+        assert np.array_equal(np.sort(codes["ids"]), np.sort(val.query.ids))
+        metrics = cli.run(["eval", str(tmp_path / "query.npz"), str(tmp_path / "database.npz")])
+        assert metrics["map_at_all"] == pytest.approx(record["map_at_all"], abs=1e-12)

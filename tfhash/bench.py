@@ -168,12 +168,18 @@ def _finished(cell_dir, data, ties="expected"):
         return None
     with open(path) as f:
         record = json.load(f)
-    ran = (record.get("split_seed", 0), record.get("protocol", "pooled"), record.get("ties", "index"))
-    if ran != (data.split_seed, data.protocol, ties):
+    ran = (
+        record.get("split_seed", 0),
+        record.get("protocol", "pooled"),
+        record.get("ties", "index"),
+        record.get("validation", False),
+    )
+    if ran != (data.split_seed, data.protocol, ties, data.validation):
+        split = {True: "the validation split", False: "the query split"}
         raise ValueError(
-            f"{cell_dir} was run with split seed {ran[0]}, protocol {ran[1]} and ties={ran[2]}, not "
-            f"{data.split_seed}, {data.protocol} and ties={ties}; resuming would mix them in one table. "
-            "Use another --out."
+            f"{cell_dir} was run with split seed {ran[0]}, protocol {ran[1]}, ties={ran[2]} on "
+            f"{split[ran[3]]}, not {data.split_seed}, {data.protocol}, ties={ties} on "
+            f"{split[data.validation]}; resuming would mix them in one table. Use another --out."
         )
     return record
 
@@ -239,7 +245,9 @@ def markdown_table(records, data):
     lines = [
         f"# Benchmark: {data.name}",
         "",
-        f"{len(data.query)} queries x {len(data.database)} database items ({data.protocol} protocol, "
+        f"{len(data.query)} "
+        + ("validation queries (held out of the database)" if data.validation else "queries")
+        + f" x {len(data.database)} database items ({data.protocol} protocol, "
         f"split seed {data.split_seed}), "
         f"{done.get('ground_truth', 'labels')} ground truth, ties at equal distance: "
         f"{done.get('ties', 'index')}, empty queries count "

@@ -39,6 +39,7 @@ def encode_source(model_path, data, out, split="database", progress=True):
         "data": data.name,
         "split_seed": data.split_seed,
         "protocol": data.protocol,
+        "validation": data.validation,
         "split": split,
         "class_ids": None if data.class_ids is None else list(data.class_ids),
     }
@@ -169,7 +170,7 @@ def evaluate_codes(
         database["meta"],
         (query_codes_path, database_codes_path),
         allow_mismatch,
-        ("model", "data", "split_seed", "protocol"),
+        ("model", "data", "split_seed", "protocol", "validation"),
     )
     for name, codes in (("query", query), ("database", database)):
         if codes["labels"] is None:

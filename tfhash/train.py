@@ -60,7 +60,7 @@ def build_model(config, input_dim, seed, image_shape=None, num_classes=None):
     if method.model.needs_num_classes:
         options["num_classes"] = num_classes
     model = method.model(input_dim=input_dim, seed=seed, image_shape=image_shape, **options)
-    train_cfg = config["train"]
+    train_cfg = for_input_kind(config["train"], model.input_kind)
     model.compile(
         optimizers=build_role_optimizers(train_cfg, model.roles),
         jit_compile=train_cfg.get("jit_compile", False),
@@ -240,6 +240,7 @@ def run_record(config, data, model, seed, run, train_split, metrics):
         "seed": seed,
         "split_seed": data.split_seed,
         "protocol": data.protocol,
+        "validation": data.validation,
         "queries_per_class": data.queries_per_class,
         "train_split": train_split,
         **run,
@@ -259,12 +260,19 @@ def run_record(config, data, model, seed, run, train_split, metrics):
     return record
 
 
-def batch_size_for(train_config, input_kind):
-    """The batch size of a training config for a model taking `input_kind` ("features" or "images"):
-    `batch_size` is an int, or {input kind: int} for methods whose papers batch images and vectors
-    differently (GMAN: 16 images, 32 vectors)."""
-    batch_size = train_config["batch_size"]
-    return batch_size[input_kind] if isinstance(batch_size, dict) else batch_size
+PER_INPUT_KIND = ("batch_size", "learning_rate")
+
+
+def for_input_kind(train_config, input_kind):
+    """`train_config` with its per-input-kind settings resolved for a model taking `input_kind`
+    ("features" or "images"). `batch_size` and `learning_rate` are a number, or {input kind: number}
+    for methods whose settings differ between vectors and images (GMAN's batch: 32 vectors, 16
+    images; HashNet's base rate: 1e-2 on vectors, 1e-3 on an image backbone)."""
+    resolved = dict(train_config)
+    for key in PER_INPUT_KIND:
+        if isinstance(resolved.get(key), dict):
+            resolved[key] = resolved[key][input_kind]
+    return resolved
 
 
 def require_inputs(model_class, options, data):
@@ -301,7 +309,7 @@ def _fit_deep(config, data, out, seed, verbose, budget_seconds, labelled_per_cla
     train, train_split = training_split(model, data, labelled_per_class)
     if type(model).adapt is not HashingModel.adapt:  # the float view of images only when asked for
         model.adapt(train.features)
-    batch_size = batch_size_for(train_cfg, model.input_kind)
+    batch_size = for_input_kind(train_cfg, model.input_kind)["batch_size"]
     total_steps = train_cfg["steps"] + model.pretrain_steps  # pre-training steps are counted apart
     steps_per_epoch = max(1, min(total_steps, train_cfg["steps_per_epoch"]))
     epochs = math.ceil(total_steps / steps_per_epoch)

@@ -62,6 +62,13 @@ def add_split_arguments(parser, split_seed_default=0):
         "database items (GMAN's protocol)",
     )
     parser.add_argument(
+        "--validation",
+        action="store_true",
+        default=None,
+        help="model selection: replace the queries with held-out database items "
+        "(RetrievalData.validation_data), so that a setting chosen on the figures never saw a query",
+    )
+    parser.add_argument(
         "--image-size",
         type=positive_int,
         nargs=2,
@@ -102,6 +109,12 @@ def load_data_from_args(args, run=None):
         protocol=args.protocol or run.get("protocol") or "pooled",
         image_size=image_size,
     )
+    if args.validation or run.get("validation"):
+        data = data.validation_data()
+        print(
+            f"note: validation split: {len(data.query)} queries held out of the database; "
+            "the query split is not used"
+        )
     for note in data.notes:
         print(f"note: {note}")
     return data
@@ -145,14 +158,14 @@ def data_slug(source):
 
 def run_split(model_path):
     """How the run holding `model_path` (a run folder, its export/ or model.npz) split its data:
-    {split_seed, protocol, queries_per_class, image_shape} from its metrics.json, or {}."""
+    {split_seed, protocol, queries_per_class, image_shape, validation} from its metrics.json, or {}."""
     path = os.path.abspath(model_path)
     for folder in (path, os.path.dirname(path)):
         record = os.path.join(folder, "metrics.json")
         if os.path.isfile(record):
             with open(record) as f:
                 info = json.load(f)
-            keys = ("split_seed", "protocol", "queries_per_class", "image_shape")
+            keys = ("split_seed", "protocol", "queries_per_class", "image_shape", "validation")
             return {key: info.get(key) for key in keys}
     return {}
 
@@ -167,9 +180,9 @@ def add_ties_argument(parser):
     )
 
 
-def batch_text(batch_size):
-    """A config's `batch_size` for people: "32", or "32 (images 16)" when it depends on the input
-    kind (`tfhash.train.batch_size_for`)."""
-    if isinstance(batch_size, dict):
-        return f"{batch_size['features']} (images {batch_size['images']})"
-    return str(batch_size)
+def kind_text(value, spec=""):
+    """A config setting for people: "32", or "32 (images 16)" when it depends on the input kind
+    (`tfhash.train.for_input_kind`); `spec` formats the numbers ("g")."""
+    if isinstance(value, dict):
+        return f"{value['features']:{spec}} (images {value['images']:{spec}})"
+    return f"{value:{spec}}"

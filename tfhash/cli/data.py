@@ -5,7 +5,7 @@ import json
 
 from tfhash.cli.common import (
     add_split_arguments,
-    batch_text,
+    kind_text,
     load_data_from_args,
     nonnegative_int,
     positive_int,
@@ -100,8 +100,9 @@ def methods_command(args):
             print(
                 f"training on {data}: {train['steps']:,} steps"
                 + (f" after {pretrain:,} pre-training steps" if pretrain else "")
-                + f" of batch {batch_text(train['batch_size'])}, "
-                f"{train.get('optimizer', 'adam')} at learning rate {train['learning_rate']:g}{halving}"
+                + f" of batch {kind_text(train['batch_size'])}, "
+                f"{train.get('optimizer', 'adam')} at learning rate "
+                f"{kind_text(train['learning_rate'], 'g')}{halving}"
             )
     return options
 

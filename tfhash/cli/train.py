@@ -8,8 +8,8 @@ from tfhash.cli.common import (
     add_data_arguments,
     add_model_option_argument,
     add_ties_argument,
-    batch_text,
     data_slug,
+    kind_text,
     load_data_from_args,
     model_options_from_args,
     nonnegative_float,
@@ -104,8 +104,11 @@ def add_train_arguments(parser):
     )
     parser.add_argument(
         "--figure",
+        nargs="?",
+        const=True,
         help="models with a decoder or generator, image data: write a PNG of query images and their "
-        "reconstructions (SGH variants: also train the other of sgh / rsgh, R-SGH's Fig. 2)",
+        "reconstructions to FIGURE (default: reconstructions.png in the run folder) (SGH variants: "
+        "also train the other of sgh / rsgh, R-SGH's Fig. 2)",
     )
 
 
@@ -183,6 +186,8 @@ def train_command(args):
     config = config_from_args(args.method, args, "digits" if args.data == "digits" else data_slug(args.data))
     data = load_data_from_args(args)
     out = args.out or os.path.join("saved_models", f"{args.method}-{data_slug(args.data)}-{args.bits}bit")
+    if args.figure is True:
+        args.figure = os.path.join(out, "reconstructions.png")
     if args.figure:
         from tfhash.models.base import HashingModel
 
@@ -245,7 +250,8 @@ def print_table(record):
     budget = f"{record['steps']} steps, " if record.get("steps") else ""
     print(
         f"\n{record['method']} on {record['data']}, {record['bits']} bits, seed {record['seed']}, "
-        f"{budget}{record['num_queries']} queries x {record['num_database']} database "
+        f"{budget}{record['num_queries']} {'validation queries' if record.get('validation') else 'queries'}"
+        f" x {record['num_database']} database "
         f"({record.get('protocol', 'pooled')} protocol, split seed {record.get('split_seed', 0)}, "
         f"{record['ground_truth']} ground truth, ties: {record.get('ties', 'index')}"
         + ("; euclidean_*: the 50 nearest database items in input space)" if keys[0].startswith("e") else ")")
@@ -271,8 +277,8 @@ def training_defaults():
         parts = []
         for data in ("digits", "data"):
             train = METHODS[name].get_config(32, data)["train"]
-            batch = batch_text(train["batch_size"])
-            parts.append(f"{train['steps']:,} x {batch} at {train['learning_rate']:g}")
+            batch = kind_text(train["batch_size"])
+            parts.append(f"{train['steps']:,} x {batch} at {kind_text(train['learning_rate'], 'g')}")
         lines.append(f"  {name:15} {parts[0]:>22} | {parts[1]}")
     return "\n".join(lines + ["baselines (" + ", ".join(n for n in method_names() if METHODS[n].is_baseline)
                                + ") are fitted in closed form"])  # fmt: skip

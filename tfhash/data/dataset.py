@@ -84,6 +84,8 @@ class RetrievalData:
         class_ids: the source's own class id of each label column, when its
             ids are not 0..C-1 (e.g. {0, 2, 4}), or None. Codes files and
             messages use them.
+        validation: True for the model-selection split of `validation_data()`,
+            whose queries are held-out database items.
 
     Raises:
         ValueError: on an empty part, mismatched feature or label widths,
@@ -103,6 +105,7 @@ class RetrievalData:
     notes: tuple = ()
     test_start: int | None = None
     class_ids: tuple | None = None
+    validation: bool = False
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
@@ -143,6 +146,57 @@ class RetrievalData:
 
         return euclidean_relevance(
             self.query.features, self.database.features, neighbours=self.euclidean_neighbours(k)
+        )
+
+    def validation_data(self):
+        """The model-selection split: the same data with its query part replaced by held-out
+        database items, so that a setting chosen on it never saw a query.
+
+        The validation queries are drawn from the database as the pooled
+        protocol draws them from the pool (per class, `queries_per_class`
+        each, else as many as the real queries; without labels a seeded
+        uniform draw of as many as the real queries, at most a fifth of the
+        database), with the generator `default_rng([split_seed, 1])`; they
+        leave the database and the training part, and the supervised subset
+        (`labelled`) continues from that generator. The ground truth is the
+        protocol's. Calling it again on the result is an error.
+        """
+        if self.validation:
+            raise ValueError(f"{self.name}: this is already the validation split")
+        rng = np.random.default_rng([self.split_seed, 1])
+        if self.has_labels:
+            from tfhash.data.protocols import draw_per_class
+
+            per_class = self.queries_per_class or max(1, len(self.query) // self.num_classes)
+            picks = draw_per_class(
+                f"{self.name} database (validation queries)",
+                self.database.labels.argmax(1),
+                self.num_classes,
+                per_class,
+                rng,
+                "queries",
+                self.class_ids,
+            )
+        else:
+            count = min(len(self.query), len(self.database) // 5)
+            if count < 1:
+                raise ValueError(f"{self.name}: the database is too small for a validation split")
+            picks = rng.choice(len(self.database), count, replace=False)
+        query = self.database.subset(np.sort(picks))
+        held_out = np.isin(self.database.ids, query.ids)
+        database = self.database.subset(np.flatnonzero(~held_out))
+        train = (
+            database
+            if self.train is self.database
+            else self.train.subset(np.flatnonzero(~np.isin(self.train.ids, query.ids)))
+        )
+        return dataclasses.replace(
+            self,
+            train=train,
+            query=query,
+            database=database,
+            rng_state=rng.bit_generator.state,
+            validation=True,
         )
 
     @property

@@ -28,7 +28,8 @@ class RegistryTest:
     def test_unknown_name_lists_the_valid_ones(self):
         with pytest.raises(
             ValueError,
-            match="unknown method 'itqq'; valid methods: classifier, deep-sgh, gman, gman-no-aegan, "
+            match="unknown method 'itqq'; valid methods: bgan, bgan-app, bgan-ln, bgan-ln-la, bgan-ln-lc, "
+            "bgan-two-step, classifier, deep-sgh, gman, gman-no-aegan, "
             "gman-no-bgan, hashnet, hashnet-c, hashnet-w, itq, jmlh, lsh, pcah, rsgh, sgh, sgman, sh, tbh",
         ):
             registry.get_method("itqq")
@@ -38,7 +39,7 @@ class RegistryTest:
             method = registry.get_method(name)
             config = method.get_config(16, "digits")
             assert config["method"] == name and config["model"]["bits"] == 16
-            model = build_model(config, input_dim=64, seed=0, num_classes=10)
+            model = build_model(config, input_dim=64, seed=0, image_shape=(8, 8), num_classes=10)
             assert isinstance(model, method.model) and model.bits == 16
         assert registry.method_names()[0] == "tbh"  # deep methods first
         assert isinstance(build_model(registry.get_method("itq").get_config(8), 64, 0), ITQ)

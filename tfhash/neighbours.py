@@ -213,6 +213,41 @@ def load_graph(path):
     return graph
 
 
+def pair_keys(graph):
+    """The graph's edges as sorted int64 keys i * N + j (N = items), for membership tests of batch
+    pairs (BGAN looks each batch pair up with a binary search, never a dense N x N matrix)."""
+    indptr = np.asarray(graph["indptr"], np.int64)
+    rows = np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
+    keys = rows * (len(indptr) - 1) + np.asarray(graph["indices"], np.int64)
+    return keys  # sorted: rows ascend, and each row's indices are sorted
+
+
+def graph_for(features, graph=None, k1=20, k2=30, self_pairs=False, symmetric=False, backend="auto"):
+    """The neighbour graph of training `features` for a model: built in memory (`graph` None), read
+    from a graph file (a path ending in .npz, from `tfhash neighbours`), or cached in a folder (any
+    other path, created if needed: `cached_graph`).
+
+    Raises:
+        ValueError: when a graph file was built from other features or with other K1, K2 or options,
+            naming the fix.
+    """
+    if graph is None:
+        return build_graph(features, k1, k2, self_pairs, symmetric, backend)
+    if not str(graph).endswith(".npz"):
+        return cached_graph(features, graph, k1, k2, self_pairs, symmetric, backend)[0]
+    loaded = load_graph(graph)
+    wanted = {"k1": k1, "k2": k2, "self_pairs": self_pairs, "symmetric": symmetric}
+    differ = {key: loaded[key] for key, value in wanted.items() if loaded[key] != value}
+    if loaded["fingerprint"] != features_fingerprint(features) or differ:
+        what = f"options {differ} (the model asks for {wanted})" if differ else "other features"
+        raise ValueError(
+            f"{graph} was built from {what}, not this model's {len(features)} training items; build it "
+            "with `tfhash neighbours` on the training split with the model's K1, K2 and options, or pass "
+            "a folder to cache graphs in"
+        )
+    return loaded
+
+
 def cached_graph(features, folder, k1=20, k2=30, self_pairs=False, symmetric=False, backend="auto"):
     """The graph of `features`, read from `folder` when a file there was built from the same
     features and options, else built and written there (returns (graph, path, built))."""

@@ -80,6 +80,15 @@ TBH_VAE = {
     "none": "TBH-VAE ablation: neither change (TBH under TBH-VAE's settings)",
 }
 
+BGAN = {
+    "bgan": "codes from a neighbour graph, a generator fed by them, a discriminator (Song et al. 2018)",
+    "bgan-app": "BGAN with app(beta z) = clip(beta z, -1, 1) continuation instead of tanh",
+    "bgan-two-step": "BGAN ablation: train tanh(z), take the sign afterwards (the paper's Table 3 model)",
+    "bgan-ln": "BGAN ablation: the neighbour structure loss alone",
+    "bgan-ln-lc": "BGAN ablation: neighbour + content losses (no discriminator)",
+    "bgan-ln-la": "BGAN ablation: neighbour + adversarial losses",
+}
+
 METHODS = {
     method.name: method
     for method in (
@@ -162,6 +171,16 @@ METHODS = {
             functools.partial(configs.gman.get_config, variant="gman-no-bgan"),
             "GMAN ablation: ||sign(h) - h||_2 instead of the B-GAN",
             config_note=configs.gman.config_note,
+        ),
+        *(
+            Method(
+                name,
+                "tfhash.models.bgan:BGAN",
+                functools.partial(configs.bgan.get_config, variant=name),
+                summary,
+                config_note=configs.bgan.config_note,
+            )
+            for name, summary in BGAN.items()
         ),
         Method(
             "sgman",

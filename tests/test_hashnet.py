@@ -15,8 +15,9 @@ from tfhash.models import HashNet
 from tfhash.models.hashnet import continuation_beta
 from tfhash.optimizers import build_role_optimizers
 from tfhash.testing import assert_export_round_trip
-from tfhash.train import fit
+from tfhash.train import fit, for_input_kind
 
+IMAGE_RATE = 3e-3  # HashNet's base rate on an image backbone, chosen on the validation split
 SMALL = {"input_dim": 16, "bits": 8, "seed": 0, "backbone_options": {"units": [12]}}
 
 # 3 items, 2 bits. Item 1 has label 0, item 2 labels 0 and 1 (multi-hot), item 3 label 1:
@@ -166,7 +167,9 @@ class HashNetModelTest:
     def test_the_hash_layer_learns_at_10x_and_its_bias_at_20x_the_encoder(self):
         config = registry.get_method("hashnet").get_config(8, "mnist")
         model = HashNet(**SMALL)
-        model.compile(optimizers=build_role_optimizers(config["train"], model.roles))
+        model.compile(
+            optimizers=build_role_optimizers(for_input_kind(config["train"], "features"), model.roles)
+        )
         rates = {role: float(opt.learning_rate) for role, opt in model.role_optimizers.items()}
         assert rates["encoder"] == pytest.approx(1e-2)
         assert rates["hash_layer"] == pytest.approx(10 * rates["encoder"])
@@ -254,11 +257,22 @@ def test_training_on_digits_beats_random_codes(name, tmp_path):
     )
 
 
-def test_train_warns_about_the_default_rate_on_an_image_backbone():
+def test_the_base_rate_depends_on_the_input_kind_and_a_high_one_on_images_warns():
     method = registry.get_method("hashnet")
     config = method.get_config(32, "mnist")
-    assert method.config_note(config) is None  # the mlp
+    assert config["train"]["learning_rate"] == {"features": 1e-2, "images": IMAGE_RATE}
+    assert for_input_kind(config["train"], "images")["learning_rate"] == IMAGE_RATE
+    assert method.config_note(config) is None  # the defaults, on either input kind
     config["model"]["backbone"] = "conv"
-    assert "pass --learning-rate 1e-3" in method.config_note(config)
-    config["train"]["learning_rate"] = 1e-3
     assert method.config_note(config) is None
+    config["train"]["learning_rate"] = 1e-2  # --learning-rate 1e-2 on an image backbone
+    assert "collapsed" in method.config_note(config)
+    config["model"]["backbone"] = "mlp"
+    assert method.config_note(config) is None
+    conv = HashNet(input_dim=64, bits=8, seed=0, image_shape=(8, 8, 1), backbone="conv")
+    conv.compile(
+        optimizers=build_role_optimizers(
+            for_input_kind(method.get_config(8, "mnist")["train"], "images"), conv.roles
+        )
+    )
+    assert float(conv.encoder_optimizer.learning_rate) == pytest.approx(IMAGE_RATE)

@@ -47,9 +47,7 @@ def test_train_tbh_script_writes_everything_under_out(tmp_path, capsys, run_scri
 
 
 def test_unknown_method_lists_valid_ones():
-    with pytest.raises(
-        SystemExit, match="unknown method 'tbhx'; valid methods: bgan, bgan-app, .*, sh, tbh"
-    ):
+    with pytest.raises(SystemExit, match="unknown method 'tbhx'; valid methods: bgan, bgan-app, .*, sh, tbh"):
         cli.main(["train", "tbhx"])
 
 
@@ -95,9 +93,7 @@ def test_benchmark_script_takes_comma_separated_methods(tmp_path, capsys, run_sc
 
 
 def test_bench_unknown_method_exits_with_the_list():
-    with pytest.raises(
-        SystemExit, match="unknown method .agh.; valid methods: bgan, bgan-app, .*, sh, tbh"
-    ):
+    with pytest.raises(SystemExit, match="unknown method .agh.; valid methods: bgan, bgan-app, .*, sh, tbh"):
         cli.main(["bench", "--methods", "itq", "agh"])
 
 

@@ -290,6 +290,20 @@ class ImageModelTest:
         )
         assert record["train_split"]["items"] == 200
 
+    def test_unsupervised_methods_train_on_a_per_class_subset_when_given_one(
+        self, digits, toy_method, tmp_path
+    ):
+        _, record = fit(toy_config(8), digits, tmp_path / "deep", verbose=0)
+        assert record["train_split"] == {"part": "train", "items": len(digits.train)}
+        _, record = fit(toy_config(8), digits, tmp_path / "deep20", verbose=0, labelled_per_class=20)
+        assert record["train_split"] == {"part": "labelled", "per_class": 20, "items": 200}
+        itq = registry.get_method("itq").get_config(8)
+        whole, record = fit(itq, digits, tmp_path / "itq", export=False)
+        assert record["train_split"]["items"] == len(digits.train)
+        subset, record = fit(itq, digits, tmp_path / "itq20", export=False, labelled_per_class=20)
+        assert record["train_split"] == {"part": "labelled", "per_class": 20, "items": 200}
+        assert not np.array_equal(whole.encode(digits.query.features), subset.encode(digits.query.features))
+
 
 class AugmentationTest:
     def test_crops_and_flips_are_seeded_windows_of_the_padded_image(self, digits):

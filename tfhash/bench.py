@@ -104,7 +104,7 @@ def run_benchmark(
         export: keep each cell's SavedModel / model.npz.
         euclidean: also evaluate under the Euclidean ground truth (K = 50).
         log: progress printer.
-        labelled_per_class: supervised methods' labelled items per class
+        labelled_per_class: items per class of the training subset (`tfhash.train.fit`)
             (default: the data's).
         augment: image augmentation of every image model (e.g. ["crop"]).
         ties: how mAP and precision@N treat items at equal distance

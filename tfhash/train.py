@@ -175,9 +175,11 @@ def fit(
         budget_seconds: stop a deep method's training after this many seconds
             (at most `config["train"]["steps"]` steps either way).
         export: write the SavedModel / model.npz.
-        labelled_per_class: size per class of the supervised training subset
-            (`RetrievalData.labelled`; default: the data's, 500 or 50 on
-            digits). Only models that train on labels use it.
+        labelled_per_class: size per class of the training subset drawn from
+            the database (`RetrievalData.labelled`). Models that train on
+            labels always train on it (default: the data's, 500 or 50 on
+            digits); any other method trains on it when given (BGAN's
+            protocol: 1,000), else on the whole training part.
 
     Returns:
         (model, record) with record the dict written to metrics.json.
@@ -192,13 +194,14 @@ def fit(
     keras.utils.set_random_seed(seed)
     if method.is_baseline:
         start = time.time()
-        model = build_model(config, data.feature_dim, seed).fit(data.train.features)
+        model = build_model(config, data.feature_dim, seed)
+        train, train_split = training_split(model, data, labelled_per_class)
+        model.fit(train.features)
         run = {
             "train_seconds": time.time() - start,
             "steps": None,
             "precision": "float64 (NumPy, closed form)",
         }
-        train_split = {"part": "train", "items": len(data.train)}
         metrics = evaluate(model, data, config["eval"])
         if export:
             model.save(os.path.join(out, "model.npz"))
@@ -289,12 +292,16 @@ def require_inputs(model_class, options, data):
 
 
 def training_split(model, data, labelled_per_class=None):
-    """(split, description) a deep model trains on: the labelled subset for models that need labels,
-    else the training part."""
+    """(split, description) a model trains on: a per-class subset of the database (`RetrievalData.
+    labelled`) for models that need labels, and for any model given `labelled_per_class` (BGAN's
+    protocol trains on 1,000 per class; the labels only choose the items), else the training part."""
     name = type(model).__name__
-    if not model.needs_labels:
+    if not getattr(model, "needs_labels", False) and labelled_per_class is None:
         return data.train, {"part": "train", "items": len(data.train)}
-    data.require_labels(f"{name} (a supervised method)")
+    if getattr(model, "needs_labels", False):
+        data.require_labels(f"{name} (a supervised method)")
+    else:
+        data.require_labels(f"a per-class training subset (--labelled-per-class) for {name}")
     split = data.labelled(labelled_per_class)
     per_class = labelled_per_class or data.labelled_per_class
     return split, {"part": "labelled", "per_class": per_class, "items": len(split)}

@@ -47,7 +47,8 @@ def add_bench_arguments(parser):
     parser.add_argument(
         "--labelled-per-class",
         type=positive_int,
-        help="supervised methods: labelled training items per class (default: 500; 50 on digits)",
+        help="train on this many items per class, drawn from the database: supervised methods always "
+        "do (default: 500; 50 on digits), other methods when given (BGAN's protocol: 1000)",
     )
     parser.add_argument("--augment", help="image models: crop, flip or crop,flip (seeded; default: none)")
     add_ties_argument(parser)

@@ -57,8 +57,8 @@ def add_train_arguments(parser):
     parser.add_argument(
         "--labelled-per-class",
         type=positive_int,
-        help="supervised methods: labelled training items per class, drawn from the database "
-        "(default: 500; 50 on digits)",
+        help="train on this many items per class, drawn from the database: supervised methods always "
+        "do (default: 500; 50 on digits), other methods when given (BGAN's protocol: 1000)",
     )
     add_model_option_argument(parser, "a constructor argument of the method (see `tfhash methods NAME`)")
     parser.add_argument(
@@ -139,7 +139,6 @@ def config_from_args(method, args, data_name):
     if method.is_baseline:
         ignored = [f"--{k.replace('_', '-')}" for k in DEEP_ONLY_FLAGS if getattr(args, k) is not None]
         ignored += ["--mixed-precision"] * args.mixed_precision + ["--jit-compile"] * args.jit_compile
-        ignored += ["--labelled-per-class"] * (args.labelled_per_class is not None)
         if ignored:
             print(f"note: {method.name} is fitted in closed form; ignoring {' '.join(ignored)}")
         return config

@@ -175,6 +175,46 @@ class RolesTest:
         mean.beta.assign(2.0)
         assert float(mean.compute_loss_terms(data)[0]["neighbour_loss"]) == pytest.approx(l_n / 30, rel=1e-4)
 
+    def test_the_authors_code_form_by_hand(self):
+        x = features()
+        model = small_model(
+            x, loss_form="authors_code", binarization="two-step", self_pairs=True, symmetric=True
+        )
+        assert model.roles == ("encoder", "generator", "discriminator")
+        model.logvar_layer.kernel.assign(tf.zeros_like(model.logvar_layer.kernel))
+        model.logvar_layer.bias.assign(
+            tf.fill(model.logvar_layer.bias.shape, -80.0)
+        )  # sampled latent = codes
+        data = batch()
+        terms, objectives = model.compute_loss_terms(data, training=False)
+        codes = np.tanh(model.hash_outputs(data["features"]).numpy())
+        graph = build_graph(x, k1=3, k2=2, self_pairs=True, symmetric=True)
+        rows = set(pair_keys(graph).tolist())
+        index = data["index"].numpy()
+        s = np.array([[1.0 if i * 24 + j in rows else -1.0 for j in index] for i in index])
+        assert np.all(np.diag(s) == 1.0)  # self pairs are neighbours
+        pair = np.mean((codes @ codes.T - s) ** 2)  # every B x B entry, no 1 / L
+        quantization = np.mean((codes - np.sign(codes)) ** 2)
+        images = data["features"].numpy().reshape(6, 8, 8, 1)
+        real_top, _ = model.discriminate(tf.constant(images), dense=True)
+        recon_top, _ = model.discriminate(model.generator(tf.constant(codes, tf.float32)), dense=True)
+        matching = np.sum((real_top.numpy() - recon_top.numpy()) ** 2) / 64  # over H W C = 64 pixels
+        assert float(terms["neighbour_loss"]) == pytest.approx(pair, rel=1e-4)
+        assert float(terms["quantization_loss"]) == pytest.approx(quantization, rel=1e-4)
+        assert float(terms["feature_matching_loss"]) == pytest.approx(matching, rel=1e-3)
+        assert float(objectives["encoder"]) == pytest.approx(matching + 10 * (pair + quantization), rel=1e-3)
+        assert float(objectives["generator"]) == pytest.approx(
+            matching + float(terms["generator_adversarial_loss"]), rel=1e-3
+        )
+        with tf.GradientTape() as tape:
+            _, objectives = model.compute_loss_terms(data, training=True)
+        grads = tape.gradient(objectives["encoder"], model.role_variables("encoder"))
+        assert all(g is not None and float(tf.reduce_max(tf.abs(g))) > 0 for g in grads)
+        with pytest.raises(ValueError, match="ablations"):
+            BGAN(**SMALL, loss_form="authors_code", losses="neighbour")
+        config = registry.get_method("bgan-authors").get_config(32, "cifar10")
+        assert config["train"]["epsilon"] == 1.0 and config["train"]["batch_size"] == 40
+
     def test_sources_without_images_train_the_neighbour_arm_only(self):
         with pytest.raises(ValueError, match="losses=neighbour"):
             BGAN(**{**SMALL, "image_shape": None})

@@ -238,6 +238,12 @@ class OptimizerConfigTest:
         model = build_model(config, 64, seed=0)
         assert isinstance(model.role_optimizers["backbone"], keras.optimizers.SGD)
         assert isinstance(model.role_optimizers["head"], keras.optimizers.Adam)
+        assert model.role_optimizers["head"].epsilon == pytest.approx(1e-7)  # Keras' default
+        config["train"]["optimizers"] = {"head": {"optimizer": "adam", "epsilon": 1.0}}
+        assert build_model(config, 64, seed=0).role_optimizers["head"].epsilon == 1.0  # the BGAN authors'
+        config["train"]["optimizers"] = {"head": {"optimizer": "adam", "epsilon": 0}}
+        with pytest.raises(ValueError, match="epsilon must be positive"):
+            build_model(config, 64, seed=0)
         config["train"]["optimizers"] = {"head": {"lr": 1}}
         with pytest.raises(ValueError, match="unknown keys"):
             build_model(config, 64, seed=0)

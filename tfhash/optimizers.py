@@ -9,6 +9,8 @@ A training config (`config["train"]`) describes its optimisers with these keys:
 - `learning_rate_halving_steps`: multiply the learning rate by
   `learning_rate_decay_factor` (default 0.5) every this many steps of the
   role's optimiser (a staircase; HashNet's solver halves it every 2,000).
+- `epsilon` (Adam, default Keras' 1e-7): the denominator's constant (the
+  BGAN authors' code: 1.0).
 - `learning_rate_multipliers`: {role: factor}, e.g. {"hash_layer": 10.0}:
   the role's learning rate is the base one times the factor (HashNet trains
   its new layer at 10x the pretrained network's rate).
@@ -36,6 +38,7 @@ OPTIMIZER_KEYS = (
     "weight_decay",
     "learning_rate_halving_steps",
     "learning_rate_decay_factor",
+    "epsilon",
 )
 
 
@@ -78,7 +81,12 @@ def build_optimizer(settings, name=None):
         )
     weight_decay = settings.get("weight_decay") or None
     if kind == "adam":
-        return keras.optimizers.Adam(learning_rate, weight_decay=weight_decay, name=name and f"{name}_adam")
+        epsilon = float(settings.get("epsilon", 1e-7))
+        if not epsilon > 0:
+            raise ValueError(f"epsilon must be positive; received epsilon={epsilon!r}")
+        return keras.optimizers.Adam(
+            learning_rate, epsilon=epsilon, weight_decay=weight_decay, name=name and f"{name}_adam"
+        )
     momentum = float(settings.get("momentum", 0.0))
     if not 0.0 <= momentum < 1.0:
         raise ValueError(f"momentum must be in [0, 1); received momentum={momentum!r}")

@@ -87,6 +87,7 @@ BGAN = {
     "bgan-ln": "BGAN ablation: the neighbour structure loss alone",
     "bgan-ln-lc": "BGAN ablation: neighbour + content losses (no discriminator)",
     "bgan-ln-la": "BGAN ablation: neighbour + adversarial losses",
+    "bgan-authors": "BGAN as the authors' final code trains it: a VAE-GAN with feature matching",
 }
 
 METHODS = {

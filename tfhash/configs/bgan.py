@@ -9,6 +9,14 @@ VARIANTS = {
     "bgan-ln": {"losses": "neighbour"},
     "bgan-ln-lc": {"losses": "neighbour+content"},
     "bgan-ln-la": {"losses": "neighbour+adversarial"},
+    # the losses of the authors' final script: tanh codes (no beta schedule), a VAE-GAN, a symmetric
+    # graph with self pairs
+    "bgan-authors": {
+        "loss_form": "authors_code",
+        "binarization": "two-step",
+        "self_pairs": True,
+        "symmetric": True,
+    },
 }
 
 
@@ -18,7 +26,9 @@ def get_config(bits=32, data="digits", variant="bgan"):
     `variant`: "bgan" (tanh continuation, all three losses), "bgan-app"
     (app continuation), "bgan-two-step" (train tanh(z), sign afterwards) or
     the loss ablations of Table 2: "bgan-ln" (l_N), "bgan-ln-lc" (l_N +
-    l_C), "bgan-ln-la" (l_N + l_A).
+    l_C), "bgan-ln-la" (l_N + l_A); "bgan-authors" trains the losses of the
+    authors' final script (`BGAN.authors_loss_terms`) with their Adam
+    (epsilon 1.0) and batch 40.
 
     The paper's settings: K1 = 20, K2 = 30, lambda1 = lambda2 = 0.1, batch
     256, beta from 1 to 10, l_N summed over pairs (Eq. 10). Ours: Adam at
@@ -41,6 +51,8 @@ def get_config(bits=32, data="digits", variant="bgan"):
         "lambda1": 0.1,
         "lambda2": 0.1,
         "neighbour_reduction": "sum",
+        "loss_form": "paper",
+        "pair_weight": 10.0,
         "k1": 20,
         "k2": 30,
         "self_pairs": False,
@@ -68,6 +80,8 @@ def get_config(bits=32, data="digits", variant="bgan"):
         },
         "eval": eval_config(),
     }
+    if variant == "bgan-authors":  # their Adam: lr 1e-3, epsilon 1.0; batch 40
+        config["train"].update({"epsilon": 1.0, "batch_size": 40})
     if data == "digits":  # ours: 1,000 steps, beta raised every 100
         model.update({"beta_stage_steps": 100})
         config["train"].update({"steps": 1000, "steps_per_epoch": 100, "validation_size": 200})

@@ -10,11 +10,12 @@ from tfhash.backbones import ConvEncoder
 from tfhash.backbones.conv import he_normal
 from tfhash.backbones.mlp import seeded_initializer
 from tfhash.checks import check_features
-from tfhash.losses import adversarial_loss, neighbour_structure_loss
+from tfhash.losses import adversarial_loss, binary_cross_entropy_from_logits, neighbour_structure_loss
 from tfhash.models.base import HashingModel, check_positive_int
 
 BINARIZATIONS = ("continuation", "app", "two-step")
 REDUCTIONS = ("sum", "mean")
+LOSS_FORMS = ("paper", "authors_code")
 LOSSES = ("all", "neighbour", "neighbour+content", "neighbour+adversarial")
 
 
@@ -107,6 +108,9 @@ class BGAN(HashingModel):
         lambda1, lambda2: weights of l_C and l_A (0.1 each).
         neighbour_reduction: "sum" (Eq. 10 as written: a sum over the batch's ordered pairs) or
             "mean" (divided by their number, ours: what lets plain SGD at 0.01 train).
+        loss_form: "paper" (Eq. 9-21) or "authors_code" (the losses of the authors' final script,
+            `authors_loss_terms`; the networks stay ours).
+        pair_weight: the authors' weight of their pair and quantisation terms (10; "authors_code").
         k1, k2, self_pairs, symmetric: the neighbour graph (`tfhash.neighbours.build_graph`).
         graph: None (build the graph in memory from the training features), a graph file
             (.npz, from `tfhash neighbours`; checked against the features) or a folder to cache
@@ -134,6 +138,8 @@ class BGAN(HashingModel):
         lambda1=0.1,
         lambda2=0.1,
         neighbour_reduction="sum",
+        loss_form="paper",
+        pair_weight=10.0,
         k1=20,
         k2=30,
         self_pairs=False,
@@ -155,6 +161,15 @@ class BGAN(HashingModel):
         for name, value in (("lambda1", lambda1), ("lambda2", lambda2)):
             if not float(value) >= 0.0:
                 raise ValueError(f"{name} must be >= 0; received {name}={value!r}")
+        if loss_form not in LOSS_FORMS:
+            raise ValueError(f"loss_form must be one of {LOSS_FORMS}; received loss_form={loss_form!r}")
+        if loss_form == "authors_code" and losses != "all":
+            raise ValueError(
+                f'loss_form="authors_code" trains the authors\' three networks; the ablations (losses='
+                f'{losses!r}) are the paper\'s Table 2: use them with loss_form="paper"'
+            )
+        if not float(pair_weight) >= 0.0:
+            raise ValueError(f"pair_weight must be >= 0; received pair_weight={pair_weight!r}")
         if neighbour_reduction not in REDUCTIONS:
             raise ValueError(
                 f"neighbour_reduction must be one of {REDUCTIONS}; received {neighbour_reduction!r}"
@@ -167,21 +182,28 @@ class BGAN(HashingModel):
                 f"{generator_filters!r}"
             )
         self.loss_set = losses  # (Keras models own `losses`)
+        self.loss_form = loss_form
         self.uses_generator = losses != "neighbour"
         self.uses_discriminator = losses in ("all", "neighbour+adversarial")
         self.roles = ("encoder", *("generator",) * self.uses_generator)
         self.roles += ("discriminator",) * self.uses_discriminator
         self.loss_names = ("neighbour_loss", "beta")
-        if self.uses_generator:
-            self.loss_names += ("content_loss", "pixel_loss", "encoder_loss", "generator_loss")
-        if self.uses_discriminator:
-            self.loss_names += ("perceptual_loss", "adversarial_loss", "d_real_score", "d_fake_score")
+        if loss_form == "authors_code":
+            self.loss_names += ("quantization_loss", "feature_matching_loss", "generator_adversarial_loss")
+            self.loss_names += ("discriminator_loss", "encoder_loss", "generator_loss")
+            self.loss_names += ("d_real_score", "d_fake_score")
+        else:
+            if self.uses_generator:
+                self.loss_names += ("content_loss", "pixel_loss", "encoder_loss", "generator_loss")
+            if self.uses_discriminator:
+                self.loss_names += ("perceptual_loss", "adversarial_loss", "d_real_score", "d_fake_score")
         super().__init__(input_dim=input_dim, bits=bits, seed=seed, **kwargs)
         self.binarization = binarization
         self.beta_max = float(beta_max)
         self.beta_stage_steps = check_positive_int("beta_stage_steps", beta_stage_steps)
         self.lambda1, self.lambda2 = float(lambda1), float(lambda2)
         self.neighbour_reduction = neighbour_reduction
+        self.pair_weight = float(pair_weight)
         self.k1, self.k2 = check_positive_int("k1", k1), check_positive_int("k2", k2)
         self.self_pairs, self.symmetric = bool(self_pairs), bool(symmetric)
         self.graph, self.graph_backend = graph, graph_backend
@@ -196,6 +218,12 @@ class BGAN(HashingModel):
             bits, kernel_initializer=seeded_initializer("glorot_uniform", seed, 500), name="hash_layer"
         )
         self.hash_layer.build((None, self.encoder.output_dim))
+        self.logvar_layer = None
+        if loss_form == "authors_code":  # the authors' VAE head: log-variances of the sampled latent
+            self.logvar_layer = keras.layers.Dense(
+                bits, kernel_initializer=seeded_initializer("glorot_uniform", seed, 501), name="logvar_layer"
+            )
+            self.logvar_layer.build((None, self.encoder.output_dim))
         if self.uses_generator:
             if self.image_shape is None:
                 raise ValueError(
@@ -305,7 +333,8 @@ class BGAN(HashingModel):
 
     def role_variables(self, role):
         if role == "encoder":
-            return [*self.encoder.trainable_variables, *self.hash_layer.trainable_variables]
+            heads = [self.hash_layer] + ([self.logvar_layer] if self.logvar_layer is not None else [])
+            return [*self.encoder.trainable_variables, *(v for h in heads for v in h.trainable_variables)]
         if role == "generator":
             return list(self.generator.trainable_variables)
         return [
@@ -340,12 +369,17 @@ class BGAN(HashingModel):
         with images)."""
         return x if self.input_kind == "images" else tf.reshape(x, (-1, *self.image_shape))
 
-    def discriminate(self, images, training=False):
-        """(last convolutional features, logits) of the discriminator."""
+    def discriminate(self, images, training=False, dense=False):
+        """(features, logits) of the discriminator: its last convolutional features, or with `dense`
+        its Dense(1024) layer's (the authors' feature matching)."""
         features = self.discriminator_features(images, training=training)
-        return features, self.discriminator_head(features, training=training)
+        hidden, logit = self.discriminator_head.layers
+        top = hidden(features)
+        return (top if dense else features), logit(top)
 
     def compute_loss_terms(self, inputs, training=False):
+        if self.loss_form == "authors_code":
+            return self.authors_loss_terms(inputs, training)
         x = inputs[self.input_kind]
         codes = self.relaxed_codes(self.hash_outputs(x, training=training))
         neighbour = neighbour_structure_loss(codes, self.similarity(inputs["index"]))
@@ -387,6 +421,57 @@ class BGAN(HashingModel):
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         return terms, {role: objectives[role] / replicas for role in self.roles}
 
+    def authors_loss_terms(self, inputs, training=False):
+        """The losses of the authors' final training script (htconquer/BGAN; docs/bgan.md): a VAE-GAN.
+
+        codes z = tanh(hash layer) (beta as the binarisation says; their
+        script keeps tanh(z)); the pair loss is the mean over all B x B
+        entries, self pairs included, of (z_i . z_j - s_ij)^2 (no 1 / L),
+        plus the quantisation mean (z - sign z)^2, both weighted by
+        `pair_weight` (10). The generator draws from z + exp(logvar / 2) eps
+        (a second head); the discriminator judges real images against
+        G(N(0, I)) samples (non-saturating); feature matching LL = sum over
+        the batch and the Dense(1024) units of (D_1024(x) - D_1024(G(z_x)))^2
+        / (H W C). Encoder: LL + pair_weight (pair + quantisation);
+        generator: LL - mean log D(G(z_p)); discriminator: its cross-entropy.
+        """
+        x = inputs[self.input_kind]
+        hidden = self.encoder(x, training=training)
+        codes = self.relaxed_codes(tf.cast(self.hash_layer(hidden), tf.float32))
+        logvar = tf.cast(self.logvar_layer(hidden), tf.float32)
+        noise = keras.random.normal(tf.shape(codes), seed=self.seed_generator)
+        sampled = codes + tf.exp(0.5 * logvar) * noise
+        similarity = self.similarity(inputs["index"])
+        pair = tf.reduce_mean(tf.square(tf.matmul(codes, codes, transpose_b=True) - similarity))
+        quantization = tf.reduce_mean(tf.square(codes - tf.stop_gradient(tf.sign(codes))))
+        images = tf.cast(self.images_of(x), tf.float32)
+        prior = keras.random.normal(tf.shape(codes), seed=self.seed_generator)
+        real_top, real_logits = self.discriminate(images, training, dense=True)
+        recon_top, _ = self.discriminate(self.generator(sampled, training=training), training, dense=True)
+        _, fake_logits = self.discriminate(self.generator(prior, training=training), training, dense=True)
+        pixels = float(np.prod(self.image_shape))
+        matching = tf.reduce_sum(tf.square(tf.cast(real_top - recon_top, tf.float32))) / pixels
+        generator_adversarial = binary_cross_entropy_from_logits(1.0, fake_logits)
+        terms = {
+            "neighbour_loss": pair,
+            "beta": tf.identity(self.beta),
+            "quantization_loss": quantization,
+            "feature_matching_loss": matching,
+            "generator_adversarial_loss": generator_adversarial,
+            "discriminator_loss": adversarial_loss(real_logits, fake_logits),
+            "encoder_loss": matching + self.pair_weight * (pair + quantization),
+            "generator_loss": matching + generator_adversarial,
+            "d_real_score": tf.reduce_mean(tf.sigmoid(tf.cast(real_logits, tf.float32))),
+            "d_fake_score": tf.reduce_mean(tf.sigmoid(tf.cast(fake_logits, tf.float32))),
+        }
+        objectives = {
+            "encoder": terms["encoder_loss"],
+            "generator": terms["generator_loss"],
+            "discriminator": terms["discriminator_loss"],
+        }
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return terms, {role: objectives[role] / replicas for role in self.roles}
+
     def reconstruct(self, features):
         """G(sign(z)) (n, input_dim) of NumPy features: the images generated from the binary codes
         (for `tfhash train --figure`)."""
@@ -410,6 +495,8 @@ class BGAN(HashingModel):
             "lambda1": self.lambda1,
             "lambda2": self.lambda2,
             "neighbour_reduction": self.neighbour_reduction,
+            "loss_form": self.loss_form,
+            "pair_weight": self.pair_weight,
             "k1": self.k1,
             "k2": self.k2,
             "self_pairs": self.self_pairs,

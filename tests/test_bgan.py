@@ -306,3 +306,14 @@ def test_run_script_trains_and_draws_originals_and_generated_images(tmp_path, ca
     assert record["method"] == "bgan" and record["steps"] == 4
     assert (out / "reconstructions.png").stat().st_size > 1000
     assert f"figure: {out / 'reconstructions.png'}" in capsys.readouterr().out
+
+
+def test_a_graph_from_the_command_serves_a_run_on_the_same_training_subset(tmp_path, capsys):
+    graph = tmp_path / "graph.npz"
+    cli.run(["neighbours", "digits", "--labelled-per-class", "20", "--out", str(graph)])
+    assert "of 200 digits training items" in capsys.readouterr().out
+    flags = ["train", "bgan-ln", "--bits", "8", "--steps", "2", "--batch-size", "32", "--labelled-per-class"]
+    record = cli.run([*flags, "20", "--model-option", f"graph={graph}", "--out", str(tmp_path / "a")])
+    assert record["train_split"] == {"part": "labelled", "per_class": 20, "items": 200}
+    with pytest.raises(SystemExit, match="built from other features"):
+        cli.main([*flags, "30", "--model-option", f"graph={graph}", "--out", str(tmp_path / "b")])

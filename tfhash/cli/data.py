@@ -55,8 +55,9 @@ def neighbours_command(args):
     from tfhash.neighbours import build_graph, save_graph
 
     data = load_data_from_args(args)
+    train = data.train if args.labelled_per_class is None else data.labelled(args.labelled_per_class)
     start = time.perf_counter()
-    graph = build_graph(data.train.features, args.k1, args.k2, args.self_pairs, args.symmetric, args.backend)
+    graph = build_graph(train.features, args.k1, args.k2, args.self_pairs, args.symmetric, args.backend)
     save_graph(graph, args.out)
     sizes = np.diff(graph["indptr"])
     print(
@@ -236,6 +237,11 @@ def add_parsers(sub):
     neighbours.add_argument("--k2", type=positive_int, default=30, help="lists joined per item (30)")
     neighbours.add_argument("--self-pairs", action="store_true", help="an item is its own neighbour")
     neighbours.add_argument("--symmetric", action="store_true", help="make the graph symmetric")
+    neighbours.add_argument(
+        "--labelled-per-class",
+        type=positive_int,
+        help="the graph of the per-class training subset that `train --labelled-per-class N` trains on",
+    )
     neighbours.add_argument(
         "--backend", choices=("auto", "faiss", "numpy"), default="auto", help="the K1 search (auto: faiss)"
     )

@@ -455,3 +455,39 @@ def neighbour_structure_loss(codes, similarity, self_pairs=False, scaled=True):
     if not self_pairs:
         squared = squared * (1.0 - tf.eye(tf.shape(b)[0]))
     return 0.5 * tf.reduce_sum(squared)
+
+
+SIMILARITY_PAIRS = ("all", "halves")
+
+
+def _unit_rows(x, eps=1e-12):
+    x = tf.cast(x, tf.float32)
+    return x / tf.maximum(tf.norm(x, axis=1, keepdims=True), eps)
+
+
+def similarity_preserving_loss(codes, features, pairs="all"):
+    """Mean squared difference between the cosine similarities of codes and of input features; float32.
+
+    pairs="all" (GreedyHash's unsupervised loss): over every entry of the
+    two B x B cosine matrices, the diagonal included (both 1 there), i.e.
+    mean_ij (cos(b_i, b_j) - cos(x_i, x_j))^2. pairs="halves" (BiHalf's):
+    item i of the first half of the batch against item i of the second,
+    mean_i (cos(b_i, b_{i+B/2}) - cos(x_i, x_{i+B/2}))^2 over floor(B / 2)
+    pairs (an odd batch's last item sits out). A zero row has cosine 0.
+    """
+    if pairs not in SIMILARITY_PAIRS:
+        raise ValueError(f"pairs must be one of {SIMILARITY_PAIRS}; received pairs={pairs!r}")
+    b, x = _unit_rows(codes), _unit_rows(features)
+    if pairs == "all":
+        return tf.reduce_mean(
+            tf.square(tf.matmul(b, b, transpose_b=True) - tf.matmul(x, x, transpose_b=True))
+        )
+    half = tf.shape(b)[0] // 2
+    cos_b = tf.reduce_sum(b[:half] * b[half : 2 * half], axis=1)
+    cos_x = tf.reduce_sum(x[:half] * x[half : 2 * half], axis=1)
+    return tf.reduce_mean(tf.square(cos_b - cos_x))
+
+
+def cubic_penalty(h):
+    """GreedyHash's penalty mean | |h| - 1 |^3 (weighted 0.1 by the method), float32."""
+    return tf.reduce_mean(tf.abs(tf.abs(tf.cast(h, tf.float32)) - 1.0) ** 3)

@@ -184,6 +184,18 @@ METHODS = {
             for name, summary in BGAN.items()
         ),
         Method(
+            "greedyhash",
+            "tfhash.models.similarity_hash:GreedyHash",
+            functools.partial(configs.similarity_hash.get_config, method="greedyhash"),
+            "a hash layer keeping cosine similarities, straight-through sign (Su et al. 2018)",
+        ),
+        Method(
+            "bihalf",
+            "tfhash.models.similarity_hash:BiHalf",
+            functools.partial(configs.similarity_hash.get_config, method="bihalf"),
+            "a hash layer keeping cosine similarities, per-batch median split (Li and van Gemert 2021)",
+        ),
+        Method(
             "sgman",
             "tfhash.models.gman:SGMAN",
             functools.partial(configs.gman.get_config, variant="sgman"),

@@ -30,8 +30,8 @@ class RegistryTest:
             ValueError,
             match="unknown method .itqq.; valid methods: bgan, bgan-app, bgan-authors, bgan-ln, bgan-ln-la, "
             "bgan-ln-lc, bgan-two-step, bihalf, classifier, deep-sgh, gman, gman-no-aegan, "
-            "gman-no-bgan, greedyhash, hashnet, hashnet-c, hashnet-w, itq, jmlh, lsh, pcah, rsgh, sgh, sgman, "
-            "sh, tbh",
+            "gman-no-bgan, greedyhash, hashnet, hashnet-c, hashnet-w, itq, jmlh, lsh, pcah, rsgh, sgh, "
+            "sgman, sh, tbh",
         ):
             registry.get_method("itqq")
 

@@ -8,13 +8,12 @@ import tensorflow as tf
 
 from tfhash import registry
 from tfhash.data import load_data
-from tfhash.evaluation import mean_average_precision
 from tfhash.export import export_encoder
 from tfhash.losses import hashnet_loss, shared_label_similarity, weighted_pairwise_likelihood
 from tfhash.models import HashNet
 from tfhash.models.hashnet import continuation_beta
 from tfhash.optimizers import build_role_optimizers
-from tfhash.testing import assert_export_round_trip
+from tfhash.testing import assert_export_round_trip, random_code_map
 from tfhash.train import fit, for_input_kind
 
 IMAGE_RATE = 3e-3  # HashNet's base rate on an image backbone, chosen on the validation split
@@ -244,10 +243,7 @@ def test_training_on_digits_beats_random_codes(name, tmp_path):
     config = registry.get_method(name).get_config(32, "digits")
     config["train"].update(steps=400, steps_per_epoch=200)
     model, record = fit(config, data, tmp_path, seed=0, verbose=0, export=False)
-    rng = np.random.default_rng(0)
-    random_codes = mean_average_precision(
-        rng.integers(0, 2, (300, 32)), rng.integers(0, 2, (1497, 32)), data.query.labels, data.database.labels
-    )
+    random_codes = random_code_map(data, 32)
     assert record["train_split"] == {"part": "labelled", "per_class": 50, "items": 500}
     beta = 1.0 if name == "hashnet-c" else math.sqrt(2)  # steps 200..399 train with sqrt(1 + 0.005 * 200)
     assert record["steps"] == 400 and float(model.beta.numpy()) == pytest.approx(beta)

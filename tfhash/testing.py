@@ -3,6 +3,20 @@
 from tfhash.evaluation import mean_average_precision
 
 
+def random_code_map(data, bits, seed=0):
+    """mAP@all of uniformly random {0, 1} codes on `data` (query against database, label ground truth):
+    the floor a trained model must clear by a clear margin."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return mean_average_precision(
+        rng.integers(0, 2, (len(data.query), bits)),
+        rng.integers(0, 2, (len(data.database), bits)),
+        data.query.labels,
+        data.database.labels,
+    )
+
+
 def query_map(model, data, k=None):
     """mAP@k (None: @all) of `model`'s codes, `data.query` against `data.database`, label ground truth."""
     return mean_average_precision(

@@ -78,11 +78,16 @@ class HashingModel(keras.Model):
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.loss_names}
         self.role_optimizers = {}
-        self.train_steps = self.add_weight(
-            name="train_steps",
+        self.train_steps = self.add_state("train_steps", "int64", "zeros")
+
+    def add_state(self, name, dtype="float32", initializer="ones"):
+        """A non-trainable scalar variable of model state (a step count, a schedule's beta): saved in
+        checkpoints and exports, written by one replica."""
+        return self.add_weight(
+            name=name,
             shape=(),
-            dtype="int64",
-            initializer="zeros",
+            dtype=dtype,
+            initializer=initializer,
             trainable=False,
             aggregation="only_first_replica",
         )

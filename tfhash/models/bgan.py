@@ -258,14 +258,7 @@ class BGAN(HashingModel):
             self.discriminator_head.build((None, self.discriminator_features.output_dim))
 
         # === State ===
-        self.beta = self.add_weight(
-            name="beta",
-            shape=(),
-            dtype="float32",
-            initializer="ones",
-            trainable=False,
-            aggregation="only_first_replica",
-        )
+        self.beta = self.add_state("beta")
         self.built = True
 
     def _build_generator(self, seed):

@@ -132,14 +132,7 @@ class HashNet(HashingModel):
         self.hash_layer.build((None, self.encoder.output_dim))
 
         # === State ===
-        self.beta = self.add_weight(
-            name="beta",
-            shape=(),
-            dtype="float32",
-            initializer="ones",
-            trainable=False,
-            aggregation="only_first_replica",
-        )
+        self.beta = self.add_state("beta")
         self.built = True
 
     @property

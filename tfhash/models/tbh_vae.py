@@ -139,8 +139,7 @@ class TBHVAE(TBH):
             return layer
 
         def state(name, value):
-            init = keras.initializers.Constant(value)
-            return self.add_weight(shape=(), initializer=init, trainable=False, name=name, dtype="float32")
+            return self.add_state(name, initializer=keras.initializers.Constant(value))
 
         if self.binary_vae and self.binary_posterior == "gaussian":
             self.binary_log_variance = dense(self.bits, 500, "binary_log_variance")

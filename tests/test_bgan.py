@@ -57,7 +57,18 @@ class GraphLookupTest:
             assert symmetric == np.array_equal(dense, dense.T)
             index = np.array([39, 0, 7, 7, 12, 3, 38, 21])
             s = batch_similarity(tf.constant(pair_keys(graph)), tf.constant(index), 40).numpy()
-            np.testing.assert_array_equal(s, dense[np.ix_(index, index)])
+            expected = dense[np.ix_(index, index)]
+            expected[index[:, None] == index[None, :]] = 1.0  # an item and its copy
+            np.testing.assert_array_equal(s, expected)
+
+    def test_batch_similarity_edge_cases(self):
+        keys = tf.constant([1, 5], tf.int64)  # items 0 -> 1 and 1 -> 2 of 3
+        s = batch_similarity(keys, tf.constant([0, 1, 0]), 3).numpy()
+        np.testing.assert_array_equal(s, [[1, 1, 1], [-1, 1, -1], [1, 1, 1]])  # copies of item 0 agree
+        empty = batch_similarity(tf.zeros((0,), tf.int64), tf.constant([2, 0]), 3).numpy()
+        np.testing.assert_array_equal(empty, [[1, -1], [-1, 1]])
+        with pytest.raises(tf.errors.InvalidArgumentError, match="outside the graph"):
+            batch_similarity(keys, tf.constant([0, 3]), 3)
 
     def test_pair_keys_are_sorted_edge_ids(self):
         graph = {"indptr": np.array([0, 2, 2, 3]), "indices": np.array([1, 2, 0])}
@@ -170,6 +181,12 @@ class RolesTest:
         assert float(objectives["encoder"]) == pytest.approx(l_n + 0.3 * l_c, rel=1e-4)
         assert float(objectives["generator"]) == pytest.approx(0.3 * l_c + 0.7 * l_a, rel=1e-4)
         assert float(objectives["discriminator"]) == pytest.approx(-l_a, rel=1e-4)
+        with_self = small_model(self_pairs=True, lambda1=0.3, lambda2=0.7)  # the same weights, s_ii = 1
+        with_self.beta.assign(2.0)
+        diagonal = 0.5 * np.sum((np.diag(inner) - 1.0) ** 2)
+        assert float(with_self.compute_loss_terms(data)[0]["neighbour_loss"]) == pytest.approx(
+            l_n + diagonal, rel=1e-4
+        )
         mean = small_model(neighbour_reduction="mean", lambda1=0.3, lambda2=0.7)
         mean.beta.assign(2.0)
         assert float(mean.compute_loss_terms(data)[0]["neighbour_loss"]) == pytest.approx(l_n / 30, rel=1e-4)

@@ -37,15 +37,23 @@ def stage_beta(step, stage_steps, beta_max=10.0):
 
 def batch_similarity(keys, index, items):
     """s_ij in {-1, +1} (B, B) for a batch of training-split positions `index` (B,): +1 when j is in
-    row i of the graph whose sorted edge keys i * items + j are `keys` (`tfhash.neighbours.pair_keys`).
-    A binary search per pair: memory O(B^2 + edges), never items^2."""
+    row i of the graph whose sorted edge keys i * items + j are `keys` (`tfhash.neighbours.pair_keys`),
+    and between two copies of one item. A binary search per pair: memory O(B^2 + edges), never
+    items^2.
+
+    Raises:
+        InvalidArgumentError: a position outside [0, items).
+    """
     index = tf.cast(index, tf.int64)
+    items = tf.cast(items, tf.int64)
+    tf.debugging.assert_non_negative(index, message="BGAN: a batch position is negative")
+    tf.debugging.assert_less(index, items, message="BGAN: a batch position is outside the graph")
+    keys = tf.concat([tf.cast(keys, tf.int64), [tf.int64.max]], 0)  # a sentinel: no gather past the end
     query = tf.reshape(index[:, None] * items + index[None, :], (1, -1))
-    position = tf.searchsorted(keys[None, :], query)  # (1, B * B), in [0, len(keys)]
-    last = tf.cast(tf.size(keys) - 1, position.dtype)
-    found = tf.gather(keys, tf.minimum(position[0], last)) == query[0]
-    size = tf.shape(index)[0]
-    return tf.reshape(tf.where(found, 1.0, -1.0), (size, size))
+    position = tf.searchsorted(keys[None, :], query, out_type=tf.int64)[0]
+    found = tf.reshape(tf.gather(keys, position) == query[0], (tf.size(index), tf.size(index)))
+    found |= index[:, None] == index[None, :]
+    return tf.where(found, 1.0, -1.0)
 
 
 @keras.saving.register_keras_serializable(package="tfhash")
@@ -111,7 +119,8 @@ class BGAN(HashingModel):
         loss_form: "paper" (Eq. 9-21) or "authors_code" (the losses of the authors' final script,
             `authors_loss_terms`; the networks stay ours).
         pair_weight: the authors' weight of their pair and quantisation terms (10; "authors_code").
-        k1, k2, self_pairs, symmetric: the neighbour graph (`tfhash.neighbours.build_graph`).
+        k1, k2, self_pairs, symmetric: the neighbour graph (`tfhash.neighbours.build_graph`);
+            with `self_pairs` the loss also sums the pairs (i, i), s_ii = 1.
         graph: None (build the graph in memory from the training features), a graph file
             (.npz, from `tfhash neighbours`; checked against the features) or a folder to cache
             graphs in (`tfhash.neighbours.graph_for`).
@@ -375,10 +384,12 @@ class BGAN(HashingModel):
             return self.authors_loss_terms(inputs, training)
         x = inputs[self.input_kind]
         codes = self.relaxed_codes(self.hash_outputs(x, training=training))
-        neighbour = neighbour_structure_loss(codes, self.similarity(inputs["index"]))
+        similarity = self.similarity(inputs["index"])
+        neighbour = neighbour_structure_loss(codes, similarity, self_pairs=self.self_pairs)
         if self.neighbour_reduction == "mean":
             size = tf.cast(tf.shape(codes)[0], tf.float32)
-            neighbour = neighbour / (size * (size - 1.0))
+            pairs = size * size if self.self_pairs else size * (size - 1.0)
+            neighbour = neighbour / tf.maximum(pairs, 1.0)
         terms = {
             "neighbour_loss": neighbour,
             "beta": tf.identity(self.beta),

@@ -35,6 +35,11 @@ def adversarial_loss(real_logits, fake_logits):
     )
 
 
+def mean_score(logits):
+    """The batch mean of sigmoid(logits), float32: a discriminator's score."""
+    return tf.reduce_mean(tf.sigmoid(tf.cast(logits, tf.float32)))
+
+
 def tbh_loss_terms(x, x_hat, binary_real_logits, binary_fake_logits, cont_real_logits, cont_fake_logits):
     """Every loss term of TBH (Shen et al. 2020, Eqs. 8-10), a dict of float32 scalars.
 

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from tfhash import lifecycle
 from tfhash.callbacks import RetrievalEvaluation
+from tfhash.configs.common import for_input_kind
 from tfhash.data import batch_dataset, validation_split
 from tfhash.data.augmentation import image_augmentation
 from tfhash.diagnostics import BitDiagnostics, bit_statistics
@@ -261,21 +262,6 @@ def run_record(config, data, model, seed, run, train_split, metrics):
     if curves:
         record["curves"] = curves
     return record
-
-
-PER_INPUT_KIND = ("batch_size", "learning_rate")
-
-
-def for_input_kind(train_config, input_kind):
-    """`train_config` with its per-input-kind settings resolved for a model taking `input_kind`
-    ("features" or "images"). `batch_size` and `learning_rate` are a number, or {input kind: number}
-    for methods whose settings differ between vectors and images (GMAN's batch: 32 vectors, 16
-    images; HashNet's base rate: 1e-2 on vectors, 1e-3 on an image backbone)."""
-    resolved = dict(train_config)
-    for key in PER_INPUT_KIND:
-        if isinstance(resolved.get(key), dict):
-            resolved[key] = resolved[key][input_kind]
-    return resolved
 
 
 def require_inputs(model_class, options, data):

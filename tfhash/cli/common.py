@@ -182,7 +182,7 @@ def add_ties_argument(parser):
 
 def kind_text(value, spec=""):
     """A config setting for people: "32", or "32 (images 16)" when it depends on the input kind
-    (`tfhash.train.for_input_kind`); `spec` formats the numbers ("g")."""
+    (`tfhash.configs.common.for_input_kind`); `spec` formats the numbers ("g")."""
     if isinstance(value, dict):
         return f"{value['features']:{spec}} (images {value['images']:{spec}})"
     return f"{value:{spec}}"

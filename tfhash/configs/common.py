@@ -16,3 +16,18 @@ def eval_config():
         "pr_curve": False,
         "ties": "expected",
     }
+
+
+PER_INPUT_KIND = ("batch_size", "learning_rate")
+
+
+def for_input_kind(train_config, input_kind):
+    """`train_config` with its per-input-kind settings resolved for a model taking `input_kind`
+    ("features" or "images"). `batch_size` and `learning_rate` are a number, or {input kind: number}
+    for methods whose settings differ between vectors and images (GMAN's batch: 32 vectors, 16
+    images; HashNet's base rate: 1e-2 on vectors, 3e-3 on an image backbone)."""
+    resolved = dict(train_config)
+    for key in PER_INPUT_KIND:
+        if isinstance(resolved.get(key), dict):
+            resolved[key] = resolved[key][input_kind]
+    return resolved

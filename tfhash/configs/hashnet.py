@@ -1,6 +1,6 @@
 """HashNet / HashNet-W / HashNet-C settings: the authors' solver at our base rate, and a digits preset."""
 
-from tfhash.configs.common import eval_config
+from tfhash.configs.common import eval_config, for_input_kind
 
 VARIANTS = ("hashnet", "hashnet-w", "hashnet-c")
 
@@ -84,8 +84,7 @@ def get_config(bits=32, data="digits", variant="hashnet"):
 def config_note(config):
     """`tfhash train`'s warning for HashNet at a base rate of 1e-2 or more on an image backbone, where it
     collapsed."""
-    rate = config["train"]["learning_rate"]
-    rate = rate["images"] if isinstance(rate, dict) else rate
+    rate = for_input_kind(config["train"], "images")["learning_rate"]
     if config["model"].get("backbone", "mlp") != "mlp" and rate >= 1e-2:
         return (
             f"on the conv backbone HashNet at base rate {rate:g} collapsed in our runs (1e-2: 31 of 32 bits "

@@ -84,7 +84,7 @@ class BiHalf(keras.layers.Layer):
 
     def call(self, h, training=False):
         h = tf.cast(h, tf.float32)
-        b = bihalf(h, self.gamma) if training else tf.where(h >= 0, 1.0, -1.0)
+        b = bihalf(h, self.gamma) if training else greedy_sign(h)
         return tf.cast(b, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):

@@ -10,7 +10,12 @@ from tfhash.backbones import ConvEncoder
 from tfhash.backbones.conv import he_normal
 from tfhash.backbones.mlp import seeded_initializer
 from tfhash.checks import check_features
-from tfhash.losses import adversarial_loss, binary_cross_entropy_from_logits, neighbour_structure_loss
+from tfhash.losses import (
+    adversarial_loss,
+    binary_cross_entropy_from_logits,
+    mean_score,
+    neighbour_structure_loss,
+)
 from tfhash.models.base import HashingModel, check_positive_int
 
 BINARIZATIONS = ("continuation", "app", "two-step")
@@ -48,10 +53,16 @@ def batch_similarity(keys, index, items):
     items = tf.cast(items, tf.int64)
     tf.debugging.assert_non_negative(index, message="BGAN: a batch position is negative")
     tf.debugging.assert_less(index, items, message="BGAN: a batch position is outside the graph")
-    keys = tf.concat([tf.cast(keys, tf.int64), [tf.int64.max]], 0)  # a sentinel: no gather past the end
+    keys = tf.cast(keys, tf.int64)
     query = tf.reshape(index[:, None] * items + index[None, :], (1, -1))
     position = tf.searchsorted(keys[None, :], query, out_type=tf.int64)[0]
-    found = tf.reshape(tf.gather(keys, position) == query[0], (tf.size(index), tf.size(index)))
+    size = tf.size(keys, out_type=tf.int64)
+    found = tf.cond(  # an empty graph has nothing to gather
+        size > 0,
+        lambda: tf.gather(keys, tf.minimum(position, size - 1)) == query[0],
+        lambda: tf.zeros_like(query[0], tf.bool),
+    )
+    found = tf.reshape(found, (tf.size(index), tf.size(index)))
     found |= index[:, None] == index[None, :]
     return tf.where(found, 1.0, -1.0)
 
@@ -409,8 +420,10 @@ class BGAN(HashingModel):
                     tf.square(tf.cast(real_features, tf.float32) - tf.cast(fake_features, tf.float32))
                 )
                 terms["adversarial_loss"] = -adversarial_loss(real_logits, fake_logits)  # l_A
-                terms["d_real_score"] = tf.reduce_mean(tf.sigmoid(tf.cast(real_logits, tf.float32)))
-                terms["d_fake_score"] = tf.reduce_mean(tf.sigmoid(tf.cast(fake_logits, tf.float32)))
+                terms["d_real_score"], terms["d_fake_score"] = (
+                    mean_score(real_logits),
+                    mean_score(fake_logits),
+                )
                 generator = self.lambda2 * terms["adversarial_loss"]
                 objectives["discriminator"] = -terms["adversarial_loss"]
                 if self.loss_set == "all":
@@ -465,8 +478,8 @@ class BGAN(HashingModel):
             "discriminator_loss": adversarial_loss(real_logits, fake_logits),
             "encoder_loss": matching + self.pair_weight * (pair + quantization),
             "generator_loss": matching + generator_adversarial,
-            "d_real_score": tf.reduce_mean(tf.sigmoid(tf.cast(real_logits, tf.float32))),
-            "d_fake_score": tf.reduce_mean(tf.sigmoid(tf.cast(fake_logits, tf.float32))),
+            "d_real_score": mean_score(real_logits),
+            "d_fake_score": mean_score(fake_logits),
         }
         objectives = {
             "encoder": terms["encoder_loss"],

@@ -13,6 +13,7 @@ from tfhash.losses import (
     ali_generator_loss,
     binary_cross_entropy_from_logits,
     l2_distance,
+    mean_score,
     soft_label_cross_entropy,
     variance_loss,
 )
@@ -306,7 +307,7 @@ class GMAN(HashingModel):
             real, fake = self.pair_logits(x, codes, training), self.pair_logits(x_tilde, codes, training)
             terms["d_ae_loss"] = adversarial_loss(real, fake)
             terms["ae_adversarial_loss"] = ali_generator_loss(real, fake)
-            terms["d_ae_real_score"], terms["d_ae_fake_score"] = _mean_score(real), _mean_score(fake)
+            terms["d_ae_real_score"], terms["d_ae_fake_score"] = mean_score(real), mean_score(fake)
             generator += self.lambda1 * terms["ae_adversarial_loss"]
             objectives["d_ae"] = terms["d_ae_loss"]
             scores["d_ae"] = self.gate_score(terms["d_ae_real_score"], terms["d_ae_fake_score"])
@@ -319,7 +320,7 @@ class GMAN(HashingModel):
             real, fake = self.code_discriminator(self.real_codes(codes)), self.code_discriminator(noisy)
             terms["d_b_loss"] = adversarial_loss(real, fake)
             terms["code_adversarial_loss"] = binary_cross_entropy_from_logits(1.0, fake)
-            terms["d_b_real_score"], terms["d_b_fake_score"] = _mean_score(real), _mean_score(fake)
+            terms["d_b_real_score"], terms["d_b_fake_score"] = mean_score(real), mean_score(fake)
             generator += self.lambda2 * terms["code_adversarial_loss"]
             objectives["d_b"] = terms["d_b_loss"]
             scores["d_b"] = self.gate_score(terms["d_b_real_score"], terms["d_b_fake_score"])
@@ -451,8 +452,3 @@ class SGMAN(GMAN):
 def _offset(seed, index):
     """A distinct seed for the index-th sub-network (None stays None)."""
     return None if seed is None else seed * 10 + index
-
-
-def _mean_score(logits):
-    """The batch mean of sigmoid(logits), float32: a discriminator's score."""
-    return tf.reduce_mean(tf.sigmoid(tf.cast(logits, tf.float32)))

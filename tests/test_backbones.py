@@ -293,10 +293,11 @@ class ApplicationBackboneTest:
 
 class BuildBackboneTest:
     def test_names(self):
-        assert BACKBONES == ("mlp", "conv", "vgg16", "resnet50", "mobilenetv3small")
+        assert BACKBONES == ("mlp", "conv", "vgg16", "resnet50", "mobilenetv3small", "efficientnet-lite0")
 
     def test_unknown_name_lists_the_valid_ones(self):
-        with pytest.raises(ValueError, match="mlp, conv, vgg16, resnet50, mobilenetv3small"):
+        names = "mlp, conv, vgg16, resnet50, mobilenetv3small, efficientnet-lite0"
+        with pytest.raises(ValueError, match=names):
             build_backbone("vit", (32, 32, 3))
 
     def test_input_shape_of_the_wrong_rank_is_a_value_error(self):

@@ -1,6 +1,7 @@
 """`tfhash features`: images -> a feature source that splits like the images and trains every method."""
 
 import json
+import os
 import time
 
 import numpy as np
@@ -97,6 +98,47 @@ class FeaturesCommandTest:
             cli.main(["features", str(image_npz), "--backbone", "resnet50", "--out", str(tmp_path / "y.npz")])
         assert time.perf_counter() - start < 5
         assert not (tmp_path / "x.npz").exists() and not (tmp_path / "y.npz").exists()
+
+
+def test_a_stopped_run_resumes_where_it_stopped(image_npz, tmp_path, capsys, monkeypatch):
+    """A run killed after its first save resumes from OUT.partial.npz; the result equals one whole run."""
+    from tfhash import features
+    from tfhash.backbones import ApplicationBackbone
+
+    weights = str(tmp_path / "mobilenet.weights.h5")
+    ApplicationBackbone("mobilenetv3small", (16, 16, 3), input_size=32).feature_model.save_weights(weights)
+    common = [str(image_npz), "--backbone", "mobilenetv3small", "--weights", weights, "--quiet"]
+    common += ["--batch-size", "16"]
+    flags = [*common, "--input-size", "32"]
+    whole, out = tmp_path / "whole.npz", tmp_path / "feats.npz"
+    cli.run(["features", *flags, "--save-every", "0", "--out", str(whole)])
+    real_write = features.write_npz
+
+    def killed_after_saving(path, meta, **arrays):
+        real_write(path, meta, **arrays)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(features, "write_npz", killed_after_saving)
+    with pytest.raises(KeyboardInterrupt):
+        cli.run(["features", *flags, "--save-every", "40", "--out", str(out)])
+    partial = features.partial_path(out)
+    with np.load(partial) as f:
+        assert len(f["features"]) == 48 and not out.exists()  # saved at the first batch end past 40
+    monkeypatch.undo()
+    capsys.readouterr()
+    cli.run(["features", *flags, "--save-every", "40", "--out", str(out)])
+    assert "resuming at image 48 of 160" in capsys.readouterr().out
+    assert not os.path.exists(partial)
+    with np.load(whole) as a, np.load(out) as b:
+        np.testing.assert_allclose(b["x_train"], a["x_train"], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(b["x_test"], a["x_test"], rtol=1e-4, atol=1e-5)
+    # another job's progress file (another input size) is not continued
+    monkeypatch.setattr(features, "write_npz", killed_after_saving)
+    with pytest.raises(KeyboardInterrupt):
+        cli.run(["features", *flags, "--save-every", "40", "--out", str(out)])
+    monkeypatch.undo()
+    cli.run(["features", *common, "--input-size", "40", "--save-every", "40", "--out", str(out)])
+    assert "belongs to another features job" in capsys.readouterr().out
 
 
 def test_features_of_a_source_without_a_test_part_split_like_it(tmp_path, capsys):

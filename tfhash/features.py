@@ -10,15 +10,18 @@ queries), by the writer `tfhash convert` uses. Either way the file appears
 whole or not at all.
 """
 
+import json
 import os
 import time
 
 import numpy as np
 
-from tfhash.files import atomic_folder, write_npz
+from tfhash.files import array_fingerprint, atomic_folder, file_sha256, open_npz, write_npz
 
 FORMAT = "tfhash-features-1"
-FEATURE_BACKBONES = ("vgg16", "resnet50", "mobilenetv3small")
+PARTIAL_FORMAT = "tfhash-features-partial-1"
+# tfhash.backbones.applications.NETWORKS (a test keeps them equal); this module does not import Keras
+FEATURE_BACKBONES = ("vgg16", "resnet50", "mobilenetv3small", "efficientnet-lite0")
 
 
 def pool_in_source_order(data):
@@ -40,18 +43,61 @@ def _labels_out(labels):
     return labels.argmax(1).astype(np.int64) if np.all(labels.sum(1) == 1) else labels
 
 
-def extract(data, backbone, weights="imagenet", input_size=224, batch_size=64, progress=True):
+def partial_path(out):
+    """Where `tfhash features` keeps the rows done so far of a run writing `out`."""
+    return os.path.abspath(os.fspath(out)).rstrip(os.sep) + ".partial.npz"
+
+
+def load_partial(path, meta, count, width):
+    """(rows done, their features) from a progress file made by the same job, or (0, None).
+
+    A progress file of another job (other images, backbone, weights or size) is left alone
+    and the work starts over; a damaged one is a ValueError naming it.
+    """
+    if path is None or not os.path.isfile(path):
+        return 0, None
+    with open_npz(path, "progress file") as f:
+        try:
+            saved = json.loads(str(f["meta"]))
+            rows = f["features"]
+        except (KeyError, ValueError) as error:
+            raise ValueError(f"{path} is not a tfhash features progress file ({error}); remove it") from None
+    if saved != meta or rows.ndim != 2 or rows.shape[1] != width or len(rows) > count:
+        print(f"{path} belongs to another features job; starting over (it is replaced as this one goes)")
+        return 0, None
+    return len(rows), rows
+
+
+def extract(
+    data,
+    backbone,
+    weights="imagenet",
+    input_size=224,
+    batch_size=64,
+    progress=True,
+    partial=None,
+    save_every=5000,
+):
     """(features (n, D) float32, labels, ids) of every item in pool order, and images/s.
 
-    The rate leaves out the first batch (graph tracing) when there are more.
+    The rate counts the images this call ran, less the first batch (graph tracing) when
+    there are more.
 
     Args:
         data: a `RetrievalData` of an image source.
-        backbone: "vgg16" (fc7, 4096-d), "resnet50" (2048-d) or "mobilenetv3small".
-        weights: "imagenet" (from Keras' cache; never downloaded), a weights
-            file, or None (random; for tests).
+        backbone: one of `FEATURE_BACKBONES`: "vgg16" (fc7, 4096-d), "resnet50" (2048-d),
+            "mobilenetv3small" (576-d) or "efficientnet-lite0" (1280-d).
+        weights: "imagenet" (from Keras' cache, or for efficientnet-lite0 from the
+            `tfhash[pretrained]` package; never downloaded), a weights file, or None
+            (random; for tests).
         input_size: side the images are resized to inside the graph.
         batch_size: images per forward pass.
+        partial: a progress file (`partial_path(out)`): the rows done are saved there every
+            `save_every` images, and a later call of the same job (same images, backbone,
+            weights and weights file contents, size, precision) starts where it stopped.
+            None: no progress file. Random weights (None) never use one: a second random
+            network would not continue the first.
+        save_every: images between saves of the progress file.
     """
     import keras
     import tensorflow as tf
@@ -65,22 +111,40 @@ def extract(data, backbone, weights="imagenet", input_size=224, batch_size=64, p
     shape = images.shape[1:] + (1,) * (images.ndim == 3)
     network = build_backbone(backbone, shape, weights=weights, input_size=input_size)
     scale = 1.0 / data.query.pixel_max
+    partial = None if weights is None else partial
+    job = {
+        "format": PARTIAL_FORMAT,
+        "images": array_fingerprint(images) if partial else None,
+        "backbone": backbone,
+        "weights": None if weights is None else os.fspath(weights),
+        "weights_sha256": file_sha256(weights) if partial and os.path.isfile(weights) else None,
+        "input_size": int(input_size),
+        "dtype": str(network.compute_dtype),
+    }
 
-    @tf.function(input_signature=[tf.TensorSpec((None, *images.shape[1:]), tf.uint8)])
+    @tf.function(input_signature=[tf.TensorSpec((None, *images.shape[1:]), images.dtype)])
     def forward(batch):
         x = tf.cast(batch, tf.float32) * scale
         x = tf.reshape(x, (-1, *shape))
         return tf.cast(network(x, training=False), tf.float32)
 
     out = np.zeros((len(images), network.output_dim), np.float32)
+    first, rows = load_partial(partial, job, len(images), network.output_dim)
+    if first:
+        out[:first] = rows
+        print(f"resuming at image {first:,} of {len(images):,} from {partial}")
     bar = keras.utils.Progbar(len(images), unit_name="image") if progress else None
-    start, timed = time.perf_counter(), len(images)
-    for i in range(0, len(images), batch_size):
-        out[i : i + batch_size] = forward(images[i : i + batch_size]).numpy()
-        if i == 0 and len(images) > batch_size:  # the first batch traces the graph: rate the rest
-            start, timed = time.perf_counter(), len(images) - batch_size
+    start, timed, saved = time.perf_counter(), len(images) - first, first
+    for i in range(first, len(images), batch_size):
+        end = min(i + batch_size, len(images))
+        out[i:end] = forward(images[i:end]).numpy()
+        if i == first and len(images) > end:  # the first batch traces the graph: rate the rest
+            start, timed = time.perf_counter(), len(images) - end
+        if partial is not None and end < len(images) and end - saved >= save_every:
+            write_npz(partial, job, features=out[:end])
+            saved = end
         if bar:
-            bar.update(min(i + batch_size, len(images)))
+            bar.update(end)
     return out, labels, ids, timed / max(time.perf_counter() - start, 1e-9)
 
 

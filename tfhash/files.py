@@ -9,6 +9,7 @@ can be cleared of those a killed process left (`remove_stale_temporaries`).
 
 import contextlib
 import ctypes
+import hashlib
 import json
 import os
 import shutil
@@ -140,6 +141,23 @@ def atomic_folder(path, prefix=".tmp-"):
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp)
+
+
+def array_fingerprint(array):
+    """SHA-256 (hex) of an array's shape and C-order bytes: what a cache or a partial result was made from."""
+    array = np.ascontiguousarray(array)
+    digest = hashlib.sha256(repr(array.shape).encode())
+    digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
+
+
+def file_sha256(path):
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def write_text(path, text):

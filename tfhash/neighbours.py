@@ -23,14 +23,13 @@ Options the paper leaves open (the authors' script does both):
         j (default False: rows as Eq. 4 builds them).
 """
 
-import hashlib
 import json
 import os
 
 import numpy as np
 
 from tfhash.evaluation import k_smallest
-from tfhash.files import open_npz, write_npz
+from tfhash.files import array_fingerprint, open_npz, write_npz
 from tfhash.index import faiss_available
 
 GRAPH_FORMAT = "tfhash-neighbour-graph-1"
@@ -39,10 +38,7 @@ BACKENDS = ("auto", "faiss", "numpy")
 
 def features_fingerprint(features):
     """SHA-256 of the float32 features and their shape (what a cached graph was built from)."""
-    features = np.ascontiguousarray(features, np.float32)
-    digest = hashlib.sha256(repr(features.shape).encode())
-    digest.update(memoryview(features).cast("B"))
-    return digest.hexdigest()
+    return array_fingerprint(np.asarray(features, np.float32))
 
 
 def cosine_knn(features, k, backend="auto", chunk=256):

@@ -41,3 +41,82 @@ def assert_export_round_trip(model, features, folder):
     expected = model.encode(features)
     assert codes.dtype == np.uint8 and np.array_equal(codes, expected), (codes, expected)
     return codes
+
+
+def write_legacy_torch_file(path, state, layout="contiguous"):
+    """Writes `state` (name -> NumPy array, or any picklable object) as torch.save's legacy format does,
+    without torch: the five pickles, then each storage's element count and bytes.
+
+    `layout="channels_last"` stores 4-D arrays in (N, H, W, C) order with the matching strides,
+    as some real files do, so that a reader must honour the strides. Other objects are pickled as
+    they are (a test of a reader's refusal can put a dangerous one in).
+    """
+    import collections
+    import pickle
+    import struct
+    import sys
+    import types
+
+    import numpy as np
+
+    storage_names = {np.dtype("float32"): "FloatStorage", np.dtype("int64"): "LongStorage"}
+    fake_torch, fake_utils = types.ModuleType("torch"), types.ModuleType("torch._utils")
+    for name in storage_names.values():
+        setattr(fake_torch, name, type(name, (), {"__module__": "torch", "__qualname__": name}))
+
+    def _rebuild_tensor_v2(*args):  # never called: only its name goes into the pickle
+        raise NotImplementedError
+
+    _rebuild_tensor_v2.__module__, _rebuild_tensor_v2.__qualname__ = "torch._utils", "_rebuild_tensor_v2"
+    fake_utils._rebuild_tensor_v2 = _rebuild_tensor_v2
+    fake_torch._utils = fake_utils
+
+    storages = []  # (key, bytes, numel)
+
+    class StorageRef:
+        def __init__(self, key, kind, numel):
+            self.key, self.kind, self.numel = key, kind, numel
+
+    class Tensor:
+        def __init__(self, array):
+            array = np.asarray(array)
+            perm = (0, 2, 3, 1) if layout == "channels_last" and array.ndim == 4 else tuple(range(array.ndim))
+            buffer = np.ascontiguousarray(array.transpose(perm))
+            stride = [0] * array.ndim
+            for j, axis in enumerate(perm):
+                stride[axis] = int(np.prod(buffer.shape[j + 1 :], dtype=np.int64))
+            key = str(1000 + len(storages))
+            storages.append((key, buffer.astype(buffer.dtype.newbyteorder("<")).tobytes(), buffer.size))
+            kind = getattr(fake_torch, storage_names[array.dtype])
+            self.args = (StorageRef(key, kind, buffer.size), 0, array.shape, tuple(stride), False)
+
+        def __reduce__(self):
+            return _rebuild_tensor_v2, (*self.args, collections.OrderedDict())
+
+    class Writer(pickle.Pickler):
+        def persistent_id(self, obj):
+            if isinstance(obj, StorageRef):
+                return ("storage", obj.kind, obj.key, "cpu", obj.numel, None)
+            return None
+
+    saved = {name: sys.modules.get(name) for name in ("torch", "torch._utils")}
+    sys.modules.update({"torch": fake_torch, "torch._utils": fake_utils})
+    try:
+        objects = collections.OrderedDict(
+            (name, Tensor(value) if isinstance(value, np.ndarray) else value) for name, value in state.items()
+        )
+        with open(path, "wb") as f:
+            for header in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True}):
+                pickle.dump(header, f, protocol=2)
+            Writer(f, protocol=2).dump(objects)
+            pickle.dump([key for key, _, _ in storages], f, protocol=2)
+            for _, raw, numel in storages:
+                f.write(struct.pack("<q", numel))
+                f.write(raw)
+    finally:
+        for name, module in saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+    return path

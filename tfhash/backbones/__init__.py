@@ -15,7 +15,8 @@ def build_backbone(backbone, input_shape, seed=None, **options):
     """Builds the backbone `backbone` for items of shape `input_shape`, weights created.
 
     Args:
-        backbone: one of `BACKBONES`: "mlp", "conv", "vgg16", "resnet50", "mobilenetv3small".
+        backbone: one of `BACKBONES`: "mlp", "conv", "vgg16", "resnet50", "mobilenetv3small",
+            "efficientnet-lite0".
         input_shape: shape of one item without the batch axis: (D,) for "mlp",
             (H, W, C) for the image backbones.
         seed: seeds the initialisers of "mlp" and "conv". keras.applications networks have

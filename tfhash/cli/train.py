@@ -64,7 +64,7 @@ def add_train_arguments(parser):
     parser.add_argument(
         "--backbone",
         help="encoder backbone of methods that have one: mlp (flat features), conv, vgg16, resnet50, "
-        "mobilenetv3small (images); same as --model-option backbone=NAME",
+        "mobilenetv3small, efficientnet-lite0 (images); same as --model-option backbone=NAME",
     )
     parser.add_argument("--out", help="output folder (default: saved_models/<method>-<data>-<bits>bit)")
     parser.add_argument(

@@ -42,7 +42,7 @@ class TBH(HashingModel):
         seed: seed of every random draw (thresholds, prior samples, weights).
         backbone: the encoder: "mlp" (the paper's Dense(hidden_dim, relu) on
             features) or an image backbone of `tfhash.backbones` ("conv",
-            "vgg16", "resnet50", "mobilenetv3small") whose output feeds both
+            "vgg16", "resnet50", "mobilenetv3small", "efficientnet-lite0") whose output feeds both
             heads; the decoder still reconstructs the flat [0, 1] view.
         backbone_options: keyword arguments of the image backbone (e.g.
             {"filters": [32, 64], "freeze": true}).

@@ -98,6 +98,17 @@ class TorchFileTest:
         cut.write_bytes(whole.read_bytes()[:-100])
         with pytest.raises(ValueError, match="truncated"):
             read_torch_state_dict(cut)
+        # a one-element storage declared as a million-element tensor (stride 0): refused, never allocated
+        blown = write_legacy_torch_file(
+            tmp_path / "blown.pth", {"w": np.ones(1, np.float32)}, views={"w": ((1000, 1000), (0, 0))}
+        )
+        with pytest.raises(ValueError, match="run past its storage"):
+            read_torch_state_dict(blown)
+        floats = write_legacy_torch_file(
+            tmp_path / "floats.pth", {"w": np.ones(4, np.float32)}, views={"w": ((2.0, 2), (2, 1))}
+        )
+        with pytest.raises(ValueError, match="not a legacy-format PyTorch file"):
+            read_torch_state_dict(floats)
 
 
 class MappingTest:
@@ -129,6 +140,10 @@ class MappingTest:
         extra["_blocks.16._project_conv.weight"] = np.ones((1, 1, 1, 1), np.float32)
         with pytest.raises(ValueError, match=r"map to no layer.*_blocks.16"):
             lite.load_torch_state(lite.efficientnet_lite0(32), extra)
+        biased = collections.OrderedDict(state)
+        biased["_conv_stem.bias"] = np.ones(32, np.float32)  # under a known prefix, but nothing takes it
+        with pytest.raises(ValueError, match=r"map to no layer.*_conv_stem.bias"):
+            lite.load_torch_state(lite.efficientnet_lite0(32), biased)
         wrong = collections.OrderedDict(state, **{"_conv_stem.weight": np.ones((32, 3, 5, 5), np.float32)})
         with pytest.raises(ValueError, match="_conv_stem.*shape"):
             lite.load_torch_state(lite.efficientnet_lite0(32), wrong)

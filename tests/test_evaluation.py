@@ -105,6 +105,20 @@ def test_multi_hot_labels_share_one_label():
     assert label_relevance(q_labels, db_labels)(0, 1).tolist() == [[True, False, True]]
 
 
+def test_long_codes_match_brute_force():
+    """256 bits and more: uint16 distances and histogram keys."""
+    rng = np.random.default_rng(4)
+    q_codes, db_codes = rng.integers(0, 2, (6, 300)), rng.integers(0, 2, (30, 300))
+    q_labels, db_labels = rng.integers(0, 3, 6), rng.integers(0, 3, 30)
+    rel = q_labels[:, None] == db_labels[None, :]
+    got = retrieval_metrics(
+        q_codes, db_codes, label_relevance(q_labels, db_labels), top_k=(None,), radius=140, ties="index"
+    )
+    want_map, want_prec = brute_force(q_codes, db_codes, rel, 30, 140, False)
+    assert got["map_at_all"] == pytest.approx(want_map, abs=1e-6)
+    assert got["precision_radius_140"] == pytest.approx(want_prec, abs=1e-6)
+
+
 def test_packed_hamming_matches_unpacked():
     rng = np.random.default_rng(0)
     for bits in (7, 64, 100, 300):
@@ -114,7 +128,7 @@ def test_packed_hamming_matches_unpacked():
         assert np.array_equal(unpack_codes(pack_codes(a), bits), a)
 
 
-@pytest.mark.parametrize("bits", [6, 200])
+@pytest.mark.parametrize("bits", [6, 200, 300])
 def test_shell_histograms_count_items_and_relevant_items_per_distance(bits):
     rng = np.random.default_rng(bits)
     dist = rng.integers(0, bits + 1, (5, 300)).astype(np.uint8 if bits < 128 else np.uint16)

@@ -101,7 +101,7 @@ class FeaturesCommandTest:
 
 
 def test_a_stopped_run_resumes_where_it_stopped(image_npz, tmp_path, capsys, monkeypatch):
-    """A run killed after its first save resumes from OUT.partial.npz; the result equals one whole run."""
+    """A run killed after its second save resumes from OUT.partial; the result equals one whole run."""
     from tfhash import features
     from tfhash.backbones import ApplicationBackbone
 
@@ -112,28 +112,32 @@ def test_a_stopped_run_resumes_where_it_stopped(image_npz, tmp_path, capsys, mon
     flags = [*common, "--input-size", "32"]
     whole, out = tmp_path / "whole.npz", tmp_path / "feats.npz"
     cli.run(["features", *flags, "--save-every", "0", "--out", str(whole)])
-    real_write = features.write_npz
+    real_save = features.save_segment
 
-    def killed_after_saving(path, meta, **arrays):
-        real_write(path, meta, **arrays)
-        raise KeyboardInterrupt
+    saves = []
 
-    monkeypatch.setattr(features, "write_npz", killed_after_saving)
+    def killed_after_saving(*args):  # killed right after the second save
+        real_save(*args)
+        saves.append(args[2])
+        if len(saves) % 2 == 0:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(features, "save_segment", killed_after_saving)
     with pytest.raises(KeyboardInterrupt):
         cli.run(["features", *flags, "--save-every", "40", "--out", str(out)])
     partial = features.partial_path(out)
-    with np.load(partial) as f:
-        assert len(f["features"]) == 48 and not out.exists()  # saved at the first batch end past 40
+    segments = ["job.json", "rows-000000000000-000000000048.npy", "rows-000000000048-000000000096.npy"]
+    assert sorted(os.listdir(partial)) == segments and not out.exists()  # each save: its new rows only
     monkeypatch.undo()
     capsys.readouterr()
     cli.run(["features", *flags, "--save-every", "40", "--out", str(out)])
-    assert "resuming at image 48 of 160" in capsys.readouterr().out
+    assert "resuming at image 96 of 160" in capsys.readouterr().out
     assert not os.path.exists(partial)
     with np.load(whole) as a, np.load(out) as b:
         np.testing.assert_allclose(b["x_train"], a["x_train"], rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(b["x_test"], a["x_test"], rtol=1e-4, atol=1e-5)
     # another job's progress file (another input size) is not continued
-    monkeypatch.setattr(features, "write_npz", killed_after_saving)
+    monkeypatch.setattr(features, "save_segment", killed_after_saving)
     with pytest.raises(KeyboardInterrupt):
         cli.run(["features", *flags, "--save-every", "40", "--out", str(out)])
     monkeypatch.undo()

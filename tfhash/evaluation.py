@@ -116,7 +116,7 @@ def _hamming_words(q_words, db_words):
     columns = db_words if isinstance(db_words, _WordColumns) else _word_columns(db_words)
     words, n = columns.array.shape
     dtype = np.uint8 if words * 64 < 256 else np.uint16
-    dist = np.empty((q_words.shape[0], n), dtype)
+    dist = (np.zeros if words == 0 else np.empty)((q_words.shape[0], n), dtype)
     xor, count = np.empty(n, np.uint64), np.empty(n, dtype)
     for i in range(q_words.shape[0]):
         for w in range(words):
@@ -152,7 +152,7 @@ def shell_histograms(dist, relevant, bits):
     relevant_counts = np.empty((rows, shells), np.int64)
     flags = np.ascontiguousarray(relevant, bool).view(np.uint8)
     for i in range(rows):
-        np.multiply(flags[i], shells, out=key, casting="unsafe")
+        np.multiply(flags[i], key.dtype.type(shells), out=key, casting="unsafe")
         key += dist[i]
         both = np.bincount(key, minlength=2 * shells)
         relevant_counts[i] = both[shells:]
@@ -301,14 +301,15 @@ def retrieval_metrics(
     Args:
         query_codes, database_codes: {0, 1} codes (n, bits).
         relevance: a function `(start, stop) -> bool (rows, n_database)` from
-            `label_relevance` or `euclidean_relevance`.
+            `label_relevance` or `euclidean_relevance`; chunks call it from several
+            threads at once, so one of your own must be thread-safe (pure).
         top_k: the k of each mAP@k; None means mAP@all. A k at or above the
             database size is the same as mAP@all.
         radius: Hamming radius for precision/recall within radius (None: skip).
         precision_at: the N of each precision@N.
         pr_curve: also return precision and recall at every Hamming radius.
         empty_queries: "zero" or "drop" (see the module docstring).
-        chunk_size: queries per chunk; default keeps each chunk near 64 MB.
+        chunk_size: queries per chunk; default keeps each chunk near 16 MB (per thread).
         ties: "expected" (default), "index" or "random" (module docstring).
         seed: the seed of the tie order with ties="random".
         threads: chunks of queries evaluated at once (default `evaluation_threads()`:

@@ -12,14 +12,24 @@ whole or not at all.
 
 import json
 import os
+import shutil
 import time
 
 import numpy as np
 
-from tfhash.files import array_fingerprint, atomic_folder, file_sha256, open_npz, write_npz
+from tfhash import __version__
+from tfhash.files import (
+    array_fingerprint,
+    atomic_folder,
+    atomic_path,
+    file_sha256,
+    open_npy,
+    write_json,
+    write_npz,
+)
 
 FORMAT = "tfhash-features-1"
-PARTIAL_FORMAT = "tfhash-features-partial-1"
+PARTIAL_FORMAT = "tfhash-features-partial-2"
 # tfhash.backbones.applications.NETWORKS (a test keeps them equal); this module does not import Keras
 FEATURE_BACKBONES = ("vgg16", "resnet50", "mobilenetv3small", "efficientnet-lite0")
 
@@ -44,28 +54,57 @@ def _labels_out(labels):
 
 
 def partial_path(out):
-    """Where `tfhash features` keeps the rows done so far of a run writing `out`."""
-    return os.path.abspath(os.fspath(out)).rstrip(os.sep) + ".partial.npz"
+    """The folder where `tfhash features` keeps the rows done so far of a run writing `out`."""
+    return os.path.abspath(os.fspath(out)).rstrip(os.sep) + ".partial"
 
 
-def load_partial(path, meta, count, width):
-    """(rows done, their features) from a progress file made by the same job, or (0, None).
+def save_segment(folder, job, start, rows):
+    """Adds rows start..start + len(rows) to a progress folder (each save writes only its new rows;
+    every file appears whole or not at all). The folder's job.json names the job."""
+    os.makedirs(folder, exist_ok=True)
+    if not os.path.isfile(os.path.join(folder, "job.json")):
+        write_json(job, os.path.join(folder, "job.json"))
+    name = os.path.join(folder, f"rows-{start:012d}-{start + len(rows):012d}.npy")
+    with atomic_path(name, suffix=".npy") as tmp:
+        np.save(tmp, np.ascontiguousarray(rows, np.float32))
 
-    A progress file of another job (other images, backbone, weights or size) is left alone
-    and the work starts over; a damaged one is a ValueError naming it.
+
+def load_partial(folder, job, count, width):
+    """(rows done, their features) from a progress folder of the same job, or (0, None).
+
+    A progress folder of another job (other images, backbone, weights file contents,
+    size, precision, tfhash version) is removed and the work starts over; the rows are
+    read in order up to the first missing or unreadable segment.
     """
-    if path is None or not os.path.isfile(path):
+    if folder is None or not os.path.isdir(folder):
         return 0, None
-    with open_npz(path, "progress file") as f:
+    try:
+        with open(os.path.join(folder, "job.json")) as f:
+            saved = json.load(f)
+    except (OSError, ValueError):
+        saved = None
+    if saved != job:
+        print(f"{folder} belongs to another features job (or is damaged); starting over")
+        shutil.rmtree(folder)
+        return 0, None
+    parts, done = [], 0
+    for name in sorted(n for n in os.listdir(folder) if n.startswith("rows-") and n.endswith(".npy")):
+        start, stop = (int(v) for v in name[5:-4].split("-"))
         try:
-            saved = json.loads(str(f["meta"]))
-            rows = f["features"]
-        except (KeyError, ValueError) as error:
-            raise ValueError(f"{path} is not a tfhash features progress file ({error}); remove it") from None
-    if saved != meta or rows.ndim != 2 or rows.shape[1] != width or len(rows) > count:
-        print(f"{path} belongs to another features job; starting over (it is replaced as this one goes)")
-        return 0, None
-    return len(rows), rows
+            rows = open_npy(os.path.join(folder, name), "progress segment") if start == done else None
+        except ValueError:
+            rows = None
+        if rows is None or rows.shape != (stop - start, width) or stop > count:
+            break
+        parts.append(rows)
+        done = stop
+    return done, (np.concatenate(parts) if parts else None)
+
+
+def remove_partial(folder):
+    """Removes a progress folder once the whole output is written."""
+    if folder is not None and os.path.isdir(folder):
+        shutil.rmtree(folder)
 
 
 def extract(
@@ -92,7 +131,7 @@ def extract(
             (random; for tests).
         input_size: side the images are resized to inside the graph.
         batch_size: images per forward pass.
-        partial: a progress file (`partial_path(out)`): the rows done are saved there every
+        partial: a progress folder (`partial_path(out)`): the rows done are saved there every
             `save_every` images, and a later call of the same job (same images, backbone,
             weights and weights file contents, size, precision) starts where it stopped.
             None: no progress file. Random weights (None) never use one: a second random
@@ -112,12 +151,20 @@ def extract(
     network = build_backbone(backbone, shape, weights=weights, input_size=input_size)
     scale = 1.0 / data.query.pixel_max
     partial = None if weights is None else partial
+    weights_file = None
+    if partial:
+        from tfhash.backbones.applications import imagenet_weights_path
+
+        weights_file = imagenet_weights_path(backbone) if weights == "imagenet" else os.fspath(weights)
     job = {
         "format": PARTIAL_FORMAT,
+        "tfhash": __version__,
         "images": array_fingerprint(images) if partial else None,
         "backbone": backbone,
         "weights": None if weights is None else os.fspath(weights),
-        "weights_sha256": file_sha256(weights) if partial and os.path.isfile(weights) else None,
+        "weights_sha256": file_sha256(weights_file)
+        if weights_file and os.path.isfile(weights_file)
+        else None,
         "input_size": int(input_size),
         "dtype": str(network.compute_dtype),
     }
@@ -141,7 +188,7 @@ def extract(
         if i == first and len(images) > end:  # the first batch traces the graph: rate the rest
             start, timed = time.perf_counter(), len(images) - end
         if partial is not None and end < len(images) and end - saved >= save_every:
-            write_npz(partial, job, features=out[:end])
+            save_segment(partial, job, saved, out[saved:end])
             saved = end
         if bar:
             bar.update(end)

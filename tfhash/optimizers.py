@@ -66,6 +66,8 @@ class FusedAdam(keras.optimizers.Adam):
             return super().update_step(gradient, variable, learning_rate)
         index = self._get_variable_index(variable)
         m, v = self._momentums[index].value, self._velocities[index].value
+        if not (hasattr(m, "handle") and hasattr(v, "handle")):  # e.g. inside an autocast scope
+            return super().update_step(gradient, variable, learning_rate)
         step = ops.cast(self.iterations + 1, "float32")
         tf.raw_ops.ResourceApplyAdam(
             var=target.handle,
@@ -80,6 +82,7 @@ class FusedAdam(keras.optimizers.Adam):
             grad=ops.cast(gradient, "float32"),
             use_locking=False,
         )
+
 
 OPTIMIZERS = ("adam", "sgd")
 OPTIMIZER_KEYS = (

@@ -43,13 +43,15 @@ def assert_export_round_trip(model, features, folder):
     return codes
 
 
-def write_legacy_torch_file(path, state, layout="contiguous"):
+def write_legacy_torch_file(path, state, layout="contiguous", views=None):
     """Writes `state` (name -> NumPy array, or any picklable object) as torch.save's legacy format does,
     without torch: the five pickles, then each storage's element count and bytes.
 
     `layout="channels_last"` stores 4-D arrays in (N, H, W, C) order with the matching strides,
     as some real files do, so that a reader must honour the strides. Other objects are pickled as
-    they are (a test of a reader's refusal can put a dangerous one in).
+    they are (a test of a reader's refusal can put a dangerous one in). `views` maps a name to
+    the (size, stride) its array's flat storage is declared with instead (a test of a reader's
+    bounds checks can declare an impossible one).
     """
     import collections
     import pickle
@@ -78,7 +80,7 @@ def write_legacy_torch_file(path, state, layout="contiguous"):
             self.key, self.kind, self.numel = key, kind, numel
 
     class Tensor:
-        def __init__(self, array):
+        def __init__(self, name, array):
             array = np.asarray(array)
             perm = (0, 2, 3, 1) if layout == "channels_last" and array.ndim == 4 else tuple(range(array.ndim))
             buffer = np.ascontiguousarray(array.transpose(perm))
@@ -88,7 +90,8 @@ def write_legacy_torch_file(path, state, layout="contiguous"):
             key = str(1000 + len(storages))
             storages.append((key, buffer.astype(buffer.dtype.newbyteorder("<")).tobytes(), buffer.size))
             kind = getattr(fake_torch, storage_names[array.dtype])
-            self.args = (StorageRef(key, kind, buffer.size), 0, array.shape, tuple(stride), False)
+            shape, stride = (views or {}).get(name, (array.shape, tuple(stride)))
+            self.args = (StorageRef(key, kind, buffer.size), 0, tuple(shape), tuple(stride), False)
 
         def __reduce__(self):
             return _rebuild_tensor_v2, (*self.args, collections.OrderedDict())
@@ -103,7 +106,8 @@ def write_legacy_torch_file(path, state, layout="contiguous"):
     sys.modules.update({"torch": fake_torch, "torch._utils": fake_utils})
     try:
         objects = collections.OrderedDict(
-            (name, Tensor(value) if isinstance(value, np.ndarray) else value) for name, value in state.items()
+            (name, Tensor(name, value) if isinstance(value, np.ndarray) else value)
+            for name, value in state.items()
         )
         with open(path, "wb") as f:
             for header in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True}):

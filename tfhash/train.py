@@ -68,6 +68,7 @@ def precision_probe(policy, seconds=0.4, units=1024, batch=256):
             cached = json.load(f)
     except (OSError, ValueError):
         cached = {}
+    cached = cached if isinstance(cached, dict) else {}
     if isinstance(cached.get(key), list) and len(cached[key]) == 2:
         return tuple(cached[key])
     rng = np.random.default_rng(0)
@@ -294,6 +295,10 @@ def fit(
     """
     method = get_method(config["method"])
     lifecycle.prepare_folder(out)
+    if mixed_precision and not method.is_baseline:  # before seeding: the probe's layers draw numbers
+        warning = mixed_precision_warning(mixed_precision_policy())
+        if warning:
+            print(warning)
     keras.utils.set_random_seed(seed)
     if method.is_baseline:
         start = time.time()
@@ -310,9 +315,6 @@ def fit(
             model.save(os.path.join(out, "model.npz"))
     else:
         policy = mixed_precision_policy() if mixed_precision else None
-        warning = mixed_precision_warning(policy)
-        if warning:
-            print(warning)
         with dtype_policy(policy), (strategy or tf.distribute.get_strategy()).scope():
             model, run, train_split, checkpoints = _fit_deep(
                 config, data, out, seed, verbose, budget_seconds, labelled_per_class, policy

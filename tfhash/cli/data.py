@@ -2,7 +2,6 @@
 
 import argparse
 import json
-import os
 
 from tfhash.cli.common import (
     add_split_arguments,
@@ -49,8 +48,7 @@ def features_command(args):
         features.write_feature_tfrecords(data, values, args.out)
     else:
         features.write_features(data, values, labels, ids, args.out, meta)
-    if partial is not None and os.path.exists(partial):
-        os.remove(partial)  # the whole output is written: the progress file has served
+    features.remove_partial(partial)  # the whole output is written: the progress folder has served
     print(
         f"wrote {values.shape[0]} x {values.shape[1]} {args.backbone} features of {data.name} to {args.out} "
         f"({meta['images_per_second']:,.1f} images/s, {meta['precision']})"
@@ -226,7 +224,7 @@ def add_parsers(sub):
         "--save-every",
         type=nonnegative_int,
         default=5000,
-        help="images between saves of OUT.partial.npz, from which a stopped run resumes (5000; 0: never)",
+        help="images between saves to the folder OUT.partial, where a stopped run resumes (5000; 0: never)",
     )
     feats.add_argument(
         "--batch-size", type=positive_int, default=64, help="images per forward pass (default: 64)"

@@ -102,40 +102,31 @@ def hamming_distance(query_packed, database_packed):
             "query and database codes have different widths: "
             f"{query_packed.shape[1]} vs {database_packed.shape[1]} bytes"
         )
-    return _hamming_words(q_words, db_words)
+    return _hamming_words(q_words, _word_columns(db_words))
 
 
-def _hamming_words(q_words, db_words):
-    """`hamming_distance` on codes already viewed as uint64 words.
+def _hamming_words(q_words, db_columns):
+    """`hamming_distance` of query words (q, words) against the database's `_word_columns`.
 
     One query row at a time: the row's XOR with the database (n x 8 bytes) stays in
     cache, and the popcount goes straight into the row of the result, word by word.
-    `db_words` may be given as (n, words) or, faster for several words, as its
-    contiguous transpose wrapped by `_word_columns`.
     """
-    columns = db_words if isinstance(db_words, _WordColumns) else _word_columns(db_words)
-    words, n = columns.array.shape
+    words, n = db_columns.shape
     dtype = np.uint8 if words * 64 < 256 else np.uint16
     dist = (np.zeros if words == 0 else np.empty)((q_words.shape[0], n), dtype)
     xor, count = np.empty(n, np.uint64), np.empty(n, dtype)
     for i in range(q_words.shape[0]):
         for w in range(words):
-            np.bitwise_xor(columns.array[w], q_words[i, w], out=xor)
+            np.bitwise_xor(db_columns[w], q_words[i, w], out=xor)
             _popcount_into(xor, dist[i] if w == 0 else count)
             if w:
                 dist[i] += count
     return dist
 
 
-class _WordColumns:
-    """The database's uint64 words as (words, n), each word's column contiguous."""
-
-    def __init__(self, array):
-        self.array = array
-
-
 def _word_columns(db_words):
-    return _WordColumns(np.ascontiguousarray(np.asarray(db_words, np.uint64).T))
+    """The database's uint64 words (n, words) as (words, n), each word's column contiguous."""
+    return np.ascontiguousarray(np.asarray(db_words, np.uint64).T)
 
 
 def shell_histograms(dist, relevant, bits):
@@ -153,22 +144,18 @@ def shell_histograms(dist, relevant, bits):
     width = 2 * shells
     histograms = np.empty((rows, width), np.int64)
     flags = np.ascontiguousarray(relevant, bool).view(np.uint8)
-    paired = width <= 256
-    key = np.empty((2 if paired else 1, n), np.uint16 if paired or width > 256 else np.uint8)
-    scale = key.dtype.type(shells)
-    step = 2 if paired else 1
-    for i in range(0, rows - rows % step, step):
-        np.multiply(flags[i : i + step], scale, out=key, casting="unsafe")
-        key += dist[i : i + step]
-        if paired:
-            key[0] *= key.dtype.type(width)
-            joint = np.bincount(key[0] + key[1], minlength=width * width).reshape(width, width)
-            histograms[i], histograms[i + 1] = joint.sum(1), joint.sum(0)
-        else:
-            histograms[i] = np.bincount(key[0], minlength=width)
-    if rows % step:  # the odd last row of a paired chunk
-        last = flags[-1].astype(np.uint16) * shells + dist[-1]
-        histograms[-1] = np.bincount(last, minlength=width)
+    key = np.empty((2, n), np.uint16)  # keys reach width - 1 (a row) or width^2 - 1 (a pair, width <= 256)
+    paired = 0 if width > 256 else rows - rows % 2
+    for i in range(0, paired, 2):
+        np.multiply(flags[i : i + 2], np.uint16(shells), out=key)
+        key += dist[i : i + 2]
+        key[0] *= np.uint16(width)
+        joint = np.bincount(key[0] + key[1], minlength=width * width).reshape(width, width)
+        histograms[i], histograms[i + 1] = joint.sum(1), joint.sum(0)
+    for i in range(paired, rows):  # every row when unpaired, else the odd last one
+        np.multiply(flags[i], np.uint16(shells), out=key[0])
+        key[0] += dist[i]
+        histograms[i] = np.bincount(key[0], minlength=width)
     relevant_counts = histograms[:, shells:]
     return histograms[:, :shells] + relevant_counts, np.ascontiguousarray(relevant_counts)
 
@@ -251,8 +238,8 @@ def _chunk_size(n_database, words, budget_bytes=16 << 20):
 
 
 def evaluation_threads():
-    """Threads for evaluating chunks of queries: the cores this process may use, at most 8. NumPy
-    releases the GIL in the popcounts and histograms, so the chunks run side by side."""
+    """Threads for evaluating chunks of queries: the cores this process may use, at most 8. The
+    index-order path's sorts and selections release the GIL, so its chunks run side by side."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

@@ -101,6 +101,24 @@ def load_partial(folder, job, count, width):
     return done, (np.concatenate(parts) if parts else None)
 
 
+def features_job(images, backbone, weights, input_size, dtype):
+    """What a progress folder must have been made by to be continued: the images, backbone,
+    weights (the file's contents, the ImageNet one resolved), size, precision, tfhash version."""
+    from tfhash.backbones.applications import imagenet_weights_path
+
+    weights_file = imagenet_weights_path(backbone) if weights == "imagenet" else os.fspath(weights)
+    return {
+        "format": PARTIAL_FORMAT,
+        "tfhash": __version__,
+        "images": array_fingerprint(images),
+        "backbone": backbone,
+        "weights": os.fspath(weights),
+        "weights_sha256": file_sha256(weights_file),
+        "input_size": int(input_size),
+        "dtype": str(dtype),
+    }
+
+
 def remove_partial(folder):
     """Removes a progress folder once the whole output is written."""
     if folder is not None and os.path.isdir(folder):
@@ -151,23 +169,7 @@ def extract(
     network = build_backbone(backbone, shape, weights=weights, input_size=input_size)
     scale = 1.0 / data.query.pixel_max
     partial = None if weights is None else partial
-    weights_file = None
-    if partial:
-        from tfhash.backbones.applications import imagenet_weights_path
-
-        weights_file = imagenet_weights_path(backbone) if weights == "imagenet" else os.fspath(weights)
-    job = {
-        "format": PARTIAL_FORMAT,
-        "tfhash": __version__,
-        "images": array_fingerprint(images) if partial else None,
-        "backbone": backbone,
-        "weights": None if weights is None else os.fspath(weights),
-        "weights_sha256": file_sha256(weights_file)
-        if weights_file and os.path.isfile(weights_file)
-        else None,
-        "input_size": int(input_size),
-        "dtype": str(network.compute_dtype),
-    }
+    job = partial and features_job(images, backbone, weights, input_size, network.compute_dtype)
 
     @tf.function(input_signature=[tf.TensorSpec((None, *images.shape[1:]), images.dtype)])
     def forward(batch):

@@ -212,11 +212,11 @@ class HammingIndex:
         return self._multihash
 
     def _chunks(self, queries):
-        db_words = _word_columns(_as_words(self._codes))
+        db_columns = _word_columns(_as_words(self._codes))
         rows = max(1, min(4096, (64 << 20) // max(1, len(self) * 4)))
         q_words = _as_words(queries)
         for start in range(0, len(queries), rows):
-            yield start, _hamming_words(q_words[start : start + rows], db_words)
+            yield start, _hamming_words(q_words[start : start + rows], db_columns)
 
     def _numpy_knn(self, queries, k):
         distances = np.zeros((len(queries), k), np.int32)

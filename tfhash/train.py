@@ -107,8 +107,6 @@ def precision_probe(policy, seconds=0.4, units=1024, batch=256):
             rates[name] = max(rates[name], count / (time.perf_counter() - start))
     result = (round(rates["float32"], 1), round(rates[policy], 1))
     try:
-        from tfhash.files import write_json
-
         os.makedirs(os.path.dirname(path), exist_ok=True)
         write_json({**cached, key: list(result)}, path)
     except OSError:

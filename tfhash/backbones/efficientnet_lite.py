@@ -56,7 +56,7 @@ def block_specs():
     return specs
 
 
-def _conv(x, layer, kernel, stride, padding, name):
+def _conv(x, layer, kernel, padding, name):
     """Applies `layer` (a convolution built with padding "valid" or "same") with the chosen padding.
 
     "symmetric" pads kernel // 2 on every side first (PyTorch's convention); "same" is
@@ -91,7 +91,7 @@ def efficientnet_lite0(input_size=224, padding="same", name="efficientnet_lite0"
 
     inputs = keras.Input((input_size, input_size, 3), name="image")
     stem = keras.layers.Conv2D(STEM, 3, 2, conv_padding, use_bias=False, name="stem_conv")
-    x = relu6(bn(_conv(inputs, stem, 3, 2, padding, "stem_conv"), "stem_bn"), "stem_relu")
+    x = relu6(bn(_conv(inputs, stem, 3, padding, "stem_conv"), "stem_bn"), "stem_relu")
     for i, (expand, kernel, stride, cin, cout) in enumerate(block_specs()):
         p = f"block{i}"
         shortcut = x
@@ -99,7 +99,7 @@ def efficientnet_lite0(input_size=224, padding="same", name="efficientnet_lite0"
             x = keras.layers.Conv2D(cin * expand, 1, use_bias=False, name=f"{p}_expand_conv")(x)
             x = relu6(bn(x, f"{p}_expand_bn"), f"{p}_expand_relu")
         dw = keras.layers.DepthwiseConv2D(kernel, stride, conv_padding, use_bias=False, name=f"{p}_dw_conv")
-        x = relu6(bn(_conv(x, dw, kernel, stride, padding, f"{p}_dw_conv"), f"{p}_dw_bn"), f"{p}_dw_relu")
+        x = relu6(bn(_conv(x, dw, kernel, padding, f"{p}_dw_conv"), f"{p}_dw_bn"), f"{p}_dw_relu")
         x = bn(keras.layers.Conv2D(cout, 1, use_bias=False, name=f"{p}_project_conv")(x), f"{p}_project_bn")
         if stride == 1 and cin == cout:
             x = keras.layers.Add(name=f"{p}_add")([shortcut, x])
@@ -123,31 +123,26 @@ def torch_names():
     return names
 
 
-# The entries each kind of layer consumes (batch norm's counter aside).
-LAYER_ENTRIES = {
-    "DepthwiseConv2D": ("weight",),
-    "Conv2D": ("weight",),
-    "BatchNormalization": ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"),
-    "Dense": ("weight", "bias"),
-}
+def torch_entries(layer):
+    """The torch entries `layer`'s weights come from, in `layer.get_weights()` order, and how each
+    converts: convolution kernels from torch's (out, in, kh, kw) to Keras' (kh, kw, in, out),
+    depthwise ones from (channels, 1, kh, kw) to (kh, kw, channels, 1), dense ones from (out, in)
+    to (in, out); batch norm is (gamma, beta, moving mean, moving variance)."""
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        return [("weight", lambda w: w.transpose(2, 3, 0, 1))]
+    if isinstance(layer, keras.layers.Conv2D):
+        return [("weight", lambda w: w.transpose(2, 3, 1, 0))]
+    if isinstance(layer, keras.layers.BatchNormalization):
+        return [(k, lambda w: w) for k in ("weight", "bias", "running_mean", "running_var")]
+    if isinstance(layer, keras.layers.Dense):
+        return [("weight", lambda w: w.T), ("bias", lambda w: w)]
+    raise TypeError(f"no torch mapping for layer {layer.name} ({type(layer).__name__})")
 
 
 def keras_values(layer, state, prefix):
-    """The values of `layer`'s weights, in `layer.get_weights()` order, from the torch entries under `prefix`.
-
-    Convolution kernels go from torch's (out, in, kh, kw) to Keras' (kh, kw, in, out);
-    depthwise ones from (channels, 1, kh, kw) to (kh, kw, channels, 1); dense ones from
-    (out, in) to (in, out); batch norm is (gamma, beta, moving mean, moving variance).
-    """
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
-        return [state[f"{prefix}.weight"].transpose(2, 3, 0, 1)]
-    if isinstance(layer, keras.layers.Conv2D):
-        return [state[f"{prefix}.weight"].transpose(2, 3, 1, 0)]
-    if isinstance(layer, keras.layers.BatchNormalization):
-        return [state[f"{prefix}.{k}"] for k in ("weight", "bias", "running_mean", "running_var")]
-    if isinstance(layer, keras.layers.Dense):
-        return [state[f"{prefix}.weight"].T, state[f"{prefix}.bias"]]
-    raise TypeError(f"no torch mapping for layer {layer.name} ({type(layer).__name__})")
+    """The values of `layer`'s weights, in `layer.get_weights()` order, from the torch entries under
+    `prefix` (`torch_entries` says which and how they convert)."""
+    return [convert(state[f"{prefix}.{entry}"]) for entry, convert in torch_entries(layer)]
 
 
 def load_torch_state(model, state):
@@ -177,7 +172,7 @@ def load_torch_state(model, state):
                     f"needs {variable.shape}: not an EfficientNet-Lite0 state dict"
                 )
         layer.set_weights([np.asarray(v, np.float32) for v in values])
-        used.update(f"{prefix}.{k}" for k in LAYER_ENTRIES[type(layer).__name__])
+        used.update(f"{prefix}.{entry}" for entry, _ in torch_entries(layer))
     left = [k for k in state if k not in used and not k.endswith("num_batches_tracked")]
     if left:
         raise ValueError(f"{len(left)} entries of the state dict map to no layer, e.g. {left[:3]}")

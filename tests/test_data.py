@@ -186,6 +186,16 @@ class PipelineTest:
         with pytest.raises(ValueError, match="lower --batch-size"):
             train_dataset(np.ones((5, 2)), 8)
 
+    def test_pipelines_run_without_the_autotuner(self):
+        # its thread sleeps up to a minute between passes, and fit's end waited for it to wake
+        from tfhash.data import Split, batch_dataset
+
+        x = np.arange(64, dtype=np.float32).reshape(32, 2)
+        split = Split(x, None, np.arange(32), images=np.zeros((32, 4, 4), np.uint8))
+        for dataset in (train_dataset(x, 8), batch_dataset(split, ("images", "index"), 8)):
+            assert dataset.options().autotune.enabled is False
+            assert next(iter(dataset)) is not None
+
 
 @pytest.mark.large
 def test_mnist_split(mnist_path):

@@ -252,7 +252,7 @@ def markdown_table(records, data):
         f"{done.get('ground_truth', 'labels')} ground truth, ties at equal distance: "
         f"{done.get('ties', 'index')}, empty queries count "
         f"{done.get('empty_queries', 'zero')}; seeds {seeds}; mean ± standard deviation over seeds "
-        "(n < number of seeds: some cells failed).",
+        "(n < number of seeds: cells that failed or were not run).",
     ]
     for key, title in TABLE_METRICS:
         if not any(key in r for rs in ok.values() for r in rs):

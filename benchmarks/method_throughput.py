@@ -1,11 +1,12 @@
 """Training steps per second of registered methods at their papers' shapes, on synthetic features.
 
-    python benchmarks/method_throughput.py [--steps 40] [--methods tbh tbh-vae rsgh]
+    python benchmarks/method_throughput.py [--steps 40] [--seconds 5] [--methods tbh tbh-vae rsgh]
 
 Each method is built from its registry config for "other data" (its paper's batch,
 optimiser and widths) by `tfhash.train.build_model`, then trained by `model.fit` on
 `tfhash.data.train_dataset` of uniform random features; steps/s after a warm-up of 5
-steps (tracing excluded). Shapes: TBH and TBH-VAE on 4096-d fc7 features at 32 bits;
+steps (tracing excluded), over at least `--steps` steps and `--seconds` seconds (a short
+probe of 10 steps sets the count). Shapes: TBH and TBH-VAE on 4096-d fc7 features at 32 bits;
 R-SGH, SGH and Deep-SGH on 512-d GIST features at 32 bits (R-SGH's CIFAR-10 setting).
 """
 
@@ -26,6 +27,7 @@ def main():
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--bits", type=int, default=32)
     parser.add_argument("--methods", nargs="+", default=["tbh", "tbh-vae", "rsgh"])
     args = parser.parse_args()
@@ -38,11 +40,14 @@ def main():
         dataset = train_dataset(features, batch, seed=0)
         model.fit(dataset, steps_per_epoch=5, epochs=1, verbose=0)
         start = time.perf_counter()
-        model.fit(dataset, steps_per_epoch=args.steps, epochs=1, verbose=0)
-        rate = args.steps / (time.perf_counter() - start)
+        model.fit(dataset, steps_per_epoch=10, epochs=1, verbose=0)
+        steps = max(args.steps, int(args.seconds * 10 / (time.perf_counter() - start)))
+        start = time.perf_counter()
+        model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0)
+        rate = steps / (time.perf_counter() - start)
         print(
             f"{name:9} {dim}-d, batch {batch}, {args.bits} bits: {rate:.2f} steps/s "
-            f"({rate * batch:,.0f} samples/s)"
+            f"({rate * batch:,.0f} samples/s, {steps} steps)"
         )
 
 

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from tfhash import lifecycle, registry
+from tfhash import files, lifecycle, registry
 from tfhash.data import load_data
 from tfhash.train import fit
 
@@ -103,14 +103,14 @@ class KillWindowTest:
             fit(self.config(), digits, out, seed=0, export=False)
         newest = out / "checkpoints" / "epoch-000002"
         (newest / "model.weights.h5").write_bytes(b"")  # what a kill during the write of a file leaves
-        (out / "checkpoints" / ".tmp-abc123").mkdir()  # and a checkpoint folder never renamed in
-        (out / ".export-xyz").mkdir()  # and an export never renamed in
+        # and a checkpoint folder and an export never renamed in (as atomic_folder makes them)
+        stale = [files.temporary_folder(out / "checkpoints"), files.temporary_folder(out)]
         capsys.readouterr()
         model, record = fit(self.config(), digits, out, seed=0, export=False)
         said = capsys.readouterr().out
         assert said.count("warning:") == 1 and "epoch-000002" in said
         assert "resuming from the checkpoint of epoch 1 (step 2)" in said
-        assert not (out / ".export-xyz").exists()
+        assert not any(os.path.exists(path) for path in stale)
         np.testing.assert_array_equal(codes(model, digits), self.whole(digits, tmp_path))
 
     def test_no_readable_checkpoint_starts_over_saying_so(self, digits, tmp_path, capsys):
@@ -174,10 +174,10 @@ def test_files_take_the_modes_the_umask_asks_for(digits, tmp_path):
     run = tmp_path / "run"
     assert (run / "metrics.json").stat().st_mode & 0o777 == 0o644
     assert (run / "export").stat().st_mode & 0o777 == 0o755
-    for root, dirs, files in os.walk(run / "export"):
+    for root, dirs, names in os.walk(run / "export"):
         for name in dirs:
             assert os.stat(os.path.join(root, name)).st_mode & 0o777 == 0o755
-        for name in files:
+        for name in names:
             assert os.stat(os.path.join(root, name)).st_mode & 0o777 == 0o644
 
 

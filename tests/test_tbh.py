@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfhash import files
 from tfhash.baselines import LSH
 from tfhash.data import load_data, train_dataset
 from tfhash.evaluation import mean_average_precision, pack_codes
@@ -127,7 +128,7 @@ class TBHTest:
         (target / "stale.txt").write_text("old")
         export_encoder(small_model(), target)
         assert not (target / "stale.txt").exists() and (target / "saved_model.pb").exists()
-        assert not [p for p in tmp_path.iterdir() if p.name.startswith(".export-")]
+        assert not [p for p in tmp_path.iterdir() if p.name.startswith(files.TEMPORARY_PREFIX)]
 
     def test_mixed_bfloat16_trains_with_float32_losses(self):
         with dtype_policy("mixed_bfloat16"):

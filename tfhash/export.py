@@ -83,7 +83,7 @@ def export_encoder(model, path, pixel_max=255.0, method=None):
         "image_shape": None if model.image_shape is None else list(model.image_shape),
         "pixel_max": float(pixel_max),
     }
-    with atomic_folder(path, prefix=".export-") as tmp:
+    with atomic_folder(path) as tmp:
         archive.write_out(tmp, verbose=False)
         with open(os.path.join(tmp, EXPORT_INFO), "w") as f:
             json.dump(info, f, indent=1)

@@ -12,7 +12,6 @@ whole or not at all.
 
 import json
 import os
-import shutil
 import time
 
 import numpy as np
@@ -23,6 +22,7 @@ from tfhash.files import (
     atomic_folder,
     atomic_path,
     file_sha256,
+    is_temporary,
     open_npy,
     write_json,
     write_npz,
@@ -76,16 +76,12 @@ def load_partial(folder, job, count, width):
     size, precision, tfhash version) is removed and the work starts over; the rows are
     read in order up to the first missing or unreadable segment.
     """
-    if folder is None or not os.path.isdir(folder):
+    if folder is None or not os.path.lexists(folder):
         return 0, None
-    try:
-        with open(os.path.join(folder, "job.json")) as f:
-            saved = json.load(f)
-    except (OSError, ValueError):
-        saved = None
+    saved = _partial_job(folder)
     if saved != job:
-        print(f"{folder} belongs to another features job (or is damaged); starting over")
-        shutil.rmtree(folder)
+        print(f"{folder} belongs to another features job; starting over")
+        remove_partial(folder)
         return 0, None
     parts, done = [], 0
     for name in sorted(n for n in os.listdir(folder) if n.startswith("rows-") and n.endswith(".npy")):
@@ -119,10 +115,41 @@ def features_job(images, backbone, weights, input_size, dtype):
     }
 
 
+def _partial_job(folder):
+    """The job.json of a progress folder tfhash made; a ValueError for any other path (a user's own
+    folder or file of that name is never continued nor removed)."""
+    try:
+        if os.path.islink(folder) or not os.path.isdir(folder):
+            raise ValueError
+        with open(os.path.join(folder, "job.json")) as f:
+            job = json.load(f)
+        if not isinstance(job, dict) or not str(job.get("format", "")).startswith("tfhash-features-partial"):
+            raise ValueError
+    except (OSError, ValueError):
+        raise ValueError(
+            f"{folder} exists and is not a progress folder of tfhash features; it is left as it is: "
+            "move it, or choose another --out (or --save-every 0 for no progress folder)"
+        ) from None
+    return job
+
+
+def _is_partial_file(name):
+    return name == "job.json" or (name.startswith("rows-") and name.endswith(".npy"))
+
+
 def remove_partial(folder):
-    """Removes a progress folder once the whole output is written."""
-    if folder is not None and os.path.isdir(folder):
-        shutil.rmtree(folder)
+    """Removes a progress folder of tfhash features (once the output is written, or when it
+    belongs to another job): only its own files, then the folder if that left it empty."""
+    if folder is None or not os.path.lexists(folder):
+        return
+    _partial_job(folder)
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        ours = _is_partial_file(name) or is_temporary(path)
+        if ours and os.path.isfile(path) and not os.path.islink(path):
+            os.remove(path)
+    if not os.listdir(folder):
+        os.rmdir(folder)
 
 
 def extract(
@@ -214,6 +241,12 @@ def write_features(data, features, labels, ids, path, meta):
     return write_npz(path, {"format": FORMAT, **meta}, **arrays)
 
 
+def check_tfrecord_out(path):
+    """A TFRecord output must be a new path or an empty folder (a ValueError otherwise)."""
+    if os.path.lexists(path) and (os.path.islink(path) or not os.path.isdir(path) or os.listdir(path)):
+        raise ValueError(f"{path} exists and is not an empty folder; give a new folder for the TFRecords")
+
+
 def write_feature_tfrecords(data, features, path):
     """Writes the data set's split (queries / database) of these pool-order features as TBH TFRecords."""
     from tfhash.data import RetrievalData, Split, write_tfrecord_folder
@@ -224,8 +257,7 @@ def write_feature_tfrecords(data, features, path):
     database = part(data.database)
     train = database if data.train is data.database else part(data.train)
     feature_data = RetrievalData(f"{data.name} features", train, part(data.query), database)
-    if os.path.isdir(path) and os.listdir(path):
-        raise ValueError(f"{path} exists and is not empty; give a new folder for the TFRecords")
-    with atomic_folder(path, prefix=".features-") as tmp:  # both files, or no folder
+    check_tfrecord_out(path)
+    with atomic_folder(path) as tmp:  # both files, or no folder
         write_tfrecord_folder(feature_data, tmp)
     return path

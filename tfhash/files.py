@@ -2,9 +2,12 @@
 
 Temporaries are made with `tempfile` (private 0600 / 0700 while written) and
 given the modes the user's umask asks for before they are renamed into place
-(0644 / 0755 under umask 022), as a plain `open` would. A temporary's name
-starts with "." and a known prefix (`TEMPORARY_PREFIXES`), so a run folder
-can be cleared of those a killed process left (`remove_stale_temporaries`).
+(0644 / 0755 under umask 022), as a plain `open` would. Every temporary is
+named `.tfhash-tmp-` + tempfile's 8 random characters (+ a known suffix), and
+a temporary folder also holds the marker file `TEMPORARY_MARKER` until it is
+renamed into place. A run folder is cleared of what a killed process left
+(`remove_stale_temporaries`) by those two tests only: a user's own hidden
+files (`.tmp-build/`, `.bashrc.tmp`, ...) are never touched.
 """
 
 import contextlib
@@ -12,14 +15,39 @@ import ctypes
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
 import zipfile
 import zlib
 
 import numpy as np
 
-TEMPORARY_PREFIXES = (".tmp-", ".export-", ".features-")
+TEMPORARY_PREFIX = ".tfhash-tmp-"
+TEMPORARY_MARKER = ".tfhash-temporary"  # inside a temporary folder until it is renamed into place
+# the suffixes tfhash's writers give (atomic_path's `suffix`)
+TEMPORARY_SUFFIXES = ("", ".tmp", ".npz.tmp", ".tmp.png", ".npy", ".weights.h5")
+_TEMPORARY_NAME = re.compile(
+    re.escape(TEMPORARY_PREFIX) + r"[a-z0-9_]{8}(" + "|".join(re.escape(s) for s in TEMPORARY_SUFFIXES) + r")"
+)
+
+
+def is_temporary(path):
+    """True for a temporary tfhash made: its exact name pattern, and for a folder the marker inside.
+    Nothing else is ever removed as a temporary."""
+    if not _TEMPORARY_NAME.fullmatch(os.path.basename(path)) or os.path.islink(path):
+        return False
+    if os.path.isdir(path):
+        return os.path.isfile(os.path.join(path, TEMPORARY_MARKER))
+    return os.path.isfile(path)
+
+
+def temporary_folder(parent):
+    """A new marked temporary folder in `parent` (see `is_temporary`)."""
+    path = tempfile.mkdtemp(prefix=TEMPORARY_PREFIX, dir=parent)
+    open(os.path.join(path, TEMPORARY_MARKER), "w").close()
+    return path
 
 
 def _umask():
@@ -64,7 +92,7 @@ def replace_folder(new, path):
     if _exchange(new, path):
         shutil.rmtree(new)
         return
-    aside = tempfile.mkdtemp(prefix=".tmp-", dir=os.path.dirname(path))
+    aside = tempfile.mkdtemp(prefix=TEMPORARY_PREFIX, dir=os.path.dirname(path))
     os.rmdir(aside)
     os.replace(path, aside)
     os.replace(new, path)
@@ -72,14 +100,15 @@ def replace_folder(new, path):
 
 
 def remove_stale_temporaries(folder):
-    """Removes the temporaries that a killed tfhash process left directly in `folder`."""
+    """Removes the temporaries that a killed tfhash process left directly in `folder` (only what
+    `is_temporary` recognises)."""
     if not os.path.isdir(folder):
         return []
     removed = []
     for name in os.listdir(folder):
         path = os.path.join(folder, name)
-        if name.startswith(TEMPORARY_PREFIXES) or (name.startswith(".") and ".tmp" in name):
-            if os.path.isdir(path) and not os.path.islink(path):
+        if is_temporary(path):
+            if os.path.isdir(path):
                 shutil.rmtree(path)
             else:
                 os.remove(path)
@@ -94,7 +123,7 @@ def writable_folder(path, what="the output folder"):
         raise ValueError(f"{what} {path} is an existing file; give a folder path")
     try:
         os.makedirs(path, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".tmp-")
+        fd, probe = tempfile.mkstemp(dir=path, prefix=TEMPORARY_PREFIX)
         os.close(fd)
         os.remove(probe)
     except OSError as err:
@@ -104,17 +133,33 @@ def writable_folder(path, what="the output folder"):
     return path
 
 
+def check_output_file(path):
+    """The absolute `path` of a file tfhash may write: absent, or a regular file (replaced whole).
+    A folder, a symbolic link, a device node, a FIFO or a socket is refused with a ValueError (a
+    link is not written through, and a node is never replaced by a file)."""
+    path = os.path.abspath(os.fspath(path))
+    if os.path.islink(path):
+        raise ValueError(f"{path} is a symbolic link; give the path it points to, or a new file")
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder; give the path of a file to write")
+    if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+        raise ValueError(
+            f"{path} is not a regular file (a device, FIFO or socket); give the path of a file to write"
+        )
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix=".tmp"):
     """Yields a temporary path beside `path`; renames it onto `path` on success, removes it on error.
 
     `suffix` ends the temporary name (give ".tmp.png" to writers that pick a
-    format from the extension).
+    format from the extension); it must be one of `TEMPORARY_SUFFIXES`.
     """
-    path = os.path.abspath(os.fspath(path))
-    if os.path.isdir(path):
-        raise ValueError(f"{path} is a folder; give the path of a file to write")
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".", suffix=suffix)
+    if suffix not in TEMPORARY_SUFFIXES:
+        raise ValueError(f"suffix {suffix!r} is not one of TEMPORARY_SUFFIXES")
+    path = check_output_file(path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=TEMPORARY_PREFIX, suffix=suffix)
     os.close(fd)
     try:
         yield tmp
@@ -126,16 +171,20 @@ def atomic_path(path, suffix=".tmp"):
 
 
 @contextlib.contextmanager
-def atomic_folder(path, prefix=".tmp-"):
+def atomic_folder(path):
     """Yields a temporary folder beside `path`; on success it replaces `path` (`replace_folder`: an
     old one is swapped out, never deleted first), on error it is removed. A reader never sees a
-    half-written folder. `prefix` must be one of `TEMPORARY_PREFIXES`."""
+    half-written folder. An existing `path` that is not a folder is refused before anything is
+    written."""
     path = os.path.abspath(os.fspath(path))
+    if os.path.lexists(path) and (os.path.islink(path) or not os.path.isdir(path)):
+        raise ValueError(f"{path} exists and is not a folder; give a new path or an existing folder")
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    tmp = temporary_folder(parent)
     try:
         yield tmp
+        os.remove(os.path.join(tmp, TEMPORARY_MARKER))
         public_mode(tmp)
         replace_folder(tmp, path)
     finally:

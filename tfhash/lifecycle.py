@@ -38,6 +38,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -131,7 +132,7 @@ class Checkpoints:
             "seed_generators": [np.asarray(g.state.numpy()).tolist() for g in seed_generators(model)],
         }
         path = os.path.join(self.folder, f"epoch-{state['epoch']:06d}")
-        with atomic_folder(path, prefix=".tmp-") as tmp:
+        with atomic_folder(path) as tmp:
             weights = os.path.join(tmp, "model.weights.h5")
             model.save_weights(weights)
             with open(os.path.join(tmp, "state.json"), "w") as f:
@@ -174,7 +175,16 @@ class Checkpoints:
         return None
 
     def remove(self):
-        shutil.rmtree(self.folder, ignore_errors=True)
+        """Removes the checkpoints (and temporaries) tfhash wrote, then the folder if that
+        emptied it: anything else a user put there stays."""
+        if not os.path.isdir(self.folder):
+            return
+        remove_stale_temporaries(self.folder)
+        for path in self.paths():
+            if re.fullmatch(r"epoch-\d{6}", os.path.basename(path)) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.rmdir(self.folder)
 
 
 def _read_state(path):

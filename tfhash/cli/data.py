@@ -17,8 +17,11 @@ from tfhash.registry import get_method, method_names
 def features_command(args):
     """Runs a source's images through a pretrained backbone; writes a feature npz (or TFRecords)."""
     from tfhash import features
+    from tfhash.files import check_output_file
     from tfhash.train import dtype_policy, mixed_precision_policy
 
+    # the output path is checked before minutes of work, never found wrong after them
+    features.check_tfrecord_out(args.out) if args.format == "tfrecord" else check_output_file(args.out)
     if args.format == "npz" and args.queries_per_class is None:
         args.queries_per_class = 1  # the npz is in pool order: no split decides anything in it
     data = load_data_from_args(args)

@@ -9,11 +9,11 @@ stay features. See `tfhash.data.protocols` for the splits.
 
 import dataclasses
 import os
-import pickle
 
 import numpy as np
 
 from tfhash.checks import check_class_labels, check_finite_rows, class_label_rows
+from tfhash.data.cifar_batches import read_batch
 from tfhash.data.dataset import RetrievalData, Split, one_hot
 from tfhash.data.images import is_image_folder, read_image_folder
 from tfhash.data.protocols import split_pool
@@ -149,15 +149,11 @@ def load_mat(path):
 def load_cifar10_folder(path, queries_per_class=100, seed=0, protocol="pooled"):
     """The CIFAR-10 python batch folder: all 60,000 images pooled and split (the test batch last)."""
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    images, labels = [], []
-    for name in names:
-        file = os.path.join(path, name)
-        if not os.path.exists(file):
-            raise ValueError(f"{path} is not a cifar-10-batches-py folder: {name} is missing")
-        with open(file, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
-        images.append(np.asarray(batch[b"data"], np.uint8))
-        labels.append(np.asarray(batch[b"labels"]))
+    files = [os.path.join(path, name) for name in names]
+    missing = [name for name, file in zip(names, files, strict=True) if not os.path.isfile(file)]
+    if missing:  # every file checked before any is read
+        raise ValueError(f"{path} is not a cifar-10-batches-py folder: {', '.join(missing)} missing")
+    images, labels = zip(*(read_batch(file) for file in files), strict=True)
     test_start = sum(len(x) for x in images[:-1])
     images = np.concatenate(images).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     return split_pool(

@@ -1,0 +1,342 @@
+"""Hostile inputs: nothing a user file names is executed, nothing of the user's is removed or
+replaced, and every refusal is one `error:` line naming the file (issue 34)."""
+
+import os
+import pathlib
+import pickle
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import pytest
+
+from tfhash import cli, files
+from tfhash.data.cifar_batches import read_batch
+
+BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+
+
+class Payload:
+    """Unpickled by the standard unpickler, this writes `marker` (it would be any code)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.marker!r}, 'w').write('ran')",))
+
+
+def batch(n=4, seed=0):
+    rng = np.random.default_rng(seed)
+    return {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"labels": [i % 2 for i in range(n)]}
+
+
+def write_folder(folder, first=None, protocol=None):
+    folder.mkdir(exist_ok=True)
+    for i, name in enumerate(BATCHES):
+        with open(folder / name, "wb") as f:
+            pickle.dump(first if (i == 0 and first is not None) else batch(seed=i), f, protocol=protocol)
+    return folder
+
+
+def cli_error(argv, capsys):
+    """(exit status, the stderr line) of a CLI call that fails."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([str(a) for a in argv])
+    code = exit_info.value.code
+    return (1, code) if isinstance(code, str) else (code, capsys.readouterr().err)
+
+
+class CodeExecutionTest:
+    def test_a_lone_crafted_batch_is_never_opened(self, tmp_path, capsys):
+        marker = tmp_path / "ran"
+        folder = tmp_path / "cifar"
+        folder.mkdir()
+        (folder / "data_batch_1").write_bytes(pickle.dumps(Payload(marker)))
+        status, line = cli_error(["train", "itq", "--data", folder, "--out", tmp_path / "run"], capsys)
+        assert status == 1 and not marker.exists()
+        assert "data_batch_2, data_batch_3, data_batch_4, data_batch_5, test_batch missing" in line
+
+    @pytest.mark.parametrize("where", ["whole", "labels", "nested"])
+    def test_a_crafted_batch_is_refused_without_running(self, tmp_path, capsys, where):
+        marker = tmp_path / "ran"
+        payload = Payload(marker)
+        content = {
+            "whole": payload,
+            "labels": {**batch(), b"labels": payload},
+            "nested": {**batch(), b"filenames": [b"a", (payload,)]},
+        }[where]
+        folder = write_folder(tmp_path / "cifar", first=content)
+        status, line = cli_error(["train", "itq", "--data", folder, "--out", tmp_path / "run"], capsys)
+        assert status == 1 and not marker.exists()
+        assert re.search(r"data_batch_1 is not a CIFAR-10 python batch: it names builtins\.exec", line)
+        assert "refusing to load it" in line and "\n" not in line.strip()
+        assert not (tmp_path / "run").exists() or not os.listdir(tmp_path / "run")
+
+    @pytest.mark.parametrize("protocol", [2, 4, 5])
+    def test_real_batches_read_as_pickle_wrote_them(self, tmp_path, protocol):
+        original = batch(n=6, seed=3)
+        path = tmp_path / "b"
+        with open(path, "wb") as f:
+            extra = {b"batch_label": b"training batch 1 of 5", b"filenames": [b"x.png"] * 6}
+            pickle.dump({**original, **extra}, f, protocol=protocol)
+        images, labels = read_batch(path)
+        np.testing.assert_array_equal(images, original[b"data"])
+        assert labels.tolist() == original[b"labels"] and images.flags.c_contiguous
+
+    def test_labels_saved_as_an_array_and_fortran_order_read(self, tmp_path):
+        data = np.asfortranarray(batch(n=5)[b"data"])
+        path = tmp_path / "b"
+        path.write_bytes(pickle.dumps({"data": data, "labels": np.arange(5, dtype=">i8")}, protocol=2))
+        images, labels = read_batch(path)
+        np.testing.assert_array_equal(images, data)
+        assert labels.tolist() == [0, 1, 2, 3, 4]
+
+    @pytest.mark.parametrize(
+        "content, words",
+        [
+            ({b"data": np.zeros((2, 3072), object), b"labels": [0, 1]}, "element type 'O8'"),
+            ({b"data": np.zeros((2, 3072), np.float32), b"labels": [0, 1]}, "element type 'f4'"),
+            ({b"data": np.zeros((2, 10), np.uint8), b"labels": [0, 1]}, "not an (n, 3072) uint8 array"),
+            ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0]}, "1 labels for 2 images"),
+            ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 12]}, "labels run 0..12"),
+            ({b"labels": [0]}, "no data entry"),
+            ([1, 2], "holds a list, not a dict"),
+            ({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1.5]}, "not all integers"),
+        ],
+    )
+    def test_malformed_batches_are_value_errors_naming_the_file(self, tmp_path, content, words):
+        path = tmp_path / "data_batch_1"
+        path.write_bytes(pickle.dumps(content, protocol=2))
+        with pytest.raises(ValueError, match=re.escape(words)) as error:
+            read_batch(path)
+        assert str(path) in str(error.value)
+
+    def test_truncated_and_hand_made_pickles(self, tmp_path):
+        path = tmp_path / "data_batch_1"
+        path.write_bytes(pickle.dumps(batch(), protocol=2)[:500])
+        with pytest.raises(ValueError, match="damaged pickle"):
+            read_batch(path)
+        # a hand-made _reconstruct of another class, and a shape that disagrees with the bytes
+        path.write_bytes(b"cnumpy.core.multiarray\n_reconstruct\n(cos\nsystem\n(I0\ntS'b'\ntR.")
+        with pytest.raises(ValueError, match="names os.system"):
+            read_batch(path)
+        reconstruct = np.zeros(1).__reduce__()[0]
+
+        class Short:  # an array pickle whose bytes are fewer than its shape needs
+            def __reduce__(self):
+                return reconstruct, (np.ndarray, (0,), b"b"), (1, (2, 3072), np.dtype("u1"), False, b"0" * 10)
+
+        path.write_bytes(pickle.dumps({b"data": Short(), b"labels": [0, 0]}, protocol=2))
+        with pytest.raises(ValueError, match="shape \\(2, 3072\\) whose data holds 10 bytes"):
+            read_batch(path)
+
+    def test_no_other_unpickling_or_eval_of_user_input_in_the_package(self):
+        """pickle, eval/exec, yaml.load and subprocess appear only where the module is a reader
+        that restricts them (the CIFAR-10 batches, the torch file) or runs no user input."""
+        root = pathlib.Path(files.__file__).resolve().parent
+        allowed = {"data/cifar_batches.py", "backbones/torch_file.py", "testing.py"}
+        pattern = re.compile(
+            r"\bpickle\.(load|loads|Unpickler)\b|allow_pickle\s*=\s*True|(?<![\w.])(eval|exec)\(|"
+            r"yaml\.(unsafe_)?load\(|\bsubprocess\b|\bmarshal\.loads?\b|\bshelve\b"
+        )
+        found = []
+        for path in root.rglob("*.py"):
+            name = path.relative_to(root).as_posix()
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if pattern.search(line) and name not in allowed and not line.lstrip().startswith("#"):
+                    found.append(f"{name}:{number}: {line.strip()}")
+        assert found == []
+
+
+USER_FILES = {
+    ".tmp-build/thesis.tex": "chapter 1",
+    ".bashrc.tmp": "alias ll='ls -l'",
+    ".project.tmpl": "template",
+    ".export-notes": "notes",
+    ".features-list/a.txt": "a",
+    ".tfhash-tmp-mywork12/keep.txt": "a folder named like ours, without the marker",
+    ".tfhash-tmp-notes.txt": "a file named near ours",
+    ".x.tmp": "dot tmp",
+}
+
+
+def plant(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in USER_FILES.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+
+
+def assert_planted(folder):
+    for name, text in USER_FILES.items():
+        assert (folder / name).read_text() == text, name
+
+
+class UserFilesTest:
+    def test_train_and_its_rerun_keep_every_hidden_file(self, tmp_path):
+        run = tmp_path / "run"
+        plant(run)
+        plant(run / "checkpoints")
+        assert cli.main(["train", "itq", "--bits", "8", "--out", str(run)]) == 0
+        assert cli.main(["train", "itq", "--bits", "8", "--out", str(run)]) == 0
+        assert_planted(run)
+        assert_planted(run / "checkpoints")
+
+    def test_a_deep_run_with_checkpoints_keeps_them_too(self, tmp_path):
+        run = tmp_path / "run"
+        plant(run)
+        plant(run / "checkpoints")
+        argv = ["train", "sgh", "--bits", "8", "--steps", "4", "--batch-size", "16", "--out", str(run)]
+        assert cli.main(argv) == 0
+        assert_planted(run)
+        assert_planted(run / "checkpoints")
+        assert (run / "export").is_dir() and not (run / "export" / files.TEMPORARY_MARKER).exists()
+
+    def test_bench_encode_index_search_eval_keep_them(self, tmp_path):
+        plant(tmp_path)
+        bench = tmp_path / "bench"
+        plant(bench)
+        argv = ["bench", "--methods", "itq", "--bits", "8", "--seeds", "0", "--out", str(bench)]
+        assert cli.main(argv) == 0
+        run = tmp_path / "itq"
+        assert cli.main(["train", "itq", "--bits", "8", "--out", str(run)]) == 0
+        codes, index = tmp_path / "codes.npz", tmp_path / "index.npz"
+        assert cli.main(["encode", str(run), "--data", "digits", "--out", str(codes)]) == 0
+        query = tmp_path / "query.npz"
+        assert (
+            cli.main(["encode", str(run), "--data", "digits", "--split", "query", "--out", str(query)]) == 0
+        )
+        assert cli.main(["index", str(codes), "--out", str(index), "--backend", "numpy"]) == 0
+        argv = ["search", str(run), str(index), "--data", "digits", "--queries", "2"]
+        assert cli.main([*argv, "--out", str(tmp_path / "hits.csv")]) == 0
+        assert cli.main(["eval", str(query), str(codes), "--out", str(tmp_path / "eval.json")]) == 0
+        assert_planted(tmp_path)
+        assert_planted(bench)
+
+    def test_only_marked_temporaries_are_stale(self, tmp_path):
+        """What a killed process left (atomic_path's file, atomic_folder's folder) goes; near
+        names, a folder named like ours without the marker, and a link to ours stay."""
+        fd, name = tempfile.mkstemp(dir=tmp_path, prefix=files.TEMPORARY_PREFIX, suffix=".npz.tmp")
+        os.close(fd)
+        killed_file = pathlib.Path(name)
+        kept = killed_file.with_name(killed_file.name + "x")  # not a name tfhash makes
+        kept.write_text("user")
+        killed_folder = pathlib.Path(files.temporary_folder(tmp_path))
+        (killed_folder / "weights.h5").write_text("half")
+        link = tmp_path / (files.TEMPORARY_PREFIX + "abcdefgh")
+        link.symlink_to(killed_folder)
+        plant(tmp_path)
+        removed = files.remove_stale_temporaries(tmp_path)
+        assert sorted(removed) == sorted([str(killed_file), str(killed_folder)])
+        assert kept.exists() and link.is_symlink()
+        assert_planted(tmp_path)
+
+    def test_a_temporary_name_is_always_one_cleanup_recognises(self, tmp_path):
+        for suffix in files.TEMPORARY_SUFFIXES:
+            with files.atomic_path(tmp_path / "f", suffix=suffix) as tmp:
+                open(tmp, "w").close()
+                assert files.is_temporary(tmp), tmp
+        with pytest.raises(ValueError, match="TEMPORARY_SUFFIXES"):
+            with files.atomic_path(tmp_path / "f", suffix=".bak"):
+                pass
+        with files.atomic_folder(tmp_path / "folder") as tmp:
+            assert files.is_temporary(tmp)
+        assert os.listdir(tmp_path / "folder") == []
+
+
+class OutputNodesTest:
+    @pytest.fixture(scope="class")
+    def run(self, tmp_path_factory):
+        root = tmp_path_factory.mktemp("nodes")
+        assert cli.main(["train", "itq", "--bits", "8", "--out", str(root / "itq")]) == 0
+        assert (
+            cli.main(["encode", str(root / "itq"), "--data", "digits", "--out", str(root / "codes.npz")]) == 0
+        )
+        return root
+
+    @pytest.mark.parametrize("kind", ["fifo", "symlink", "socket"])
+    @pytest.mark.parametrize("command", ["encode", "index", "eval"])
+    def test_a_node_or_link_at_out_is_refused_and_left_as_it_was(self, run, tmp_path, capsys, kind, command):
+        out = tmp_path / "out"
+        target = tmp_path / "target.txt"
+        target.write_text("user's")
+        if kind == "fifo":
+            os.mkfifo(out)
+        elif kind == "symlink":
+            out.symlink_to(target)
+        else:
+            server = socket.socket(socket.AF_UNIX)
+            server.bind(str(out))
+        argv = {
+            "encode": ["encode", run / "itq", "--data", "digits", "--out", out],
+            "index": ["index", run / "codes.npz", "--backend", "numpy", "--out", out],
+            "eval": ["eval", run / "codes.npz", run / "codes.npz", "--out", out],
+        }[command]
+        status, line = cli_error(argv, capsys)
+        assert status == 1 and str(out) in line
+        assert ("symbolic link" in line) if kind == "symlink" else ("not a regular file" in line)
+        assert os.path.islink(out) if kind == "symlink" else not os.path.isfile(out)
+        assert target.read_text() == "user's"
+        assert [n for n in os.listdir(tmp_path) if n.startswith(".")] == []
+
+    def test_dev_null_is_never_replaced(self):
+        with pytest.raises(ValueError, match="not a regular file"):
+            files.check_output_file(os.devnull)
+        assert not os.path.isfile(os.devnull)
+
+
+class FeaturesOutputTest:
+    def test_an_existing_file_for_tfrecords_is_refused_before_work(self, tmp_path, capsys):
+        out = tmp_path / "mine.txt"
+        out.write_text("keep me")
+        argv = ["features", "digits", "--backbone", "mobilenetv3small", "--weights", "none",
+                "--format", "tfrecord", "--out", out]  # fmt: skip
+        status, line = cli_error(argv, capsys)
+        assert status == 1 and "mine.txt exists and is not an empty folder" in line
+        assert out.read_text() == "keep me" and os.listdir(tmp_path) == ["mine.txt"]
+
+    def test_a_users_partial_folder_is_neither_continued_nor_removed(self, tmp_path):
+        from tfhash import features
+
+        out = tmp_path / "feats.npz"
+        partial = pathlib.Path(features.partial_path(out))
+        partial.mkdir()
+        (partial / "rows-000000000000-000000000010.npy").write_bytes(b"mine")
+        (partial / "results.csv").write_text("mine")
+        with pytest.raises(ValueError, match="is not a progress folder of tfhash features; it is left"):
+            features.load_partial(str(partial), {"format": features.PARTIAL_FORMAT}, 10, 4)
+        with pytest.raises(ValueError, match="is not a progress folder"):
+            features.remove_partial(str(partial))
+        assert sorted(os.listdir(partial)) == ["results.csv", "rows-000000000000-000000000010.npy"]
+
+    def test_a_tfhash_partial_folder_loses_only_its_own_files(self, tmp_path):
+        from tfhash import features
+
+        partial = tmp_path / "feats.npz.partial"
+        job = {"format": features.PARTIAL_FORMAT, "images": "a"}
+        features.save_segment(str(partial), job, 0, np.ones((3, 2)))
+        (partial / "notes.txt").write_text("mine")
+        assert features.load_partial(str(partial), job, 3, 2)[0] == 3
+        # another job: tfhash's files go, the user's stay (and so does the folder)
+        assert features.load_partial(str(partial), {**job, "images": "b"}, 3, 2) == (0, None)
+        assert os.listdir(partial) == ["notes.txt"]
+        (partial / "notes.txt").unlink()
+        features.save_segment(str(partial), job, 0, np.ones((3, 2)))
+        features.remove_partial(str(partial))
+        assert not partial.exists()
+
+
+def test_nothing_runs_in_a_fresh_process_either(tmp_path):
+    """The CLI in its own process: the crafted batch is refused and its payload never runs."""
+    marker = tmp_path / "ran"
+    folder = write_folder(tmp_path / "cifar", first=Payload(marker))
+    argv = [sys.executable, "-m", "tfhash", "train", "itq", "--data", str(folder)]
+    argv += ["--out", str(tmp_path / "r")]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and not marker.exists()
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "refusing to load it" in result.stderr

@@ -393,3 +393,46 @@ def test_gates_refuse_a_multi_replica_strategy_with_a_clear_error():
     """).replace("TESTS", repr(str(pathlib.Path(__file__).parent)))
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert "refused: ToyHasher gates its roles ['head']" in result.stdout, result.stderr[-2000:]
+
+
+class FeatureSourceTest:
+    """One answer to "does this backbone take images?" (`tfhash.configs.common.takes_images`)."""
+
+    def test_only_none_and_mlp_take_features(self):
+        from tfhash.backbones import BACKBONES
+        from tfhash.configs.common import takes_images
+
+        assert [b for b in ("none", *BACKBONES) if not takes_images(b)] == ["none", "mlp"]
+        assert not HashingModel.takes_images({"backbone": "none"}) and not HashingModel.takes_images({})
+        assert HashingModel.takes_images({"backbone": "conv"})
+
+    def test_every_deep_method_with_its_defaults_trains_on_features_or_names_why_not(self, tmp_path):
+        """Two training steps of each deep method at its defaults on a float feature source; the
+        only refusals are the BGAN variants whose losses generate images, as their docs say."""
+        rng = np.random.default_rng(0)
+        x, y = rng.normal(size=(120, 20)).astype(np.float32), np.arange(120) % 3
+        np.savez(tmp_path / "feats.npz", x_train=x[:96], y_train=y[:96], x_test=x[96:], y_test=y[96:])
+        data = load_data(str(tmp_path / "feats.npz"), queries_per_class=3)
+        trained, refused = [], []
+        for name in registry.method_names():
+            method = registry.get_method(name)
+            if method.is_baseline:
+                continue
+            config = method.get_config(8, "feats.npz")
+            try:
+                model = build_model(config, data.feature_dim, 0, data.image_shape, data.num_classes)
+            except ValueError as error:
+                assert "generates images, but this source has none" in str(error), name
+                assert "generates images" in " ".join(method.model.__doc__.split()), name
+                refused.append(name)
+                continue
+            if type(model).adapt is not HashingModel.adapt:
+                model.adapt(data.train.features)
+            before = [v.numpy().copy() for v in model.trainable_variables]
+            model.fit(batch_dataset(data.train, model.batch_keys, 16, 0), steps_per_epoch=2, verbose=0)
+            after = [v.numpy() for v in model.trainable_variables]
+            assert any(not np.array_equal(b, a) for b, a in zip(before, after, strict=True)), name
+            trained.append(name)
+        assert {"greedyhash", "bihalf", "tbh", "sgh", "bgan-ln", "gman", "tbh-vae"} <= set(trained)
+        images_only = {"bgan", "bgan-app", "bgan-two-step", "bgan-ln-lc", "bgan-ln-la", "bgan-authors"}
+        assert set(refused) == images_only

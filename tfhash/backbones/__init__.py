@@ -7,6 +7,7 @@ Every backbone exposes `output_dim` (the width of its flat output) and `input_ki
 from tfhash.backbones.applications import NETWORKS, ApplicationBackbone
 from tfhash.backbones.conv import ConvDecoder, ConvEncoder
 from tfhash.backbones.mlp import MLP
+from tfhash.configs.common import takes_images
 
 BACKBONES = ("mlp", "conv", *NETWORKS)
 
@@ -36,9 +37,9 @@ def build_backbone(backbone, input_shape, seed=None, **options):
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; valid names: {', '.join(BACKBONES)}")
     input_shape = tuple(input_shape)
-    rank = 1 if backbone == "mlp" else 3
+    rank = 3 if takes_images(backbone) else 1
     if len(input_shape) != rank:
-        expected = "(D,)" if backbone == "mlp" else "(H, W, C)"
+        expected = "(H, W, C)" if takes_images(backbone) else "(D,)"
         raise ValueError(
             f"backbone {backbone!r} takes input_shape={expected} (one item, no batch axis); "
             f"received input_shape={input_shape!r}"

@@ -18,6 +18,16 @@ def eval_config():
     }
 
 
+FEATURE_BACKBONES = ("none", "mlp")  # the backbones that take flat features; every other takes images
+
+
+def takes_images(backbone):
+    """Whether a model's `backbone` setting makes it take images: the one answer, asked by the
+    models, the backbones and the configs. "none" (a head straight on the features) and "mlp"
+    take features; "conv" and every keras.applications / EfficientNet-Lite0 network take images."""
+    return backbone not in FEATURE_BACKBONES
+
+
 PER_INPUT_KIND = ("batch_size", "learning_rate")
 
 

@@ -1,6 +1,6 @@
 """HashNet / HashNet-W / HashNet-C settings: the authors' solver at our base rate, and a digits preset."""
 
-from tfhash.configs.common import eval_config, for_input_kind
+from tfhash.configs.common import eval_config, for_input_kind, takes_images
 
 VARIANTS = ("hashnet", "hashnet-w", "hashnet-c")
 
@@ -85,7 +85,7 @@ def config_note(config):
     """`tfhash train`'s warning for HashNet at a base rate of 1e-2 or more on an image backbone, where it
     collapsed."""
     rate = for_input_kind(config["train"], "images")["learning_rate"]
-    if config["model"].get("backbone", "mlp") != "mlp" and rate >= 1e-2:
+    if takes_images(config["model"].get("backbone", "mlp")) and rate >= 1e-2:
         return (
             f"on the conv backbone HashNet at base rate {rate:g} collapsed in our runs (1e-2: 31 of 32 bits "
             "dead on mnist); the image default is 3e-3, chosen on the validation split (docs/supervised.md)"

@@ -6,6 +6,7 @@ import tensorflow as tf
 from keras import ops
 
 from tfhash.checks import check_features, check_positive_int
+from tfhash.configs.common import takes_images
 from tfhash.optimizers import FusedAdam
 
 
@@ -96,12 +97,13 @@ class HashingModel(keras.Model):
     @classmethod
     def takes_images(cls, options):
         """Whether a model built with `options` (its config's "model" section) trains on images:
-        an image model, or one given an image backbone (any `backbone` but "mlp").
+        an image model, or one given an image backbone (`tfhash.configs.common.takes_images`; a
+        model without a `backbone` option takes features).
 
         `tfhash.train` asks before building the model, so that image data
         is required up front.
         """
-        return cls.input_kind == "images" or options.get("backbone", "mlp") != "mlp"
+        return cls.input_kind == "images" or takes_images(options.get("backbone", "mlp"))
 
     def use_backbone(self, backbone, backbone_options):
         """Records the encoder backbone (`backbone`, `backbone_options`); an image backbone makes the
@@ -109,7 +111,7 @@ class HashingModel(keras.Model):
         takes it: (input_dim,) or image_shape."""
         self.backbone = backbone
         self.backbone_options = dict(backbone_options or {})
-        if backbone != "mlp":
+        if takes_images(backbone):
             self.input_kind = "images"
             if self.image_shape is None:
                 raise ValueError(

@@ -123,7 +123,10 @@ class BGAN(HashingModel):
         binarization: "continuation", "app" or "two-step".
         beta_max: the last beta (10).
         beta_stage_steps: steps per beta stage (ours).
-        losses: "all", "neighbour", "neighbour+content" or "neighbour+adversarial".
+        losses: "all", "neighbour", "neighbour+content" or "neighbour+adversarial". Every
+            value but "neighbour" generates images (the content and adversarial losses compare
+            generated images with real ones), so it needs an image source; "neighbour" (bgan-ln)
+            also trains on features.
         lambda1, lambda2: weights of l_C and l_A (0.1 each).
         neighbour_reduction: "sum" (Eq. 10 as written: a sum over the batch's ordered pairs) or
             "mean" (divided by their number, ours: what lets plain SGD at 0.01 train).

@@ -340,3 +340,52 @@ def test_nothing_runs_in_a_fresh_process_either(tmp_path):
     assert result.returncode == 1 and not marker.exists()
     assert result.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "refusing to load it" in result.stderr
+
+
+class SilentAnswersTest:
+    def test_bench_refuses_a_repeated_seed(self, tmp_path, capsys):
+        argv = ["bench", "--methods", "itq", "--bits", "8", "--seeds", "0", "0", "1", "--out", tmp_path / "b"]
+        status, line = cli_error(argv, capsys)
+        assert status == 1 and "seeds lists 0 more than once; give each once" in line
+
+    @pytest.mark.parametrize(
+        "change, words",
+        [
+            ({"bits": 8}, "packed_codes must be uint8 of shape (n, 1) for 8 bits"),
+            ({"bits": 24}, "packed_codes must be uint8 of shape (n, 3) for 24 bits"),
+            ({"bits": "16"}, "its meta gives bits='16', not a positive integer"),
+            ({"packed_codes": "int16"}, "packed_codes must be uint8"),
+            ({"ids": 5}, "ids must be 40 integers, one per code"),
+            ({"labels": "nan"}, "label rows must be one- or multi-hot 0/1 values; row 3"),
+            ({"labels": "short"}, "labels must be 40 rows"),
+            ({"bits": 13}, "the 3 padding bits after bit 13 are not 0"),
+        ],
+    )
+    def test_eval_and_index_check_codes_files(self, tmp_path, capsys, change, words):
+        from tfhash.encoder import CODES_FORMAT
+        from tfhash.files import write_npz
+
+        rng = np.random.default_rng(0)
+        packed = rng.integers(0, 256, (40, 2), dtype=np.uint8)
+        labels = np.eye(4, dtype=np.float32)[np.arange(40) % 4]
+        arrays = {"packed_codes": packed, "ids": np.arange(40), "labels": labels}
+        meta = {"format": CODES_FORMAT, "bits": 16}
+        if "bits" in change:
+            meta["bits"] = change["bits"]
+        if change.get("packed_codes"):
+            arrays["packed_codes"] = packed.astype(change["packed_codes"])
+        if "ids" in change:
+            arrays["ids"] = np.arange(change["ids"])
+        if change.get("labels") == "nan":
+            arrays["labels"] = np.where(np.arange(40)[:, None] == 3, np.nan, labels).astype(np.float32)
+        if change.get("labels") == "short":
+            arrays["labels"] = labels[:30]
+        good, bad = tmp_path / "good.npz", tmp_path / "bad.npz"
+        write_npz(
+            good, {"format": CODES_FORMAT, "bits": 16}, packed_codes=packed, ids=np.arange(40), labels=labels
+        )
+        write_npz(bad, meta, **arrays)
+        for argv in (["eval", bad, good], ["eval", good, bad], ["index", bad, "--out", tmp_path / "i.npz"]):
+            status, line = cli_error(argv, capsys)
+            assert status == 1 and str(bad) in line and words in line, (argv, line)
+        assert not (tmp_path / "i.npz").exists()

@@ -113,6 +113,10 @@ def run_benchmark(
     log = log or functools.partial(print, flush=True)
     methods = [get_method(name) for name in (methods or method_names())]  # unknown names fail here
     bits = [check_positive_int("bits", b) for b in bits]
+    for name, values in (("methods", [m.name for m in methods]), ("bits", bits), ("seeds", list(seeds))):
+        repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
+        if repeated:  # a repeated seed would be counted twice in the mean and its spread
+            raise ValueError(f"{name} lists {', '.join(map(str, repeated))} more than once; give each once")
     train = {"steps": steps, "learning_rate": learning_rate, "batch_size": batch_size, "augment": augment}
     train = {key: value for key, value in train.items() if value is not None}
     for key in ("steps", "batch_size"):

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from tfhash.checks import check_features
+from tfhash.checks import check_class_labels, check_features
 from tfhash.evaluation import pack_codes, unpack_codes
 from tfhash.files import read_npz, write_npz
 from tfhash.identity import model_identity, read_export_info
@@ -114,11 +114,46 @@ def load_codes(path):
     """Reads a codes file: dict with `bits`, `packed_codes`, `codes` ({0, 1}), `ids`, `labels` (or None)
     and `meta` (where the codes come from: see `save_codes`)."""
     meta, arrays = read_npz(path, CODES_FORMAT, "write one with `tfhash encode`")
+    bits, packed, ids, labels = check_codes_file(path, meta, arrays)
     return {
-        "bits": int(meta["bits"]),
-        "packed_codes": arrays["packed_codes"],
-        "codes": unpack_codes(arrays["packed_codes"], int(meta["bits"])),
-        "ids": arrays["ids"],
-        "labels": arrays.get("labels"),
+        "bits": bits,
+        "packed_codes": packed,
+        "codes": unpack_codes(packed, bits),
+        "ids": ids,
+        "labels": labels,
         "meta": meta,
     }
+
+
+def check_codes_file(path, meta, arrays):
+    """(bits, packed codes, ids, labels or None) of a codes file after the checks every reader
+    needs: `bits` a positive int, packed codes uint8 (n, ceil(bits / 8)) with zero padding bits,
+    n integer ids, labels (if any) n finite 0/1 rows. A ValueError names the file and the fix."""
+    fix = "write it again with `tfhash encode`"
+    bits = meta.get("bits")
+    if type(bits) is not int or bits < 1:
+        raise ValueError(f"{path}: its meta gives bits={bits!r}, not a positive integer; {fix}")
+    missing = [k for k in ("packed_codes", "ids") if k not in arrays]
+    if missing:
+        raise ValueError(f"{path}: no {' or '.join(missing)} array; {fix}")
+    packed, ids = arrays["packed_codes"], arrays["ids"]
+    width = -(-bits // 8)
+    if packed.dtype != np.uint8 or packed.ndim != 2 or packed.shape[1] != width:
+        raise ValueError(
+            f"{path}: packed_codes must be uint8 of shape (n, {width}) for {bits} bits; it is "
+            f"{packed.dtype} {packed.shape}; {fix}"
+        )
+    pad = width * 8 - bits
+    if pad and len(packed) and np.any(packed[:, -1] & ((1 << pad) - 1)):
+        raise ValueError(f"{path}: the {pad} padding bits after bit {bits} are not 0; {fix}")
+    if ids.ndim != 1 or len(ids) != len(packed) or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(
+            f"{path}: ids must be {len(packed)} integers, one per code; they are {ids.dtype} "
+            f"{ids.shape}; {fix}"
+        )
+    labels = arrays.get("labels")
+    if labels is not None:
+        if labels.ndim != 2 or len(labels) != len(packed):
+            raise ValueError(f"{path}: labels must be {len(packed)} rows; they are {labels.shape}; {fix}")
+        check_class_labels(labels if labels.shape[1] > 1 else labels[:, 0], f"{path}: labels")
+    return bits, packed, ids, labels

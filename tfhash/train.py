@@ -254,6 +254,7 @@ def fit(
     budget_seconds=None,
     export=True,
     labelled_per_class=None,
+    callbacks=(),
 ):
     """Trains `config["method"]` on `data`, evaluates, exports, writes metrics.json.
 
@@ -282,6 +283,9 @@ def fit(
             labels always train on it (default: the data's, 500 or 50 on
             digits); any other method trains on it when given (BGAN's
             protocol: 1,000), else on the whole training part.
+        callbacks: more Keras callbacks for a deep method's `model.fit`, called after the
+            validation evaluation of each epoch (their epoch-end logs hold its `val_*`
+            figures) and before the epoch's checkpoint.
 
     Returns:
         (model, record) with record the dict written to metrics.json.
@@ -315,7 +319,7 @@ def fit(
         policy = mixed_precision_policy() if mixed_precision else None
         with dtype_policy(policy), (strategy or tf.distribute.get_strategy()).scope():
             model, run, train_split, checkpoints = _fit_deep(
-                config, data, out, seed, verbose, budget_seconds, labelled_per_class, policy
+                config, data, out, seed, verbose, budget_seconds, labelled_per_class, policy, callbacks
             )
             run["mixed_precision"] = policy or "float32"
             try:
@@ -398,7 +402,9 @@ def training_split(model, data, labelled_per_class=None):
     return split, {"part": "labelled", "per_class": per_class, "items": len(split)}
 
 
-def _fit_deep(config, data, out, seed, verbose, budget_seconds, labelled_per_class=None, policy=None):
+def _fit_deep(
+    config, data, out, seed, verbose, budget_seconds, labelled_per_class=None, policy=None, extra=()
+):
     """model.fit with validation retrieval, per-epoch checkpoints (exact resume), TensorBoard and an
     optional time budget; returns (model, run, train_split, checkpoints)."""
     train_cfg = config["train"]
@@ -448,6 +454,7 @@ def _fit_deep(config, data, out, seed, verbose, budget_seconds, labelled_per_cla
                 RetrievalEvaluation(val_query, val_database, every=train_cfg["eval_every"], ties=ties)
             )
         callbacks += [
+            *extra,
             run_callback,
             keras.callbacks.TensorBoard(os.path.join(out, "logs"), update_freq="epoch"),
         ]

@@ -1,0 +1,253 @@
+"""Learning curves of the unsupervised deep methods on CIFAR-10 EfficientNet-Lite0 features (issue 28).
+
+    python benchmarks/feature_curves.py itq                          # ITQ on the same split: the line
+    python benchmarks/feature_curves.py run --method tbh [--lr 1e-4] [--minutes 20] [--points 10] [--steps N]
+    python benchmarks/feature_curves.py queue tbh greedyhash sgh ...   # one run after another
+    python benchmarks/feature_curves.py plot                         # curves.png from curves.json
+
+Each run: 32 bits, seed 0, the pooled protocol of docs/ (1,000 queries, split seed 0),
+trained on the *validation* data (`RetrievalData.validation_data()`, what `--validation`
+gives: the test queries are never seen), the method's defaults but for the learning
+rate when one is given. A short speed probe (the compiled step, timed) sets the steps:
+the paper's budget (or `--steps`) or what fits in `--minutes` of training, whichever is fewer, cut
+into `--points` epochs; after each epoch the validation evaluation of `fit` (queries
+carved from the training data) gives mAP@1000 and mAP@all. Seconds are training
+seconds: each epoch from its start to the end of its last step, so evaluation,
+checkpoints and the probe are not counted. Points are appended to
+benchmarks/results/cifar10-lite0-curves/curves.json as each epoch ends, so a killed run
+keeps them and, run again, resumes from its checkpoint (exactly) and continues its curve.
+"""
+
+import argparse
+import json
+import math
+import os
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "results", "cifar10-lite0-curves")
+CURVES = os.path.join(OUT, "curves.json")
+DEFAULT_DATA = os.path.expanduser("~/.cache/tfhash-data/cifar10_lite0.npz")
+# ours where a method's defaults fail on features (docs/deep-features.md): GMAN's centred variance loss
+OPTIONS = {"gman": {"variance": "centred", "lambda3": 20.0}}
+ITQ = {"map_at_1000": None, "map_at_all": None}  # filled by `itq` (validation figures, same split)
+
+
+def load_curves():
+    if os.path.isfile(CURVES):
+        with open(CURVES) as f:
+            return json.load(f)
+    return {}
+
+
+def save_curves(curves):
+    from tfhash.files import write_json
+
+    os.makedirs(OUT, exist_ok=True)
+    write_json(curves, CURVES)
+
+
+def method_config(method, lr, data_path):
+    from tfhash.registry import get_method
+
+    config = get_method(method).get_config(32, data_path)
+    config["model"].update(OPTIONS.get(method, {}))
+    if method == "bgan-ln":  # the neighbour graph is built once and cached beside the runs
+        config["model"]["graph"] = os.path.join(OUT, "runs", "graphs")
+    if lr is not None:
+        config["train"]["learning_rate"] = float(lr)
+    return config
+
+
+def probe_rate(config, data, seconds=3.0):
+    """Training steps per second of the compiled step (first call compiles, not timed)."""
+    import keras
+
+    from tfhash.configs.common import for_input_kind
+    from tfhash.data import batch_dataset
+    from tfhash.models import HashingModel
+    from tfhash.train import build_model, training_split
+
+    keras.utils.set_random_seed(0)
+    model = build_model(config, data.feature_dim, 0, data.image_shape, data.num_classes)
+    train, _ = training_split(model, data)
+    if type(model).adapt is not HashingModel.adapt:
+        model.adapt(train.features)
+    batch = for_input_kind(config["train"], model.input_kind)["batch_size"]
+    dataset = batch_dataset(train, model.batch_keys, batch, 0)
+    model.fit(dataset, steps_per_epoch=5, verbose=0)
+    steps = 20
+    while True:
+        start = time.perf_counter()
+        model.fit(dataset, steps_per_epoch=steps, verbose=0)
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds or steps >= 20000:
+            return steps / elapsed
+        steps = int(steps * max(2.0, 1.2 * seconds / max(elapsed, 1e-3)))
+
+
+def curve_callback(method, lr, offset):
+    """A Keras callback: after each epoch's validation evaluation, one point of the curve."""
+    import keras
+
+    class CurvePoints(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.seconds = offset
+            self.epoch_start = self.last_step_end = None
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch_start = self.last_step_end = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.last_step_end = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds += self.last_step_end - self.epoch_start
+            logs = logs or {}
+            if "val_map_at_1000" not in logs:
+                return
+            point = {
+                "steps": int(self.model.train_steps.numpy()),
+                "seconds": round(self.seconds, 2),
+                "learning_rate": lr,
+                "map_at_1000": round(float(logs["val_map_at_1000"]), 4),
+                "map_at_all": round(float(logs["val_map_at_all"]), 4),
+            }
+            curves = load_curves()
+            kept = [p for p in curves.get(method, []) if not _same(p, lr, point["steps"])]
+            curves[method] = sorted(kept + [point], key=lambda p: (p["learning_rate"], p["steps"]))
+            save_curves(curves)
+            print(f"{method} lr {lr:g}: {point}", flush=True)
+
+    return CurvePoints()
+
+
+def _same(point, lr, steps):
+    return math.isclose(point["learning_rate"], lr) and point["steps"] >= steps
+
+
+def run(args):
+    from tfhash.data import load_data
+    from tfhash.train import fit
+
+    data = load_data(args.data).validation_data()
+    config = method_config(args.method, args.lr, args.data)
+    lr = float(config["train"]["learning_rate"])
+    folder = os.path.join(OUT, "runs", f"{args.method}-lr{lr:g}-{args.steps or 'paper'}")
+    plan_path = os.path.join(folder, "plan.json")
+    if os.path.isfile(plan_path):  # a stopped run: the same steps, so its checkpoint resumes
+        with open(plan_path) as f:
+            plan = json.load(f)
+    else:
+        rate = probe_rate(config, data)
+        paper = config["train"]["steps"]
+        steps = int(min(args.steps or paper, rate * args.minutes * 60))
+        per_epoch = max(1, math.ceil(steps / args.points))
+        plan = {"rate": round(rate, 2), "paper_steps": paper, "steps": steps, "steps_per_epoch": per_epoch,
+                "minutes": args.minutes}  # fmt: skip
+        os.makedirs(folder, exist_ok=True)
+        with open(plan_path, "w") as f:
+            json.dump(plan, f)
+        curves = load_curves()  # a new run at this rate replaces the method's earlier curve at it
+        curves[args.method] = [
+            p for p in curves.get(args.method, []) if not math.isclose(p["learning_rate"], lr)
+        ]
+        save_curves(curves)
+    print(f"{args.method} lr {lr:g}: {plan}", flush=True)
+    config["train"].update(steps=plan["steps"], steps_per_epoch=plan["steps_per_epoch"], eval_every=1)
+    done = [p for p in load_curves().get(args.method, []) if math.isclose(p["learning_rate"], lr)]
+    offset = max((p["seconds"] for p in done), default=0.0)
+    callback = curve_callback(args.method, lr, offset)
+    budget = plan["minutes"] * 60 * 1.5 + 120  # wall seconds, evaluation included: a safety stop only
+    _, record = fit(config, data, folder, seed=0, verbose=0, budget_seconds=budget, export=False,
+                    callbacks=[callback])  # fmt: skip
+    print(
+        f"{args.method} lr {lr:g}: {record['steps']} steps, validation mAP@1000 {record['map_at_1000']:.4f}, "
+        f"mAP@all {record['map_at_all']:.4f}",
+        flush=True,
+    )
+
+
+def itq(args):
+    """ITQ's figures on the same validation split (the line in the plot)."""
+    from tfhash.data import load_data
+    from tfhash.train import fit
+
+    data = load_data(args.data).validation_data()
+    config = method_config("itq", None, args.data)
+    _, record = fit(config, data, os.path.join(OUT, "runs", "itq"), seed=0, verbose=0, export=False)
+    curves = load_curves()
+    curves["itq"] = [
+        {"steps": None, "seconds": record["train_seconds"], "learning_rate": None,
+         "map_at_1000": round(record["map_at_1000"], 4), "map_at_all": round(record["map_at_all"], 4)}
+    ]  # fmt: skip
+    save_curves(curves)
+    print(f"itq: {curves['itq'][0]}")
+
+
+def plot(args):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = load_curves()
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    for ax, metric in zip(axes, ("map_at_1000", "map_at_all"), strict=True):
+        for method, points in sorted(curves.items()):
+            if method == "itq":
+                ax.axhline(points[0][metric], color="k", linestyle="--", label=f"ITQ {points[0][metric]:.3f}")
+                continue
+            for lr in sorted({p["learning_rate"] for p in points}):
+                line = [p for p in points if p["learning_rate"] == lr]
+                ax.plot([p["seconds"] for p in line], [p[metric] for p in line], marker="o", markersize=3,
+                        label=f"{method} lr {lr:g}")  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_xlabel("training seconds (2 CPU cores)")
+        ax.set_ylabel("validation " + metric.replace("map_at_", "mAP@"))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, ncol=2)
+    fig.suptitle(
+        "CIFAR-10 EfficientNet-Lite0 features, 32 bits, seed 0: validation mAP against training time"
+    )
+    fig.tight_layout()
+    path = os.path.join(OUT, "curves.png")
+    fig.savefig(path, dpi=100)
+    print(path)
+
+
+def queue(args):
+    """Runs each method (at its default rate) in its own process, one after another."""
+    import subprocess
+    import sys
+
+    for method in args.methods:
+        argv = [sys.executable, __file__, "run", "--method", method, "--data", args.data,
+                "--minutes", str(args.minutes), "--points", str(args.points)]  # fmt: skip
+        if args.lr:
+            argv += ["--lr", args.lr]
+        if args.steps:
+            argv += ["--steps", str(args.steps)]
+        subprocess.run(argv, check=False)
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("command", choices=("run", "queue", "itq", "plot"))
+    parser.add_argument("methods", nargs="*", help="for queue: the methods, in order")
+    parser.add_argument("--method")
+    parser.add_argument("--lr", default=None, help="learning rate (default: the method's)")
+    parser.add_argument("--minutes", type=float, default=20.0)
+    parser.add_argument("--points", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="most steps (default: the paper's budget); --minutes caps them too")  # fmt: skip
+    parser.add_argument("--data", default=DEFAULT_DATA)
+    args = parser.parse_args()
+    {"run": run, "queue": queue, "itq": itq, "plot": plot}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

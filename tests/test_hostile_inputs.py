@@ -74,7 +74,7 @@ class CodeExecutionTest:
         assert status == 1 and not marker.exists()
         assert re.search(r"data_batch_1 is not a CIFAR-10 python batch: it names builtins\.exec", line)
         assert "refusing to load it" in line and "\n" not in line.strip()
-        assert not (tmp_path / "run").exists() or not os.listdir(tmp_path / "run")
+        assert not (tmp_path / "run").exists()
 
     @pytest.mark.parametrize("protocol", [2, 4, 5])
     def test_real_batches_read_as_pickle_wrote_them(self, tmp_path, protocol):
@@ -389,3 +389,38 @@ class SilentAnswersTest:
             status, line = cli_error(argv, capsys)
             assert status == 1 and str(bad) in line and words in line, (argv, line)
         assert not (tmp_path / "i.npz").exists()
+
+    @pytest.mark.parametrize(
+        "x, words",
+        [
+            (np.arange(30, dtype=np.float32), "x_train has shape (30,): one value per item"),
+            (np.ones((30, 4), np.complex64), "x_train is complex64; give real numbers"),
+            (np.ones((30, 4), bool), "x_train is bool; give real numbers"),
+        ],
+    )
+    def test_features_that_are_not_real_vectors_are_refused(self, tmp_path, capsys, x, words):
+        path = tmp_path / "x.npz"
+        np.savez(path, x_train=x, y_train=np.arange(30) % 3, x_test=x[:6], y_test=np.arange(6) % 3)
+        status, line = cli_error(["train", "itq", "--data", path, "--out", tmp_path / "run"], capsys)
+        assert status == 1 and words in line and str(path) in line
+
+
+class LeftBehindTest:
+    def test_a_run_that_fails_before_writing_leaves_no_folder(self, tmp_path, capsys):
+        features = tmp_path / "f.npz"
+        x = np.random.default_rng(0).random((40, 6)).astype(np.float32)
+        np.savez(features, x_train=x[:30], y_train=np.arange(30) % 3, x_test=x[30:], y_test=np.arange(10) % 3)
+        argv = ["train", "gman", "--data", features, "--queries-per-class", "2", "--backbone", "conv",
+                "--out", tmp_path / "new" / "run"]  # fmt: skip
+        status, line = cli_error(argv, capsys)
+        assert status == 1 and "GMAN needs images" in line and not (tmp_path / "new" / "run").exists()
+        kept = tmp_path / "kept"
+        kept.mkdir()
+        (kept / "notes.txt").write_text("mine")
+        status, _ = cli_error([*argv[:-1], kept], capsys)
+        assert status == 1 and (kept / "notes.txt").read_text() == "mine"
+
+    def test_dot_dots_in_out_create_no_stray_folders(self, tmp_path, monkeypatch):
+        monkeypatch.chdir(tmp_path)
+        assert cli.main(["train", "itq", "--bits", "8", "--out", "a/../b/../c"]) == 0
+        assert sorted(os.listdir(tmp_path)) == ["c"] and (tmp_path / "c" / "metrics.json").is_file()

@@ -117,8 +117,9 @@ def remove_stale_temporaries(folder):
 
 
 def writable_folder(path, what="the output folder"):
-    """Creates folder `path` if needed and proves it writable; a ValueError names the problem."""
-    path = os.fspath(path)
+    """Creates folder `path` if needed and proves it writable; a ValueError names the problem.
+    `path` is normalised first, so `a/../c` creates `c` alone."""
+    path = os.path.abspath(os.fspath(path))
     if os.path.exists(path) and not os.path.isdir(path):
         raise ValueError(f"{what} {path} is an existing file; give a folder path")
     try:
@@ -131,6 +132,18 @@ def writable_folder(path, what="the output folder"):
             f"cannot write to {what} {path} ({err.strerror or err}); choose a folder you can write to"
         ) from None
     return path
+
+
+def remove_if_empty(path):
+    """Removes folder `path` if it holds no file (empty folders inside it go too); True if removed.
+    What a failed run made and left empty goes, anything holding a file stays."""
+    if not os.path.isdir(path) or os.path.islink(path):
+        return False
+    for _, _, names in os.walk(path):
+        if names:
+            return False
+    shutil.rmtree(path)
+    return True
 
 
 def check_output_file(path):

@@ -19,7 +19,7 @@ from tfhash.diagnostics import summary as bit_summary
 from tfhash.encoder import encode_features
 from tfhash.evaluation import label_relevance, retrieval_metrics
 from tfhash.export import export_encoder
-from tfhash.files import write_json
+from tfhash.files import remove_if_empty, write_json
 from tfhash.models import HashingModel
 from tfhash.optimizers import build_role_optimizers
 from tfhash.registry import get_method
@@ -296,7 +296,20 @@ def fit(
         RunInterrupted: Ctrl-C during training (the checkpoints are kept).
     """
     method = get_method(config["method"])
+    created = not os.path.exists(os.path.abspath(out))
     lifecycle.prepare_folder(out)
+    try:
+        return _fit(config, data, out, method, seed, mixed_precision, strategy, verbose, budget_seconds,
+                    export, labelled_per_class, callbacks)  # fmt: skip
+    except BaseException:
+        if created:
+            remove_if_empty(out)  # a run that failed before writing anything leaves no folder
+        raise
+
+
+def _fit(config, data, out, method, seed, mixed_precision, strategy, verbose, budget_seconds, export,
+         labelled_per_class, callbacks):  # fmt: skip
+    """`fit` once its folder is prepared."""
     if mixed_precision and not method.is_baseline:  # before seeding: the probe's layers draw numbers
         warning = mixed_precision_warning(mixed_precision_policy())
         if warning:

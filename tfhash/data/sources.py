@@ -82,6 +82,18 @@ def load_npz(path, queries_per_class=100, seed=0, protocol="pooled"):
             )
         x_train, x_test = f["x_train"], f["x_test"]
         y_train, y_test = np.asarray(f["y_train"]), np.asarray(f["y_test"])
+    for x, key in ((x_train, "x_train"), (x_test, "x_test")):
+        if x.ndim < 2 and not (key == "x_test" and x.size == 0):
+            raise ValueError(
+                f"{path}: {key} has shape {x.shape}: one value per item, not a feature vector or image; "
+                "give (n, D) features or (n, H, W[, C]) images (a single feature: reshape to (n, 1))"
+            )
+        if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)) or (
+            x.dtype == bool
+        ):
+            raise ValueError(
+                f"{path}: {key} is {x.dtype}; give real numbers (uint8 images or float features)"
+            )
     if len(x_train) == 0:
         raise ValueError(f"{path}: x_train holds no items; write the training items under x_train")
     for x, y, key in ((x_train, y_train, "y_train"), (x_test, y_test, "y_test")):

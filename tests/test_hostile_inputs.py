@@ -424,3 +424,44 @@ class LeftBehindTest:
         monkeypatch.chdir(tmp_path)
         assert cli.main(["train", "itq", "--bits", "8", "--out", "a/../b/../c"]) == 0
         assert sorted(os.listdir(tmp_path)) == ["c"] and (tmp_path / "c" / "metrics.json").is_file()
+
+
+class WrongFolderAndLabelsTest:
+    def test_a_run_folder_of_another_method_is_refused(self, tmp_path, capsys):
+        run = tmp_path / "run"
+        assert cli.main(["train", "pcah", "--bits", "8", "--out", str(run)]) == 0
+        before = (run / "model.npz").read_bytes()
+        status, line = cli_error(["train", "itq", "--bits", "8", "--out", run], capsys)
+        assert status == 1 and "holds a finished pcah run (metrics.json); train itq into a new --out" in line
+        assert (run / "model.npz").read_bytes() == before
+
+    @pytest.mark.parametrize(
+        "train_label, words",
+        [
+            (np.where(np.arange(30) == 4, -1, np.arange(30) % 3), "class ids must be >= 0; row 4"),
+            (np.arange(30) % 3 + 0.5, "train_label: class ids must be integers; row 0"),
+            (np.eye(3)[np.arange(30) % 3] * 2, "train_label: label rows must be one- or multi-hot 0/1"),
+            (np.arange(20) % 3, "train_data has shape (30, 4) and train_label 20 labels"),
+        ],
+    )
+    def test_mat_labels_are_checked(self, tmp_path, capsys, train_label, words):
+        from scipy.io import savemat
+
+        x = np.random.default_rng(0).random((40, 4))
+        path = tmp_path / "d.mat"
+        label = train_label if train_label.ndim == 2 else train_label[None, :]  # MATLAB saves vectors as rows
+        savemat(path, {"train_data": x[:30], "train_label": label, "test_data": x[30:],
+                       "test_label": (np.arange(10) % 3)[None, :]})  # fmt: skip
+        status, line = cli_error(["train", "itq", "--data", path, "--out", tmp_path / "run"], capsys)
+        assert status == 1 and words in line and str(path) in line
+
+    def test_search_refuses_an_index_of_another_split(self, tmp_path, capsys):
+        run, codes, index = tmp_path / "itq", tmp_path / "codes.npz", tmp_path / "index.npz"
+        assert cli.main(["train", "itq", "--bits", "8", "--out", str(run)]) == 0
+        argv = ["encode", str(run), "--data", "digits", "--split-seed", "1", "--out", str(codes)]
+        assert cli.main(argv) == 0
+        assert cli.main(["index", str(codes), "--out", str(index), "--backend", "numpy"]) == 0
+        argv = ["search", run, index, "--data", "digits", "--split-seed", "0", "--out", tmp_path / "hits.csv"]
+        status, line = cli_error(argv, capsys)
+        assert status == 1 and "are not in digits's database split" in line
+        assert not (tmp_path / "hits.csv").exists()

@@ -200,8 +200,8 @@ def database_rows(data, ids):
     missing = db_ids[rows] != ids
     if missing.any():
         raise ValueError(
-            f"{int(missing.sum())} result ids (e.g. {np.asarray(ids)[missing][:3].tolist()}) are not in "
-            f"{data.name}'s database split; build the index from the same --data source"
+            f"{int(missing.sum())} ids (e.g. {np.asarray(ids)[missing][:3].tolist()}) are not in "
+            f"{data.name}'s database split; build the index from the same --data source (and split seed)"
         )
     return rows
 

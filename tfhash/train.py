@@ -1,6 +1,7 @@
 """Training: data -> model -> fit -> evaluate -> export -> metrics.json."""
 
 import contextlib
+import json
 import math
 import os
 import time
@@ -296,6 +297,7 @@ def fit(
         RunInterrupted: Ctrl-C during training (the checkpoints are kept).
     """
     method = get_method(config["method"])
+    check_run_folder(out, config["method"])
     created = not os.path.exists(os.path.abspath(out))
     lifecycle.prepare_folder(out)
     try:
@@ -305,6 +307,24 @@ def fit(
         if created:
             remove_if_empty(out)  # a run that failed before writing anything leaves no folder
         raise
+
+
+def check_run_folder(out, method):
+    """Refuses an `out` holding a finished run of another method: its export or model.npz would
+    stay beside the new run's files (and `tfhash encode RUN` could take the old model)."""
+    path = os.path.join(os.path.abspath(out), "metrics.json")
+    if not os.path.isfile(path):
+        return
+    try:
+        with open(path) as f:
+            previous = json.load(f).get("method")
+    except (OSError, ValueError, AttributeError):
+        previous = None
+    if previous is not None and previous != method:
+        raise ValueError(
+            f"{out} holds a finished {previous} run (metrics.json); train {method} into a new --out, "
+            f"or remove {out} first"
+        )
 
 
 def _fit(config, data, out, method, seed, mixed_precision, strategy, verbose, budget_seconds, export,

@@ -54,6 +54,8 @@ def search_command(args):
     data = None
     if args.data:
         data = load_data_from_args(args, run_split(args.model))
+        if index.source.get("split", "database") == "database" and not args.allow_mismatch:
+            serve.database_rows(data, index.ids)  # every id the index can return is in --data's database
     if args.images:
         image_shape = data.image_shape if data else None
         features = serve.load_images(args.images, encoder.input_dim, image_shape)

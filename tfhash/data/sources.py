@@ -144,18 +144,34 @@ def load_mat(path):
             f"{path}: missing variables {sorted(missing)}; "
             "expected train_data, train_label, test_data, test_label"
         )
-    num_classes = int(max(np.max(mat["train_label"]), np.max(mat["test_label"]))) + 1
+    labels = {}
+    for key in ("train_label", "test_label"):
+        label = np.asarray(mat[key])
+        if label.ndim == 2 and min(label.shape) == 1:  # class ids, as a column or a row (MATLAB's vectors)
+            label = label.reshape(-1)
+        labels[key] = check_class_labels(label, f"{path}: {key}")  # integers >= 0, or 0/1 rows
+    for part in ("train", "test"):
+        data, label = np.asarray(mat[f"{part}_data"]), labels[f"{part}_label"]
+        if data.ndim != 2 or len(label) != len(data):
+            raise ValueError(
+                f"{path}: {part}_data has shape {data.shape} and {part}_label {len(label)} labels; "
+                f"give (n, D) features and one label per row"
+            )
+        if not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)):
+            raise ValueError(f"{path}: {part}_data is {data.dtype}; give real numbers")
+    check_finite_rows({"train_data": mat["train_data"], "test_data": mat["test_data"]}, path)
+    num_classes = max(int(y.max()) + 1 if y.ndim == 1 else y.shape[1] for y in labels.values() if y.size)
 
     def split(data, label):
-        label = np.asarray(label)
-        if min(label.shape) == 1:  # class ids, as a column or a row (MATLAB saves vectors as rows)
-            label = one_hot(label.reshape(-1), num_classes)
-        else:
-            label = label.astype(np.float32)
+        label = one_hot(label.astype(np.int64), num_classes) if label.ndim == 1 else label.astype(np.float32)
+        if label.shape[1] != num_classes:
+            raise ValueError(
+                f"{path}: train_label and test_label have different label widths; use one layout for both"
+            )
         return Split(np.asarray(data, np.float32), label, np.arange(len(data), dtype=np.int64))
 
-    train = split(mat["train_data"], mat["train_label"])
-    return RetrievalData(str(path), train, split(mat["test_data"], mat["test_label"]), train)
+    train = split(mat["train_data"], labels["train_label"])
+    return RetrievalData(str(path), train, split(mat["test_data"], labels["test_label"]), train)
 
 
 def load_cifar10_folder(path, queries_per_class=100, seed=0, protocol="pooled"):

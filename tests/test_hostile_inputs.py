@@ -1,6 +1,7 @@
 """Hostile inputs: nothing a user file names is executed, nothing of the user's is removed or
 replaced, and every refusal is one `error:` line naming the file (issue 34)."""
 
+import json
 import os
 import pathlib
 import pickle
@@ -465,3 +466,44 @@ class WrongFolderAndLabelsTest:
         status, line = cli_error(argv, capsys)
         assert status == 1 and "are not in digits's database split" in line
         assert not (tmp_path / "hits.csv").exists()
+
+
+def claiming_npz(path, shapes):
+    """An npz whose .npy headers claim `shapes` (float32) while holding a few bytes each: what a zip
+    of zeros looks like to a reader that trusts the headers."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, shape in shapes.items():
+            member = io.BytesIO()
+            np.lib.format.write_array_header_1_0(
+                member, {"descr": "<f4", "fortran_order": False, "shape": shape}
+            )
+            archive.writestr(f"{name}.npy", member.getvalue() + b"\0" * 64)
+    return path
+
+
+class MemoryTest:
+    SHAPES = {"x_train": (10**6, 10**5), "y_train": (10**6,), "x_test": (10, 10**5), "y_test": (10,)}
+
+    def test_a_file_claiming_more_than_memory_is_refused_before_reading(self, tmp_path, capsys):
+        path = claiming_npz(tmp_path / "bomb.npz", self.SHAPES)
+        status, line = cli_error(["train", "itq", "--data", path, "--out", tmp_path / "run"], capsys)
+        assert status == 1 and str(path) in line
+        assert "claim 372.5 GiB in all (x_train: (1000000, 100000) float32" in line
+        assert "nothing was read" in line
+        assert not (tmp_path / "run").exists()
+
+    def test_info_reads_headers_only(self, tmp_path):
+        path = claiming_npz(tmp_path / "bomb.npz", self.SHAPES)
+        script = (
+            "import json, resource, sys; from tfhash.cli.data import describe_path; "
+            "info = describe_path(sys.argv[1]); "
+            "print(json.dumps([info, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss]))"
+        )
+        result = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True,
+                                check=True, timeout=120)  # fmt: skip
+        info, peak_kib = json.loads(result.stdout.strip().splitlines()[-1])
+        assert info["kind"] == "data (Keras layout)" and info["x_train"] == [10**6, 10**5]
+        assert peak_kib < 1536 * 1024  # the interpreter and its imports; the arrays would be 372 GiB

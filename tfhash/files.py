@@ -14,6 +14,7 @@ import contextlib
 import ctypes
 import hashlib
 import json
+import math
 import os
 import re
 import shutil
@@ -240,10 +241,11 @@ def write_npz(path, meta, **arrays):
     return os.path.abspath(path)
 
 
-def open_npz(path, what="file"):
+def open_npz(path, what="file", check_size=True):
     """`np.load` of an .npz archive (no pickles) after checking that it is one: a missing path, a
     text file or a truncated archive gets a ValueError naming the path, never NumPy's advice to
-    allow pickles."""
+    allow pickles. With `check_size`, arrays that claim more memory than is available are refused
+    before any is read (`check_npz_size`); without it, read only the arrays you know are small."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ValueError(
@@ -256,10 +258,69 @@ def open_npz(path, what="file"):
             f"{path} is not an npz archive (an .npz is a zip of .npy arrays, as np.savez writes); "
             "check the path"
         )
+    if check_size:
+        check_npz_size(path)
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path} is a damaged npz archive ({err}); write it again") from None
+
+
+def available_memory():
+    """Bytes of memory available to a new allocation (Linux's MemAvailable; elsewhere free pages)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def npz_headers(path):
+    """{array name: (shape, dtype, stored bytes)} of an npz archive from the .npy headers alone
+    (nothing decompressed past them): what `tfhash info` prints and `check_npz_size` checks."""
+    headers = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for entry in archive.infolist():
+                if not entry.filename.endswith(".npy"):
+                    continue
+                with archive.open(entry) as member:
+                    version = np.lib.format.read_magic(member)
+                    read = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else (np.lib.format.read_array_header_2_0)
+                    )
+                    shape, _, dtype = read(member, max_header_size=10000)
+                headers[entry.filename[:-4]] = (tuple(int(n) for n in shape), dtype, entry.compress_size)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+        raise ValueError(f"{path} is a damaged npz archive ({err}); write it again") from None
+    return headers
+
+
+def check_npz_size(path, limit=None):
+    """Refuses an npz whose arrays claim more memory than is available (a small file can claim
+    gigabytes: a zip of zeros); a ValueError names the file, the array and both sizes."""
+    limit = available_memory() if limit is None else limit
+    if limit is None:
+        return
+    headers = npz_headers(path)
+    claims = {name: math.prod(shape) * dtype.itemsize for name, (shape, dtype, _) in headers.items()}
+    total = sum(claims.values())
+    if total > limit:
+        name = max(claims, key=claims.get)
+        shape, dtype, stored = headers[name]
+        raise ValueError(
+            f"{path}: its arrays claim {total / 2**30:.1f} GiB in all ({name}: {shape} {dtype}, "
+            f"{claims[name] / 2**30:.1f} GiB from {stored / 2**20:.1f} MiB stored), more than the "
+            f"{limit / 2**30:.1f} GiB of memory available; nothing was read"
+        )
 
 
 def open_npy(path, what="file"):

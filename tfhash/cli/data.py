@@ -129,7 +129,7 @@ def describe_path(path):
 
     import numpy as np
 
-    from tfhash.files import open_npz
+    from tfhash.files import check_npz_size, npz_headers, open_npz
     from tfhash.identity import fingerprint_arrays, read_export_info
 
     if os.path.isdir(path):
@@ -155,16 +155,18 @@ def describe_path(path):
         if len(info) == 2 and "state" in info and not checkpoints:
             raise ValueError(f"{path} is a folder but not a tfhash run, export or checkpoint folder")
         return info
-    with open_npz(path) as f:
+    with open_npz(path, check_size=False) as f:  # shapes from the headers; only small arrays are read
+        headers = npz_headers(path)
         try:
-            meta = json.loads(str(f["meta"])) if "meta" in f.files else {}
+            meta = json.loads(str(f["meta"])) if headers.get("meta", ((1,),))[0] == () else {}
         except (ValueError, KeyError):
             meta = {}
         kind = meta.get("format", "")
+        items = headers["ids"][0][0] if len(headers.get("ids", ((),))[0]) == 1 else None
         if kind.startswith("tfhash-codes"):
-            info = {"kind": "codes file", "items": int(f["ids"].shape[0]), "labels": "labels" in f.files}
+            info = {"kind": "codes file", "items": items, "labels": "labels" in f.files}
         elif kind.startswith("tfhash-hamming-index"):
-            info = {"kind": "Hamming index", "items": int(f["ids"].shape[0])}
+            info = {"kind": "Hamming index", "items": items}
         elif kind.startswith("tfhash-neighbour-graph"):
             sizes = np.diff(f["indptr"])
             info = {
@@ -172,6 +174,7 @@ def describe_path(path):
                 "neighbours per item": f"mean {sizes.mean():.1f}, max {sizes.max()}",
             }
         elif "method" in meta and "input_dim" in meta:
+            check_npz_size(path)  # the fingerprint reads every array
             arrays = [f[k] for k in sorted(k for k in f.files if k != "meta")]
             return {
                 "kind": "baseline model",
@@ -181,7 +184,7 @@ def describe_path(path):
                 "fingerprint": fingerprint_arrays(arrays),
             }
         elif {"x_train", "y_train"} <= set(f.files):
-            return {"kind": "data (Keras layout)", **{k: list(f[k].shape) for k in f.files}}
+            return {"kind": "data (Keras layout)", **{k: list(h[0]) for k, h in headers.items()}}
         else:
             raise ValueError(f"{path} is an npz archive, but not one tfhash wrote (keys: {f.files})")
     return {**info, **{k: v for k, v in meta.items() if k != "format"}, "format": kind}

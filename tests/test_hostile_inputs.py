@@ -260,7 +260,7 @@ class OutputNodesTest:
         return root
 
     @pytest.mark.parametrize("kind", ["fifo", "symlink", "socket"])
-    @pytest.mark.parametrize("command", ["encode", "index", "eval"])
+    @pytest.mark.parametrize("command", ["encode", "index", "eval", "search"])
     def test_a_node_or_link_at_out_is_refused_and_left_as_it_was(self, run, tmp_path, capsys, kind, command):
         out = tmp_path / "out"
         target = tmp_path / "target.txt"
@@ -276,6 +276,7 @@ class OutputNodesTest:
             "encode": ["encode", run / "itq", "--data", "digits", "--out", out],
             "index": ["index", run / "codes.npz", "--backend", "numpy", "--out", out],
             "eval": ["eval", run / "codes.npz", run / "codes.npz", "--out", out],
+            "search": ["search", run / "itq", run / "index.npz", "--data", "digits", "--out", out],
         }[command]
         status, line = cli_error(argv, capsys)
         assert status == 1 and str(out) in line

@@ -13,7 +13,10 @@ from tfhash.cli.common import (
 
 
 def encode_command(args):
+    from tfhash.files import check_output_file
     from tfhash.serve import encode_source
+
+    check_output_file(args.out)  # before minutes of encoding, not after
 
     data = load_data_from_args(args, run_split(args.model))
     info = encode_source(args.model, data, args.out, split=args.split)
@@ -25,7 +28,10 @@ def encode_command(args):
 
 
 def index_command(args):
+    from tfhash.files import check_output_file
     from tfhash.serve import build_index
+
+    check_output_file(args.out)
 
     index = build_index(args.codes, args.out, backend=args.backend, radius_hashes=args.radius_hashes)
     print(
@@ -39,9 +45,13 @@ def search_command(args):
 
     from tfhash import serve
     from tfhash.encoder import load_encoder
+    from tfhash.files import check_output_file
     from tfhash.identity import check_same_source
     from tfhash.index import HammingIndex
 
+    check_output_file(args.out)
+    if args.grid:
+        check_output_file(args.grid)
     encoder = load_encoder(args.model)
     index = HammingIndex.load(args.index, backend=args.backend)
     check_same_source(
@@ -90,7 +100,11 @@ def search_command(args):
 
 
 def eval_command(args):
+    from tfhash.files import check_output_file
     from tfhash.serve import evaluate_codes
+
+    if args.out:
+        check_output_file(args.out)
 
     metrics = evaluate_codes(
         args.query_codes,

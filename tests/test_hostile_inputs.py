@@ -508,3 +508,28 @@ class MemoryTest:
         info, peak_kib = json.loads(result.stdout.strip().splitlines()[-1])
         assert info["kind"] == "data (Keras layout)" and info["x_train"] == [10**6, 10**5]
         assert peak_kib < 1536 * 1024  # the interpreter and its imports; the arrays would be 372 GiB
+
+    def test_one_huge_image_does_not_blow_up_the_folder(self, tmp_path):
+        from PIL import Image
+
+        from tfhash.data.images import read_image_folder
+
+        for c in range(2):
+            (tmp_path / f"c{c}").mkdir()
+            for i in range(4):
+                Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(tmp_path / f"c{c}" / f"b{i}.png")
+        Image.fromarray(np.zeros((3000, 3000), np.uint8)).save(tmp_path / "c0" / "a_first.png")
+        folder = read_image_folder(tmp_path)
+        assert folder.images.shape == (9, 8, 8) and folder.files[0] == "c0/a_first.png"
+
+    def test_a_folder_larger_than_memory_is_refused_before_decoding(self, tmp_path, monkeypatch):
+        from PIL import Image
+
+        from tfhash.data import images
+
+        for c in range(2):
+            (tmp_path / f"c{c}").mkdir()
+            Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / f"c{c}" / "a.png")
+        monkeypatch.setattr(images, "available_memory", lambda: 1000)
+        with pytest.raises(ValueError, match=r"2 images of shape \(64, 64\) need 0.0 GiB, more than"):
+            images.read_image_folder(tmp_path)

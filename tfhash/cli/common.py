@@ -73,7 +73,7 @@ def add_split_arguments(parser, split_seed_default=0):
         type=positive_int,
         nargs=2,
         metavar=("H", "W"),
-        help="image folders: resize every image to H x W (default: the first file's size)",
+        help="image folders: resize every image to H x W (default: the size most files have)",
     )
 
 

@@ -14,12 +14,14 @@ at the top level, folders nested inside a class folder and hidden entries
 
 import concurrent.futures
 import dataclasses
+import math
 import os
 
 import numpy as np
 from PIL import Image
 
 from tfhash.checks import check_positive_int
+from tfhash.files import available_memory
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 SPLITS = ("train", "test")
@@ -246,6 +248,16 @@ def _run(task, n, workers):
             raise
 
 
+def common_size(sizes):
+    """The (H, W) most files have (the first in item order among equally common ones): the default
+    size of a folder, so that one odd file (a 9000 x 9000 image among 32 x 32 ones) is shrunk to the
+    set's size instead of every image being blown up to its own."""
+    values, first, counts = np.unique(sizes, axis=0, return_index=True, return_counts=True)
+    best = np.flatnonzero(counts == counts.max())
+    pick = best[np.argmin(first[best])]
+    return int(values[pick][0]), int(values[pick][1])
+
+
 def read_image_folder(path, image_size=None, workers=2):
     """Reads an image folder (layout (a) or (b), see the module docstring) into memory.
 
@@ -259,8 +271,8 @@ def read_image_folder(path, image_size=None, workers=2):
 
     Args:
         path: the folder.
-        image_size: (H, W) to resize every image to; None: the size of the
-            first file in item order.
+        image_size: (H, W) to resize every image to; None: the size most files
+            have (`common_size`).
         workers: decoding threads (Pillow releases the GIL while decoding and
             resizing); small folders are decoded in the calling thread.
 
@@ -287,19 +299,25 @@ def read_image_folder(path, image_size=None, workers=2):
     files, class_ids, class_names, test_start = _scan(path)
     paths = [os.path.join(path, file) for file in files]
     grey = np.empty(len(paths), bool)
-    first_size = _header(paths[0])[1]
+    sizes = np.empty((len(paths), 2), np.int64)
 
     def read_header(i):
-        grey[i] = _header(paths[i])[0]
+        grey[i], sizes[i] = _header(paths[i])
 
     _run(read_header, len(paths), workers)
-    size = size or first_size
+    size = size or common_size(sizes)
     shape = (len(paths), *size) if grey.all() else (len(paths), *size, 3)
+    needed, available = math.prod(shape), available_memory()
+    if available is not None and needed > available:
+        raise ValueError(
+            f"{path}: {len(paths)} images of shape {shape[1:]} need {needed / 2**30:.1f} GiB, more than "
+            f"the {available / 2**30:.1f} GiB of memory available; pass a smaller --image-size"
+        )
     try:
         images = np.empty(shape, np.uint8)
     except MemoryError:
         raise ValueError(
-            f"{path}: {len(paths)} images of shape {shape[1:]} need {np.prod(shape) / 2**30:.1f} GiB; "
+            f"{path}: {len(paths)} images of shape {shape[1:]} need {needed / 2**30:.1f} GiB; "
             "pass a smaller image_size"
         ) from None
     _run(lambda i: _decode(paths[i], size, images[i]), len(paths), workers)

@@ -533,3 +533,44 @@ class MemoryTest:
         monkeypatch.setattr(images, "available_memory", lambda: 1000)
         with pytest.raises(ValueError, match=r"2 images of shape \(64, 64\) need 0.0 GiB, more than"):
             images.read_image_folder(tmp_path)
+
+
+class MessagesTest:
+    """Item 7: the messages that fell back to an exception's type or hid the cause."""
+
+    def test_object_arrays_single_class_and_image_folder_problems_are_named(self, tmp_path, capsys):
+        from PIL import Image
+
+        x = np.random.default_rng(0).random((60, 5)).astype(np.float32)
+        obj = tmp_path / "obj.npz"
+        objects = np.array([{"a": 1}] * 4, object)
+        np.savez(obj, x_train=objects, y_train=np.arange(4), x_test=x[:1], y_test=[0])
+        one = tmp_path / "one.npz"
+        np.savez(one, x_train=x[:48], y_train=np.zeros(48, int), x_test=x[48:], y_test=np.zeros(12, int))
+        empty, mismatch = tmp_path / "empty", tmp_path / "mismatch"
+        for folder, classes in ((empty, "ab"), (mismatch / "train", "ab"), (mismatch / "test", "ac")):
+            for c in classes:
+                (folder / c).mkdir(parents=True)
+                Image.fromarray(np.zeros((4, 4), np.uint8)).save(folder / c / "0.png")
+        (empty / "c").mkdir()
+        expected = {
+            obj: "x_train holds Python objects (an object array, stored as a pickle), which tfhash never",
+            one: "every item has the same label; retrieval is scored by labels",
+            empty: f"class folder {empty / 'c'} holds no image files",
+            mismatch: "only in train/: ['b'], only in test/: ['c']",
+        }
+        for data, words in expected.items():
+            status, line = cli_error(["train", "itq", "--data", data, "--out", tmp_path / "run"], capsys)
+            assert status == 1 and words in line and "--debug" not in line, line
+
+    def test_search_features_of_another_width_name_the_file(self, tmp_path, capsys):
+        run = tmp_path / "itq"
+        assert cli.main(["train", "itq", "--bits", "8", "--out", str(run)]) == 0
+        assert cli.main(["encode", str(run), "--data", "digits", "--out", str(tmp_path / "c.npz")]) == 0
+        argv = ["index", str(tmp_path / "c.npz"), "--backend", "numpy", "--out", str(tmp_path / "i.npz")]
+        assert cli.main(argv) == 0
+        np.save(tmp_path / "wide.npy", np.zeros((2, 7), np.float32))
+        argv = ["search", run, tmp_path / "i.npz", "--features", tmp_path / "wide.npy"]
+        argv += ["--out", tmp_path / "h.csv"]
+        status, line = cli_error(argv, capsys)
+        assert status == 1 and "wide.npy has shape (2, 7)" in line and "encodes (n, 64) features" in line

@@ -306,11 +306,18 @@ def npz_headers(path):
 
 def check_npz_size(path, limit=None):
     """Refuses an npz whose arrays claim more memory than is available (a small file can claim
-    gigabytes: a zip of zeros); a ValueError names the file, the array and both sizes."""
+    gigabytes: a zip of zeros), or that holds object arrays (pickles); a ValueError names the file,
+    the array and both sizes."""
+    headers = npz_headers(path)
+    pickled = [name for name, (_, dtype, _) in headers.items() if dtype.hasobject]
+    if pickled:
+        raise ValueError(
+            f"{path}: {', '.join(pickled)} holds Python objects (an object array, stored as a pickle), "
+            "which tfhash never loads (a pickle can run code); save plain numbers (np.asarray(x, np.float32))"
+        )
     limit = available_memory() if limit is None else limit
     if limit is None:
         return
-    headers = npz_headers(path)
     claims = {name: math.prod(shape) * dtype.itemsize for name, (shape, dtype, _) in headers.items()}
     total = sum(claims.values())
     if total > limit:

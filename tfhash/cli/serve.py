@@ -74,6 +74,11 @@ def search_command(args):
         from tfhash.files import open_npy
 
         features = open_npy(args.features, "--features")
+        if features.ndim != 2 or features.shape[1] != encoder.input_dim:
+            raise ValueError(
+                f"--features {args.features} has shape {features.shape}; {args.model} encodes (n, "
+                f"{encoder.input_dim}) features: make them with the extractor the model was trained on"
+            )
         query_ids, query_labels = np.arange(len(features)), None
     elif data is not None:
         query = data.query.subset(slice(0, args.queries))

@@ -141,6 +141,12 @@ def _scan(path):
     return files, np.asarray(class_ids, np.int64), class_names, test_start
 
 
+def check_image_folder(path):
+    """Raises the ValueError that names why `path` is not an image folder (an empty class folder,
+    train/ and test/ with different classes, no class folders); returns None for a good one."""
+    _scan(path)
+
+
 def is_image_folder(path):
     """Whether `path` is laid out as an image folder (see the module docstring).
 
@@ -324,4 +330,4 @@ def read_image_folder(path, image_size=None, workers=2):
     return ImageFolder(images, class_ids, class_names, test_start, files)
 
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFolder", "is_image_folder", "read_image_folder"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageFolder", "check_image_folder", "is_image_folder", "read_image_folder"]

@@ -55,6 +55,11 @@ def split_pool(
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}; received protocol={protocol!r}")
     labels = one_hot(labels)
+    if len(labels) and np.all(labels == labels[:1]):
+        raise ValueError(
+            f"{name}: every item has the same label; retrieval is scored by labels, so the data needs "
+            "at least two classes"
+        )
     is_images = items.dtype == np.uint8 and items.ndim >= 3
     pool = Split(
         None if is_images else np.asarray(items, np.float32),

@@ -15,7 +15,7 @@ import numpy as np
 from tfhash.checks import check_class_labels, check_finite_rows, class_label_rows
 from tfhash.data.cifar_batches import read_batch
 from tfhash.data.dataset import RetrievalData, Split, one_hot
-from tfhash.data.images import is_image_folder, read_image_folder
+from tfhash.data.images import check_image_folder, is_image_folder, read_image_folder
 from tfhash.data.protocols import split_pool
 from tfhash.files import open_npz
 
@@ -265,6 +265,9 @@ def load_data(source, queries_per_class=None, seed=0, protocol="pooled", image_s
             return load_cifar10_folder(source, **common)
         if is_image_folder(source):
             return load_image_folder(source, image_size=image_size, **common)
+        with os.scandir(source) as entries:
+            if any(e.is_dir() and not e.name.startswith(".") for e in entries):
+                check_image_folder(source)  # laid out as an image folder: say what is wrong with it
         raise ValueError(
             f"{source} is a folder but neither a TFRecord folder (train.tfrecords, test.tfrecords), "
             "a cifar-10-batches-py folder, nor an image folder (one subfolder of PNG/JPEG files per class)"

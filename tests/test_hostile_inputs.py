@@ -574,3 +574,53 @@ class MessagesTest:
         argv += ["--out", tmp_path / "h.csv"]
         status, line = cli_error(argv, capsys)
         assert status == 1 and "wide.npy has shape (2, 7)" in line and "encodes (n, 64) features" in line
+
+
+class PickleBoundsTest:
+    """Item 5 (the readers): nesting, memo and copies bounded before a pickle is unpickled."""
+
+    DEEP = b"\x80\x02)" + b"\x85" * 10**6 + b"."  # a tuple nested a million deep (crashed Python)
+
+    @staticmethod
+    def copies():
+        import collections
+
+        pairs = [(i, i) for i in range(20000)]
+
+        class Copy:  # 200 OrderedDicts of one memoized list: 2.4 MB that builds 4 million items
+            def __reduce__(self):
+                return collections.OrderedDict, (pairs,)
+
+        return pickle.dumps([Copy() for _ in range(200)], protocol=2)
+
+    def test_the_cifar_reader_refuses_deep_and_copying_pickles(self, tmp_path):
+        copies = "refused before unpickling: it builds more than"
+        for name, raw, words in (("deep", self.DEEP, "nested more than 100 deep"),
+                                 ("copies", self.copies(), copies)):  # fmt: skip
+            path = tmp_path / name
+            path.write_bytes(raw)
+            with pytest.raises(ValueError, match=words) as error:
+                read_batch(path)
+            assert str(path) in str(error.value)
+
+    def test_the_torch_reader_refuses_them_with_value_errors(self, tmp_path):
+        from tfhash.backbones.torch_file import read_torch_state_dict
+
+        memo = b"\x80\x02" + b"N\x94" * 1_000_001 + b"."  # a million and one memo entries
+        for name, raw, words in (("deep", self.DEEP, "nested more than 100 deep"),
+                                 ("copies", self.copies(), "refused before unpickling: it builds more than"),
+                                 ("memo", memo, "more than 1,000,000 memoized")):  # fmt: skip
+            path = tmp_path / name
+            path.write_bytes(raw)
+            with pytest.raises(ValueError, match=words) as error:
+                read_torch_state_dict(path)
+            assert str(path) in str(error.value)
+
+    def test_a_real_batch_passes_the_bounds(self, tmp_path):
+        from tfhash.pickle_bounds import check_pickle
+
+        content = {b"data": np.zeros((1000, 3072), np.uint8), b"labels": [0] * 1000,
+                   b"filenames": [b"f%d.png" % i for i in range(1000)]}  # fmt: skip
+        for protocol in (2, 4, 5):
+            raw = pickle.dumps(content, protocol=protocol)
+            assert check_pickle(raw) == len(raw)

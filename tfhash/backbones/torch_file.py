@@ -30,6 +30,8 @@ import typing
 
 import numpy as np
 
+from tfhash.pickle_bounds import check_pickle
+
 MAGIC = 0x1950A86A20F9469CFC6C
 PROTOCOL = 1001
 
@@ -154,21 +156,29 @@ def read_torch_state_dict(path):
         KeyError,
         AttributeError,
         OverflowError,
+        MemoryError,
+        RecursionError,
     ) as error:
         raise ValueError(f"{path} is not a legacy-format PyTorch file: {error}") from error
     except ValueError as error:
         raise ValueError(f"{path} is not a legacy-format PyTorch file: {error}") from None
 
 
+def _load(stream, storages):
+    """The next pickle of the stream, after `check_pickle` has bounded its depth, memo and size."""
+    check_pickle(stream.getbuffer(), stream.tell())
+    return RestrictedUnpickler(stream, storages).load()
+
+
 def _read(path, stream):
     storages = {}
-    header = [RestrictedUnpickler(stream, storages).load() for _ in range(3)]
+    header = [_load(stream, storages) for _ in range(3)]
     if header[0] != MAGIC or header[1] != PROTOCOL:
         raise ValueError(f"magic {header[0]!r} / protocol {header[1]!r}")
     if isinstance(header[2], dict) and header[2].get("little_endian") is False:
         raise ValueError("the file was written on a big-endian machine")
-    state = RestrictedUnpickler(stream, storages).load()
-    keys = RestrictedUnpickler(stream, storages).load()
+    state = _load(stream, storages)
+    keys = _load(stream, storages)
     if not isinstance(keys, list) or not isinstance(state, dict):
         raise ValueError(
             f"found a {type(state).__name__} and a {type(keys).__name__}, not a state dict and its keys"

@@ -19,6 +19,8 @@ import typing
 
 import numpy as np
 
+from tfhash.pickle_bounds import check_pickle
+
 _RECONSTRUCT = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct")}
 _FROMBUFFER = {("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer")}
 # element types an array in a batch may have (data is uint8; labels saved as arrays are integers)
@@ -159,6 +161,7 @@ def read_batch(path):
     with open(path, "rb") as f:
         raw = f.read()
     try:
+        check_pickle(raw)  # depth, memo and size bounded before anything is built
         batch = _BatchUnpickler(io.BytesIO(raw), encoding="bytes").load()
         if not isinstance(batch, dict):
             raise ValueError(f"it holds a {type(batch).__name__}, not a dict")

@@ -624,3 +624,26 @@ class PickleBoundsTest:
         for protocol in (2, 4, 5):
             raw = pickle.dumps(content, protocol=protocol)
             assert check_pickle(raw) == len(raw)
+
+
+def test_a_large_serving_request_is_encoded_in_chunks(tmp_path, monkeypatch):
+    """The export cuts a request larger than SERVING_CHUNK into chunks inside the graph (memory
+    bounded by one chunk's activations); the codes equal those of small requests, padding dropped."""
+    import tensorflow as tf
+
+    from tfhash import export
+    from tfhash.registry import get_method
+    from tfhash.train import build_model
+
+    model = build_model(get_method("tbh").get_config(16, "digits"), 64, 0)
+    monkeypatch.setattr(export, "SERVING_CHUNK", 7)
+    export.export_encoder(model, tmp_path / "e")
+    serve = tf.saved_model.load(str(tmp_path / "e")).signatures["serving_default"]
+    x = np.random.default_rng(0).random((50, 64)).astype(np.float32)
+    whole = serve(features=tf.constant(x))
+    parts = [serve(features=tf.constant(x[i : i + 5]))["codes"].numpy() for i in range(0, 50, 5)]
+    np.testing.assert_array_equal(whole["codes"].numpy(), np.concatenate(parts))
+    assert whole["packed_codes"].shape == (50, 2) and whole["codes"].shape == (50, 16)
+    graph = serve.graph.as_graph_def()
+    ops = {node.op for f in graph.library.function for node in f.node_def}
+    assert "While" in ops or "StatelessWhile" in ops  # the map over chunks is in the graph

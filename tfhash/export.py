@@ -25,6 +25,25 @@ def pack_codes_tf(codes):
     return tf.cast(tf.reduce_sum(grouped * weights, axis=-1), tf.uint8)
 
 
+SERVING_CHUNK = 4096  # rows the exported graph encodes at once: a large request is cut into these
+
+
+def chunked(function, inputs, width, chunk=SERVING_CHUNK):
+    """`function(inputs)` (uint8 (n, width)) computed `chunk` rows at a time when n is larger, so the
+    activations held at once do not grow with the request (one call of a million rows keeps the
+    memory of `chunk`); a request of at most `chunk` rows runs in one piece."""
+    n = tf.shape(inputs)[0]
+
+    def pieces():
+        padded = tf.concat([inputs, tf.zeros_like(inputs[: (-n) % chunk])], axis=0)
+        grouped = tf.reshape(padded, tf.concat([[-1, chunk], tf.shape(inputs)[1:]], axis=0))
+        spec = tf.TensorSpec((chunk, width), tf.uint8)
+        out = tf.map_fn(function, grouped, fn_output_signature=spec, parallel_iterations=1)
+        return tf.reshape(out, (-1, width))[:n]
+
+    return tf.cond(n > chunk, pieces, lambda: function(inputs))
+
+
 def export_encoder(model, path, pixel_max=255.0, method=None):
     """Writes `model`'s encoder as a SavedModel at `path`, atomically.
 
@@ -43,6 +62,10 @@ def export_encoder(model, path, pixel_max=255.0, method=None):
     `input_kind`, `image_shape` and `pixel_max`; codes and indexes made with
     the export carry the same identity.
 
+    A request of more than `SERVING_CHUNK` rows is encoded that many rows at
+    a time inside the graph (`chunked`): its memory is the request, the
+    codes and one chunk's activations, whatever its size.
+
     A `features` batch holding NaN or infinite values is refused: the call
     fails with `InvalidArgumentError` ("features hold NaN or infinite values
     in rows [...]", the first ten row numbers of the batch) instead of
@@ -54,8 +77,11 @@ def export_encoder(model, path, pixel_max=255.0, method=None):
     archive = keras.export.ExportArchive()
     archive.track(model)
 
+    def run(inputs):
+        return tf.cast(tf.round(tf.cast(model(inputs, training=False), tf.float32)), tf.uint8)
+
     def outputs(inputs):
-        codes = tf.cast(tf.round(tf.cast(model(inputs, training=False), tf.float32)), tf.uint8)
+        codes = chunked(run, inputs, model.bits)
         return {"codes": codes, "packed_codes": pack_codes_tf(codes)}
 
     def encode(features):

@@ -20,6 +20,7 @@ The table is printed and written as Markdown with the date and the machine.
 import argparse
 import contextlib
 import io
+import json
 import os
 import pickle
 import platform
@@ -99,6 +100,16 @@ def codes_file(path, bits=16, n=40, change=None):
         (meta if key == "bits" else arrays)[key] = value
     write_npz(path, meta, **arrays)
     return path
+
+
+def nobits_index(source, path):
+    from tfhash.files import write_npz
+
+    with np.load(source) as f:
+        meta = json.loads(str(f["meta"]))
+        arrays = {k: f[k] for k in f.files if k != "meta"}
+    meta.pop("bits")
+    write_npz(path, meta, **arrays)
 
 
 def cases(root):
@@ -324,6 +335,12 @@ def cases(root):
             [os.path.basename(path), *names],
             setup=lambda path=path, change=change: codes_file(path, change=change),
         )
+    case(
+        "search with an index file missing its bits",
+        ["search", r("itq"), r("nobits.npz"), "--data", "digits", "--out", r("hits3.csv")],
+        ["nobits.npz", "damaged index"],
+        setup=lambda: nobits_index(r("index0.npz"), r("nobits.npz")),
+    )
     case(
         "search an index of another split",
         ["search", r("itq"), r("index1.npz"), "--data", "digits", "--out", r("hits.csv")],

@@ -647,3 +647,13 @@ def test_a_large_serving_request_is_encoded_in_chunks(tmp_path, monkeypatch):
     graph = serve.graph.as_graph_def()
     ops = {node.op for f in graph.library.function for node in f.node_def}
     assert "While" in ops or "StatelessWhile" in ops  # the map over chunks is in the graph
+
+
+def test_an_index_file_without_its_bits_is_named_damaged(tmp_path):
+    from tfhash.files import write_npz
+    from tfhash.index import FORMAT, HammingIndex
+
+    path = tmp_path / "i.npz"
+    write_npz(path, {"format": FORMAT}, codes=np.zeros((3, 2), np.uint8), ids=np.arange(3))
+    with pytest.raises(ValueError, match=r"i.npz: a damaged index \(no bits\); build it again"):
+        HammingIndex.load(path)

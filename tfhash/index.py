@@ -254,6 +254,10 @@ class HammingIndex:
     def load(cls, path, backend="auto"):
         """Reads an index written by `save` (with its `radius_hashes` setting)."""
         meta, arrays = read_npz(path, FORMAT, "build one with `tfhash index` or HammingIndex.save")
+        missing = [k for k in ("codes", "ids") if k not in arrays] + ["bits"] * ("bits" not in meta)
+        if missing or type(meta.get("bits")) is not int:
+            problem = "no " + ", ".join(missing) if missing else "bits is not an int"
+            raise ValueError(f"{path}: a damaged index ({problem}); build it again with `tfhash index`")
         index = cls(meta["bits"], backend, meta.get("radius_hashes"))
         index.source = {k: v for k, v in meta.items() if k not in ("format", "bits", "radius_hashes")}
         index.add(arrays["codes"], arrays["ids"])  # validates widths and ids, sorts by id

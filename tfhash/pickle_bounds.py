@@ -24,6 +24,7 @@ _MARK = object()
 class _Refused(ValueError):
     """A bound passed (not a damaged pickle)."""
 
+
 # opcodes that put what they pop into the object below it and leave that object on the stack
 _MUTATORS = frozenset({"APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "BUILD"})
 

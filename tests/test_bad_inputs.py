@@ -231,3 +231,5 @@ def test_a_diverging_run_stops_with_one_line_and_writes_no_model(tmp_path):
         cli.main([*argv, "--out", str(out)])
     assert "\n" not in caught.value.code
     assert not (out / "export").exists() and not (out / "metrics.json").exists()
+    if "no checkpoint was written yet" in caught.value.code:  # nothing to resume: no folder left
+        assert not out.exists()

@@ -137,9 +137,26 @@ class DivergenceTest:
         config = tiny_config("sgh", steps=8)
         config["train"]["learning_rate"] = 1e30
         out = tmp_path / "run"
-        with pytest.raises(lifecycle.TrainingDiverged, match=r"diverged at step \d+: the loss term \w+"):
+        with pytest.raises(
+            lifecycle.TrainingDiverged, match=r"diverged at step \d+: the loss term \w+"
+        ) as info:
             fit(config, digits, out, seed=0, verbose=0)
         assert not (out / "metrics.json").exists() and not (out / "export").exists()
+        # before its first checkpoint, the run leaves no folder (only logs were in it); after, it stays
+        assert out.exists() == ("is kept in" in str(info.value))
+
+    def test_a_run_diverging_after_a_checkpoint_keeps_it(self, digits, tmp_path):
+        config = tiny_config("sgh", steps=8)
+        config["train"]["steps_per_epoch"] = 2
+        out = tmp_path / "run"
+
+        def diverge(name, info):
+            if name == "checkpoint-saved" and info["epoch"] == 2:
+                raise lifecycle.TrainingDiverged("diverged (injected)")
+
+        with lifecycle.fault_hook(diverge), pytest.raises(lifecycle.TrainingDiverged):
+            fit(config, digits, out, seed=0, verbose=0)
+        assert sorted(os.listdir(out / "checkpoints")) == ["epoch-000001", "epoch-000002"]
 
 
 def test_ctrl_c_raises_one_line_saying_how_to_resume(digits, tmp_path):

@@ -135,18 +135,6 @@ def writable_folder(path, what="the output folder"):
     return path
 
 
-def remove_if_empty(path):
-    """Removes folder `path` if it holds no file (empty folders inside it go too); True if removed.
-    What a failed run made and left empty goes, anything holding a file stays."""
-    if not os.path.isdir(path) or os.path.islink(path):
-        return False
-    for _, _, names in os.walk(path):
-        if names:
-            return False
-    shutil.rmtree(path)
-    return True
-
-
 def check_output_file(path):
     """The absolute `path` of a file tfhash may write: absent, or a regular file (replaced whole).
     A folder, a symbolic link, a device node, a FIFO or a socket is refused with a ValueError (a

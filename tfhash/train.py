@@ -4,6 +4,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import time
 
 import keras
@@ -20,7 +21,7 @@ from tfhash.diagnostics import summary as bit_summary
 from tfhash.encoder import encode_features
 from tfhash.evaluation import label_relevance, retrieval_metrics
 from tfhash.export import export_encoder
-from tfhash.files import remove_if_empty, write_json
+from tfhash.files import write_json
 from tfhash.models import HashingModel
 from tfhash.optimizers import build_role_optimizers
 from tfhash.registry import get_method
@@ -304,9 +305,22 @@ def fit(
         return _fit(config, data, out, method, seed, mixed_precision, strategy, verbose, budget_seconds,
                     export, labelled_per_class, callbacks)  # fmt: skip
     except BaseException:
-        if created:
-            remove_if_empty(out)  # a run that failed before writing anything leaves no folder
+        if created:  # a run that failed before its first checkpoint leaves no folder
+            remove_failed_run(out)
         raise
+
+
+def remove_failed_run(out):
+    """Removes the folder of a failed run that this call created, when it holds nothing but
+    TensorBoard logs (a run that diverged or stopped before its first checkpoint): nothing in it
+    can be resumed. A folder with a checkpoint or any other file stays."""
+    out = os.path.abspath(out)
+    for root, _, names in os.walk(out):
+        relative = os.path.relpath(root, out).split(os.sep)[0]
+        if names and relative != "logs":
+            return False
+    shutil.rmtree(out, ignore_errors=True)
+    return True
 
 
 def check_run_folder(out, method):

@@ -133,6 +133,8 @@ def run(args):
 
     data = load_data(args.data).validation_data()
     config = method_config(args.method, args.lr, args.data)
+    if args.lr is None and args.lr_factor != 1.0:
+        config["train"]["learning_rate"] = float(f"{config['train']['learning_rate'] * args.lr_factor:.3g}")
     lr = float(config["train"]["learning_rate"])
     folder = os.path.join(OUT, "runs", f"{args.method}-lr{lr:g}-{args.steps or 'paper'}")
     plan_path = os.path.join(folder, "plan.json")
@@ -229,6 +231,7 @@ def queue(args):
             argv += ["--lr", args.lr]
         if args.steps:
             argv += ["--steps", str(args.steps)]
+        argv += ["--lr-factor", str(args.lr_factor)]
         subprocess.run(argv, check=False)
 
 
@@ -240,6 +243,7 @@ def main():
     parser.add_argument("methods", nargs="*", help="for queue: the methods, in order")
     parser.add_argument("--method")
     parser.add_argument("--lr", default=None, help="learning rate (default: the method's)")
+    parser.add_argument("--lr-factor", type=float, default=1.0, help="without --lr: the default rate x this")
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--points", type=int, default=10)
     parser.add_argument("--steps", type=int, default=None,

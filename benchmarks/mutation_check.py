@@ -41,6 +41,12 @@ MUTATIONS = [
      "dataset.enumerate(int(start_batch))", "dataset.enumerate(0)", [CONTRACTS]),
     ("step counter never advances", "models/base.py",
      "self.train_steps.assign_add(1)", "self.train_steps.assign_add(0)", [CONTRACTS]),
+    ("hashnet ignores its alpha", "models/hashnet.py",
+     'codes, inputs["labels"], self.effective_alpha, self.weighting',
+     'codes, inputs["labels"], 10.0 / self.bits, self.weighting', [CONTRACTS]),
+    ("hashnet ignores its weighting", "models/hashnet.py",
+     'codes, inputs["labels"], self.effective_alpha, self.weighting',
+     'codes, inputs["labels"], self.effective_alpha, "paper"', [CONTRACTS]),
     # the maths the older tests already held
     ("reconstruction loss loses its half", "losses.py",
      "return 0.5 * tf.reduce_sum(tf.square(x - x_hat))", "return tf.reduce_sum(tf.square(x - x_hat))",

@@ -157,3 +157,24 @@ def test_build_model_keeps_every_model_option(digits):
     config["model"]["adjacency_power"] = 2.5
     model = build_model(config, digits.feature_dim, 0)
     assert model.adjacency_power == 2.5
+
+
+class HashNetSettingsTest:
+    @pytest.mark.parametrize("options", [{}, {"alpha": 0.5}, {"alpha": 3.0}, {"weighting": "none"}])
+    def test_alpha_and_weighting_reach_the_loss(self, options):
+        """The model's loss is hashnet_loss of tanh(beta z) with the model's own alpha and weighting
+        (alpha defaults to 10 / bits); each non-default value changes it."""
+        from tfhash.losses import hashnet_loss
+        from tfhash.models.hashnet import HashNet
+
+        rng = np.random.default_rng(0)
+        x = tf.constant(rng.random((12, 6)), tf.float32)
+        labels = tf.constant(np.eye(3, dtype=np.float32)[np.arange(12) % 3])
+        model = HashNet(6, bits=8, seed=0, backbone_options={"units": [10]}, **options)
+        terms, _ = model.compute_loss_terms({"features": x, "labels": labels})
+        codes = tf.tanh(model.beta * model.hash_outputs(x))
+        alpha = options.get("alpha", 10.0 / 8)
+        expected = hashnet_loss(codes, labels, alpha, options.get("weighting", "paper"))
+        np.testing.assert_allclose(float(terms["pairwise_loss"]), float(expected), rtol=1e-6)
+        default = hashnet_loss(codes, labels, 10.0 / 8, "paper")
+        assert (float(expected) != float(default)) == bool(options)

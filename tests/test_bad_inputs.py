@@ -91,7 +91,7 @@ CASES = [
     (["train", "itq", "--data", "{garbage.npz}"], 1, "is a damaged npz archive"),
     (["train", "itq", "--out", "{a_file}"], 1, "is an existing file"),
     (["train", "itq", "--out", "{a_file}/run"], 1, "cannot write to the output folder"),
-    (["train", "tbhx"], 1, "unknown method 'tbhx'; valid methods: bgan, bgan-app, bgan-authors"),
+    (["train", "tbhx"], 2, "unknown method 'tbhx' (did you mean tbh?); valid methods: bgan, bgan-app"),
     (["train", "hashnet", "--threshold", "0.5"], 1, "hashnet has none (tbh, the tbh-vae methods and jmlh"),
     (["train", "hashnet", "--data", "{codes.npz}"], 1, "codes.npz: expected the Keras load_data layout"),
     (["train", "itq", "--data", "nowhere.npz"], 1, "unknown data source 'nowhere.npz'"),

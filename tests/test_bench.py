@@ -28,7 +28,8 @@ class RegistryTest:
     def test_unknown_name_lists_the_valid_ones(self):
         with pytest.raises(
             ValueError,
-            match="unknown method .itqq.; valid methods: bgan, bgan-app, bgan-authors, bgan-ln, bgan-ln-la, "
+            match="unknown method .itqq. \\(did you mean itq\\?\\); valid methods: bgan, bgan-app, "
+            "bgan-authors, bgan-ln, bgan-ln-la, "
             "bgan-ln-lc, bgan-two-step, bihalf, classifier, deep-sgh, gman, gman-no-aegan, "
             "gman-no-bgan, greedyhash, hashnet, hashnet-c, hashnet-w, itq, jmlh, lsh, pcah, rsgh, sgh, "
             "sgman, sh, tbh",

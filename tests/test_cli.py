@@ -1,4 +1,6 @@
 import json
+import re
+import sys
 
 import numpy as np
 import pytest
@@ -46,9 +48,25 @@ def test_train_tbh_script_writes_everything_under_out(tmp_path, capsys, run_scri
     assert "map_at_all" in capsys.readouterr().out
 
 
-def test_unknown_method_lists_valid_ones():
-    with pytest.raises(SystemExit, match="unknown method 'tbhx'; valid methods: bgan, bgan-app, .*, sh, tbh"):
+def test_unknown_method_is_a_usage_error_with_the_nearest_names(capsys):
+    with pytest.raises(SystemExit) as exit_info:
         cli.main(["train", "tbhx"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "tensorflow" not in sys.modules or exit_info.value.code == 2
+    assert re.search(
+        r"unknown method 'tbhx' \(did you mean tbh\?\); valid methods: bgan, bgan-app, .*, sh, tbh", err
+    )
+
+
+def test_a_mistyped_method_fails_before_tensorflow_is_imported():
+    import subprocess
+
+    code = (
+        "import sys; from tfhash import cli\ntry: cli.main(['train', 'tbhh'])\n"
+        "except SystemExit as e: print(e.code, 'tensorflow' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120).stdout
+    assert out.split() == ["2", "False"]
 
 
 def test_convert_writes_tbh_tfrecords(tmp_path):
@@ -92,9 +110,13 @@ def test_benchmark_script_takes_comma_separated_methods(tmp_path, capsys, run_sc
     assert (out / "results.csv").exists() and (out / "map_vs_bits.png").exists()
 
 
-def test_bench_unknown_method_exits_with_the_list():
-    with pytest.raises(SystemExit, match="unknown method .agh.; valid methods: bgan, bgan-app, .*, sh, tbh"):
+def test_bench_unknown_method_exits_with_the_list(capsys):
+    with pytest.raises(SystemExit) as exit_info:
         cli.main(["bench", "--methods", "itq", "agh"])
+    assert exit_info.value.code == 2
+    assert re.search(
+        r"unknown method 'agh'.*; valid methods: bgan, bgan-app, .*, sh, tbh", capsys.readouterr().err
+    )
 
 
 @pytest.mark.large

@@ -7,6 +7,7 @@ the benchmark table.
 """
 
 import dataclasses
+import difflib
 import functools
 import importlib
 import inspect
@@ -240,8 +241,15 @@ def argument_descriptions(cls):
 def get_method(name):
     """The registered `Method` called `name`; a ValueError lists the valid names otherwise."""
     if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; valid methods: {', '.join(sorted(METHODS))}")
+        raise ValueError(unknown_method_message(name))
     return METHODS[name]
+
+
+def unknown_method_message(name):
+    """'unknown method NAME (did you mean X?); valid methods: ...' (the suggestion when one is close)."""
+    close = difflib.get_close_matches(str(name), list(METHODS), n=2, cutoff=0.6)
+    hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+    return f"unknown method {name!r}{hint}; valid methods: {', '.join(sorted(METHODS))}"
 
 
 def method_names():

@@ -8,8 +8,8 @@ from tfhash.cli.common import (
     add_ties_argument,
     data_slug,
     load_data_from_args,
+    method_names_list,
     model_options_from_args,
-    names_list,
     nonnegative_int,
     positive_float,
     positive_int,
@@ -22,7 +22,7 @@ def add_bench_arguments(parser):
     parser.add_argument(
         "--methods",
         nargs="+",
-        type=names_list,
+        type=method_names_list,
         help=f"methods to run, space or comma separated (default: all: {' '.join(method_names())})",
     )
     parser.add_argument(

@@ -142,6 +142,21 @@ def names_list(value):
     return [name for part in value.split(",") for name in [part.strip()] if name]
 
 
+def method_name(value):
+    """An argparse type: a registered method name; an unknown one is a usage error (exit 2, before
+    TensorFlow is imported) with the nearest names."""
+    from tfhash.registry import METHODS, unknown_method_message
+
+    if value not in METHODS:
+        raise argparse.ArgumentTypeError(unknown_method_message(value))
+    return value
+
+
+def method_names_list(value):
+    """An argparse type: space- or comma-separated method names, each checked as `method_name`."""
+    return [method_name(name) for name in names_list(value)]
+
+
 def _model_option(text):
     key, sep, value = text.partition("=")
     if not sep or not key:

@@ -11,6 +11,7 @@ from tfhash.cli.common import (
     data_slug,
     kind_text,
     load_data_from_args,
+    method_name,
     model_options_from_args,
     nonnegative_float,
     nonnegative_int,
@@ -292,7 +293,7 @@ def add_parser(sub):
         epilog=training_defaults(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    train.add_argument("method", help=f"one of: {', '.join(method_names())}")
+    train.add_argument("method", type=method_name, help=f"one of: {', '.join(method_names())}")
     add_train_arguments(train)
     train.set_defaults(handler=run_train)
 

@@ -110,3 +110,23 @@ def test_bad_input_gives_clear_errors(itq_run, tmp_path):
     index.save(tmp_path / "i.npz")
     with pytest.raises(SystemExit, match="give queries"):
         cli.main(["search", str(out / "run"), str(tmp_path / "i.npz")])
+
+
+def test_encode_without_data_takes_the_runs_data(tmp_path, capsys):
+    """`tfhash encode RUN` encodes the data the run was trained on (never digits by default); a model
+    file with no run record beside it asks for --data."""
+    import shutil
+
+    x = np.random.default_rng(0).random((90, 5)).astype(np.float32)
+    path = tmp_path / "feats.npz"
+    np.savez(path, x_train=x[:70], y_train=np.arange(70) % 3, x_test=x[70:], y_test=np.arange(20) % 3)
+    run = tmp_path / "itq"
+    assert cli.main(["train", "itq", "--bits", "4", "--data", str(path), "--queries-per-class", "3",
+                     "--out", str(run)]) == 0  # fmt: skip
+    info = cli.run(["encode", str(run), "--out", str(tmp_path / "db.npz")])
+    assert info["items"] == 90 - 9 and f"note: encoding {path}" in capsys.readouterr().out
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    shutil.copy(run / "model.npz", lone / "model.npz")
+    with pytest.raises(SystemExit, match="has no record of the data it was trained on .*; pass --data"):
+        cli.main(["encode", str(lone / "model.npz"), "--out", str(tmp_path / "c.npz")])

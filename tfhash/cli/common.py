@@ -173,14 +173,15 @@ def data_slug(source):
 
 def run_split(model_path):
     """How the run holding `model_path` (a run folder, its export/ or model.npz) split its data:
-    {split_seed, protocol, queries_per_class, image_shape, validation} from its metrics.json, or {}."""
+    {data, split_seed, protocol, queries_per_class, image_shape, validation} from its metrics.json,
+    or {}."""
     path = os.path.abspath(model_path)
     for folder in (path, os.path.dirname(path)):
         record = os.path.join(folder, "metrics.json")
         if os.path.isfile(record):
             with open(record) as f:
                 info = json.load(f)
-            keys = ("split_seed", "protocol", "queries_per_class", "image_shape", "validation")
+            keys = ("data", "split_seed", "protocol", "queries_per_class", "image_shape", "validation")
             return {key: info.get(key) for key in keys}
     return {}
 

@@ -17,8 +17,16 @@ def encode_command(args):
     from tfhash.serve import encode_source
 
     check_output_file(args.out)  # before minutes of encoding, not after
-
-    data = load_data_from_args(args, run_split(args.model))
+    run = run_split(args.model)
+    if args.data is None:  # the data the run was trained on, never a silent default
+        if not run.get("data"):
+            raise ValueError(
+                f"{args.model} has no record of the data it was trained on (no metrics.json beside it); "
+                "pass --data"
+            )
+        args.data = run["data"]
+        print(f"note: encoding {args.data}, the data the run was trained on (--data to encode another)")
+    data = load_data_from_args(args, run)
     info = encode_source(args.model, data, args.out, split=args.split)
     print(
         f"wrote {info['items']} {info['bits']}-bit codes "
@@ -135,6 +143,7 @@ def add_parser(sub):
     encode = sub.add_parser("encode", help="encode a data split with a trained model -> codes file")
     encode.add_argument("model", help="a SavedModel folder, a baseline model.npz, or a run folder")
     add_data_arguments(encode, split_seed_default=None)
+    encode.set_defaults(data=None)  # the run's data (its metrics.json), not digits
     encode.add_argument("--split", default="database", help="database (default), query or train")
     encode.add_argument("--out", required=True, help="codes file to write (.npz)")
     index = sub.add_parser("index", help="build a Hamming index from a codes file")

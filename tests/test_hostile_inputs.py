@@ -183,7 +183,7 @@ class UserFilesTest:
         plant(run)
         plant(run / "checkpoints")
         assert cli.main(["train", "itq", "--bits", "8", "--out", str(run)]) == 0
-        assert cli.main(["train", "itq", "--bits", "8", "--out", str(run)]) == 0
+        assert cli.main(["train", "itq", "--bits", "8", "--overwrite", "--out", str(run)]) == 0
         assert_planted(run)
         assert_planted(run / "checkpoints")
 
@@ -657,3 +657,14 @@ def test_an_index_file_without_its_bits_is_named_damaged(tmp_path):
     write_npz(path, {"format": FORMAT}, codes=np.zeros((3, 2), np.uint8), ids=np.arange(3))
     with pytest.raises(ValueError, match=r"i.npz: a damaged index \(no bits\); build it again"):
         HammingIndex.load(path)
+
+
+def test_a_finished_run_is_not_retrained_without_overwrite(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main(["train", "itq", "--bits", "8", "--out", str(run)]) == 0
+    before = (run / "metrics.json").read_text()
+    status, line = cli_error(["train", "itq", "--bits", "8", "--out", run], capsys)
+    assert status == 1 and "holds a finished itq run (metrics.json); pass --overwrite" in line
+    assert (run / "metrics.json").read_text() == before
+    assert cli.main(["train", "itq", "--bits", "8", "--seed", "1", "--overwrite", "--out", str(run)]) == 0
+    assert '"seed": 1' in (run / "metrics.json").read_text()

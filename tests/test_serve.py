@@ -130,3 +130,25 @@ def test_encode_without_data_takes_the_runs_data(tmp_path, capsys):
     shutil.copy(run / "model.npz", lone / "model.npz")
     with pytest.raises(SystemExit, match="has no record of the data it was trained on .*; pass --data"):
         cli.main(["encode", str(lone / "model.npz"), "--out", str(tmp_path / "c.npz")])
+
+
+def test_search_without_out_prints_csv_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    run = tmp_path / "itq"
+    assert cli.main(["train", "itq", "--bits", "8", "--out", str(run)]) == 0
+    assert cli.main(["encode", str(run), "--out", str(tmp_path / "db.npz")]) == 0
+    assert (
+        cli.main(["index", str(tmp_path / "db.npz"), "--backend", "numpy", "--out", str(tmp_path / "i.npz")])
+        == 0
+    )
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    capsys.readouterr()
+    assert (
+        cli.main(
+            ["search", str(run), str(tmp_path / "i.npz"), "--data", "digits", "--queries", "2", "--k", "3"]
+        )
+        == 0
+    )
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-7] == "query_id,rank,id,distance" and len(lines[-6:]) == 6
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -128,7 +129,8 @@ def search(encoder, index, features, k=10, radius=None, batch_size=1024, progres
 
 
 def write_search_results(path, query_ids, results):
-    """Writes search results as CSV (query_id, rank, id, distance) or JSON, by the file extension."""
+    """Writes search results as CSV (query_id, rank, id, distance) or JSON, by the file extension;
+    with `path` None, the CSV goes to standard output (nothing is written to disk)."""
     if isinstance(results, tuple):
         results = list(zip(*results, strict=True))
     rows = [
@@ -147,7 +149,10 @@ def write_search_results(path, query_ids, results):
         writer = csv.writer(text, lineterminator="\n")
         writer.writerow(["query_id", "rank", "id", "distance"])
         writer.writerows(rows)
-        write_text(path, text.getvalue())
+        if path is None:
+            sys.stdout.write(text.getvalue())
+        else:
+            write_text(path, text.getvalue())
 
 
 def evaluate_codes(

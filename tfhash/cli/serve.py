@@ -57,7 +57,8 @@ def search_command(args):
     from tfhash.identity import check_same_source
     from tfhash.index import HammingIndex
 
-    check_output_file(args.out)
+    if args.out:
+        check_output_file(args.out)
     if args.grid:
         check_output_file(args.grid)
     encoder = load_encoder(args.model)
@@ -97,7 +98,8 @@ def search_command(args):
         )
     results = serve.search(encoder, index, features, k=args.k, radius=args.radius)
     serve.write_search_results(args.out, query_ids, results)
-    print(f"{len(features)} queries -> {args.out}")
+    if args.out:
+        print(f"{len(features)} queries -> {args.out}")
     if args.grid:
         if args.radius is not None or data is None:
             raise ValueError(
@@ -170,7 +172,7 @@ def add_parser(sub):
         "--radius", type=nonnegative_int, help="return every item within this Hamming radius instead"
     )
     search.add_argument(
-        "--out", default="search.csv", help="results file, .csv or .json (default: search.csv)"
+        "--out", help="results file, .csv or .json (default: CSV on standard output, no file)"
     )
     search.add_argument("--grid", help="also write a PNG grid of queries and their top-k results")
     search.add_argument(

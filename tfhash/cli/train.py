@@ -27,6 +27,11 @@ def _threshold(value):
 
 def add_train_arguments(parser):
     add_data_arguments(parser)
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train again into an --out that holds a finished run of this method (refused otherwise)",
+    )
     parser.add_argument("--bits", type=positive_int, default=32, help="code length (default: 32)")
     parser.add_argument(
         "--batch-size",
@@ -180,12 +185,28 @@ def config_from_args(method, args, data_name):
     return config
 
 
+def finished_method(out):
+    """The method of the finished run in `out` (its metrics.json), or None."""
+    import json
+
+    try:
+        with open(os.path.join(out, "metrics.json")) as f:
+            return json.load(f).get("method")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def train_command(args):
     from tfhash.train import fit
 
     config = config_from_args(args.method, args, "digits" if args.data == "digits" else data_slug(args.data))
     data = load_data_from_args(args)
     out = args.out or os.path.join("saved_models", f"{args.method}-{data_slug(args.data)}-{args.bits}bit")
+    if finished_method(out) == args.method and not getattr(args, "overwrite", False):
+        raise ValueError(
+            f"{out} holds a finished {args.method} run (metrics.json); pass --overwrite to train it again, "
+            "or give a new --out (`tfhash info` shows what it holds)"
+        )  # another method's finished run is refused by fit, --overwrite or not
     if args.figure is True:
         args.figure = os.path.join(out, "reconstructions.png")
     if args.figure:

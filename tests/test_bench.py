@@ -124,3 +124,27 @@ def test_runner_rejects_bad_arguments_before_running(digits, tmp_path):
     with pytest.raises(ValueError, match="bits must be a positive int"):
         run_benchmark(digits, methods=["itq"], bits=(0,), out=str(tmp_path))
     assert not (tmp_path / "cells").exists()
+
+
+def test_one_seed_has_no_spread_and_progress_is_said_before_each_cell(tmp_path, monkeypatch):
+    from tfhash import bench
+
+    assert bench._cell_text([{"m": 0.4761}], "m", [0]) == "0.476"
+    assert bench._cell_text([{"m": 0.4}, {"m": 0.5}], "m", [0, 1]) == "0.450 ± 0.050"
+    said = []
+    bench.run_benchmark(
+        load_data("digits"), ["itq"], (8,), (0,), None, None, str(tmp_path / "b"), log=said.append
+    )
+    assert said[0] == "[1/1] itq 8 bits seed 0: training ..." and "mAP@all" in said[1]
+    assert "± 0.000" not in (tmp_path / "b" / "results.md").read_text()
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt("interrupted at step 3 of 8")
+
+    monkeypatch.setattr(bench, "_run_cell", stop)
+    with pytest.raises(
+        KeyboardInterrupt, match=r"step 3 of 8; the bench stopped in cell \[1/1\] lsh 8 bits seed 0: re-run"
+    ):
+        bench.run_benchmark(
+            load_data("digits"), ["lsh"], (8,), (0,), None, None, str(tmp_path / "b"), log=said.append
+        )

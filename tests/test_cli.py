@@ -217,3 +217,25 @@ def test_a_command_prints_no_tensorflow_start_up_lines(tmp_path):
     out = subprocess.run(argv, capture_output=True, text=True, env=env, check=True)
     assert out.stderr == "", out.stderr
     assert "map_at_all" in out.stdout
+
+
+def test_sigterm_stops_a_run_like_ctrl_c(tmp_path):
+    """kill (SIGTERM) gets the Ctrl-C path: one line saying where the run stopped and how to resume,
+    exit 130, and the checkpoint kept."""
+    import signal
+    import subprocess
+    import time
+
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "tfhash", "train", "sgh", "--steps", "100000", "--steps-per-epoch", "50",
+            "--out", str(out)]  # fmt: skip
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list((out / "checkpoints").glob("epoch-*")) and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("interrupted at step") and "re-run the same command to resume" in last
+    assert list((out / "checkpoints").glob("epoch-*"))

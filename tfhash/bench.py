@@ -20,6 +20,7 @@ at most the cell in progress.
 
 import csv
 import functools
+import glob
 import io
 import json
 import os
@@ -143,7 +144,15 @@ def run_benchmark(
                 "export": export,
                 "labelled_per_class": labelled_per_class,
             }
-            record = _run_cell(method, b, seed, data, cell_dir, overrides, (euclidean, ties), options)
+            resumed = glob.glob(os.path.join(cell_dir, "checkpoints", "epoch-*"))
+            log(f"{label}: " + ("resuming from its checkpoint" if resumed else "training") + " ...")
+            try:
+                record = _run_cell(method, b, seed, data, cell_dir, overrides, (euclidean, ties), options)
+            except KeyboardInterrupt as err:
+                raise type(err)(
+                    f"{' '.join(str(err).split()) or 'interrupted'}; the bench stopped in cell {label}: "
+                    "re-run the same command to continue (finished cells are kept)"
+                ) from None
             durations.setdefault(method.name, []).append(time.time() - cell_start)
             eta = _eta(durations, [c for c in cells[index:] if not _finished_path(c, out)])
             log(f"{label}: {_summary(record)} (elapsed {time.time() - start:.0f} s, eta {eta:.0f} s)")
@@ -256,7 +265,7 @@ def markdown_table(records, data):
         f"{done.get('ground_truth', 'labels')} ground truth, ties at equal distance: "
         f"{done.get('ties', 'index')}, empty queries count "
         f"{done.get('empty_queries', 'zero')}; seeds {seeds}; mean ± standard deviation over seeds "
-        "(n < number of seeds: cells that failed or were not run).",
+        "(one value where one seed ran; n < number of seeds: cells that failed or were not run).",
     ]
     for key, title in TABLE_METRICS:
         if not any(key in r for rs in ok.values() for r in rs):
@@ -279,7 +288,10 @@ def _cell_text(cell_records, key, seeds):
     if not values:
         return "failed" if not cell_records else "-"
     digits = {"train_seconds": 1, "encode_items_per_second": 0, "dead_bits": 1}.get(key, 3)
-    text = f"{np.mean(values):,.{digits}f} ± {np.std(values):,.{digits}f}"
+    if len(values) == 1:  # one seed: no spread to show (never "± 0.000")
+        text = f"{values[0]:,.{digits}f}"
+    else:
+        text = f"{np.mean(values):,.{digits}f} ± {np.std(values):,.{digits}f}"
     return text if len(values) == len(seeds) else f"{text} (n={len(values)})"
 
 

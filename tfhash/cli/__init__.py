@@ -9,6 +9,7 @@ it imported quietly (`quiet_tensorflow`).
 
 import argparse
 import os
+import signal
 import sys
 
 from tfhash.cli import bench, data, serve, train
@@ -54,6 +55,7 @@ def main(argv=None):
     if "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0"):
         run(argv)
         return 0
+    previous = _terminate_as_interrupt()
     try:
         run(argv)
     except BrokenPipeError:  # `tfhash methods | head`: the reader left; say nothing
@@ -64,7 +66,24 @@ def main(argv=None):
         raise SystemExit(130) from None
     except Exception as err:  # every error is one line; --debug shows the traceback
         raise SystemExit(f"error: {describe(err)}") from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _terminate_as_interrupt():
+    """SIGTERM (kill, a job scheduler's stop) is handled as Ctrl-C: the run says where it stopped
+    and how to resume, and exits 130, instead of dying without a word. Returns the previous
+    handler (None where no handler can be set: not the main thread)."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt("terminated (SIGTERM)")
+
+    try:
+        return signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # signals are set from the main thread only
+        return None
 
 
 def one_line(err):

@@ -668,3 +668,10 @@ def test_a_finished_run_is_not_retrained_without_overwrite(tmp_path, capsys):
     assert (run / "metrics.json").read_text() == before
     assert cli.main(["train", "itq", "--bits", "8", "--seed", "1", "--overwrite", "--out", str(run)]) == 0
     assert '"seed": 1' in (run / "metrics.json").read_text()
+
+
+def test_a_file_out_in_a_missing_folder_is_refused_before_work(tmp_path, capsys):
+    run = tmp_path / "itq"
+    assert cli.main(["train", "itq", "--bits", "8", "--out", str(run)]) == 0
+    status, line = cli_error(["encode", run, "--out", tmp_path / "nowhere" / "c.npz"], capsys)
+    assert status == 1 and f"the folder {tmp_path / 'nowhere'} does not exist; create it first" in line

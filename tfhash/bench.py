@@ -30,7 +30,7 @@ import traceback
 import numpy as np
 
 from tfhash.checks import check_positive_int
-from tfhash.files import write_json, write_text
+from tfhash.files import writable_folder, write_json, write_text
 from tfhash.registry import check_model_options, get_method, method_names
 from tfhash.train import fit
 
@@ -131,6 +131,7 @@ def run_benchmark(
         log(f"note: {name} has no model option {', '.join(keys)}; it runs with its own")
     overrides = {"train": train, "model": dict(model_options or {})}
     cells = [(m, b, s) for b in bits for m in methods for s in seeds]
+    writable_folder(out, "the bench folder")  # a clear error before any cell, not an OSError later
     os.makedirs(os.path.join(out, "cells"), exist_ok=True)
     records, start, durations = [], time.time(), {}
     for index, (method, b, seed) in enumerate(cells, 1):

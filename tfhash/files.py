@@ -148,6 +148,17 @@ def check_output_file(path):
         raise ValueError(
             f"{path} is not a regular file (a device, FIFO or socket); give the path of a file to write"
         )
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        raise ValueError(f"cannot write {path}: the folder {parent} does not exist; create it first")
+    try:  # the temporary that atomic writes need, made and removed at once
+        fd, probe = tempfile.mkstemp(dir=parent, prefix=TEMPORARY_PREFIX)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        raise ValueError(
+            f"cannot write {path} ({err.strerror or err}); choose a folder you can write to"
+        ) from None
     return path
 
 

@@ -47,6 +47,11 @@ MUTATIONS = [
     ("hashnet ignores its weighting", "models/hashnet.py",
      'codes, inputs["labels"], self.effective_alpha, self.weighting',
      'codes, inputs["labels"], self.effective_alpha, "paper"', [CONTRACTS]),
+    ("greedyhash ignores its alpha", "models/similarity_hash.py",
+     "loss = similarity + self.alpha * penalty", "loss = similarity + 0.1 * penalty", [CONTRACTS]),
+    ("bihalf pairs every item with every other", "models/similarity_hash.py",
+     'similarity_preserving_loss(codes, flat, "halves")', 'similarity_preserving_loss(codes, flat, "all")',
+     [CONTRACTS]),
     # the maths the older tests already held
     ("reconstruction loss loses its half", "losses.py",
      "return 0.5 * tf.reduce_sum(tf.square(x - x_hat))", "return tf.reduce_sum(tf.square(x - x_hat))",

@@ -178,3 +178,41 @@ class HashNetSettingsTest:
         np.testing.assert_allclose(float(terms["pairwise_loss"]), float(expected), rtol=1e-6)
         default = hashnet_loss(codes, labels, 10.0 / 8, "paper")
         assert (float(expected) != float(default)) == bool(options)
+
+
+def cosines(a, b):
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return a @ b.T
+
+
+class SimilarityHashObjectiveTest:
+    """GreedyHash (Su et al. 2018) and BiHalf (Li and van Gemert 2021) by hand from the hash layer."""
+
+    x = np.random.default_rng(0).normal(size=(10, 6)).astype(np.float32)
+
+    def test_greedyhash_loss(self):
+        from tfhash.models import GreedyHash
+
+        model = GreedyHash(6, bits=5, alpha=0.3, seed=0)
+        terms, objectives = model.compute_loss_terms(tf.constant(self.x), training=True)
+        h = dense(model.hash_layer, self.x.astype(np.float64))
+        b = np.where(h >= 0, 1.0, -1.0)
+        similarity = np.mean((cosines(b, b) - cosines(self.x, self.x)) ** 2)  # every pair, diagonal too
+        penalty = np.mean(np.abs(np.abs(h) - 1.0) ** 3)
+        np.testing.assert_allclose(float(objectives["encoder"]), similarity + 0.3 * penalty, rtol=1e-5)
+        np.testing.assert_allclose(float(terms["cubic_penalty"]), penalty, rtol=1e-5)
+
+    def test_bihalf_similarity_loss(self):
+        from tfhash.models import BiHalf
+
+        model = BiHalf(6, bits=5, seed=0)
+        _, objectives = model.compute_loss_terms(tf.constant(self.x), training=True)
+        h = dense(model.hash_layer, self.x.astype(np.float64))
+        ranks = np.argsort(np.argsort(-h, axis=0, kind="stable"), axis=0, kind="stable")
+        b = np.where(ranks < len(h) // 2, 1.0, -1.0)  # per bit, the top half of the batch is +1
+        half = len(h) // 2
+        expected = np.mean(
+            (np.diag(cosines(b[:half], b[half:])) - np.diag(cosines(self.x[:half], self.x[half:]))) ** 2
+        )
+        np.testing.assert_allclose(float(objectives[model.roles[0]]), expected, rtol=1e-5)

@@ -52,6 +52,11 @@ MUTATIONS = [
     ("bihalf pairs every item with every other", "models/similarity_hash.py",
      'similarity_preserving_loss(codes, flat, "halves")', 'similarity_preserving_loss(codes, flat, "all")',
      [CONTRACTS]),
+    ("sgh encoder loses the KL term", "models/sgh.py",
+     "encoder = recon + kl + decay[\"encoder\"]", "encoder = recon + decay[\"encoder\"]", [CONTRACTS]),
+    ("rsgh encoder minimises the redundancy", "models/sgh.py",
+     "encoder += self.eta * code_hidden - self.delta * redundancy",
+     "encoder += self.eta * code_hidden + self.delta * redundancy", [CONTRACTS]),
     # the maths the older tests already held
     ("reconstruction loss loses its half", "losses.py",
      "return 0.5 * tf.reduce_sum(tf.square(x - x_hat))", "return tf.reduce_sum(tf.square(x - x_hat))",

@@ -216,3 +216,51 @@ class SimilarityHashObjectiveTest:
             (np.diag(cosines(b[:half], b[half:])) - np.diag(cosines(self.x[:half], self.x[half:]))) ** 2
         )
         np.testing.assert_allclose(float(objectives[model.roles[0]]), expected, rtol=1e-5)
+
+
+class SGHObjectiveTest:
+    """SGH (Dai et al. 2017) and R-SGH (Du et al. 2018) by hand: decoder = 0.5 ||X - X_hat||^2 (+ eta
+    ||Z - H||^2), encoder = the same reconstruction + alpha KL(Bern(p) || Bern(rho)) (+ eta ||Z - H||^2
+    - delta sum_k min(||r_k||^2, epsilon), R = Z - Z A), each + 0.5 weight_decay ||its kernels||^2."""
+
+    x = np.random.default_rng(0).random((10, 6)).astype(np.float32)
+
+    @pytest.mark.parametrize("variant", ["sgh", "rsgh"])
+    def test_encoder_and_decoder_objectives(self, variant):
+        from tfhash.models import SGH
+
+        options = dict(alpha=0.3, rho=0.4, epsilon=2.0, delta=0.2, eta=0.7, weight_decay=0.05)
+        model = SGH(6, bits=4, variant=variant, seed=0, **options)
+        model.adapt(self.x)
+        combination = np.random.default_rng(1).normal(size=(4, 4)).astype(np.float32) * 0.3
+        np.fill_diagonal(combination, 0.0)
+        model.combination.assign(combination)
+        terms, objectives = model.compute_loss_terms(tf.constant(self.x), training=False)
+        x = self.x.astype(np.float64)
+        hidden = x
+        for layer in model.encoder_layers[:-1]:
+            hidden = dense(layer, hidden, "relu")
+        logits = dense(model.encoder_layers[-1], hidden)
+        z = (logits > 0).astype(np.float64)
+        h = z
+        for layer in model.decoder_layers[:-1]:
+            h = dense(layer, h, "sigmoid")
+        last = model.decoder_layers[-1]
+        out = h @ last.kernel.numpy() + (last.bias.numpy() if last.use_bias else 0.0)
+        x_hat = out * model.scale.numpy() + model.shift.numpy()
+        reconstruction = 0.5 * np.sum((x - x_hat) ** 2)
+        p, rho = sigmoid(logits), 0.4
+        kl = 0.3 * np.sum(p * np.log(p / rho) + (1 - p) * np.log((1 - p) / (1 - rho)))
+        roles = (("encoder", model.encoder_layers), ("decoder", model.decoder_layers))
+        decay = {
+            role: 0.5 * 0.05 * sum(np.sum(v.kernel.numpy() ** 2) for v in layers) for role, layers in roles
+        }
+        encoder, decoder = reconstruction + kl + decay["encoder"], reconstruction + decay["decoder"]
+        if variant == "rsgh":
+            code_hidden = np.sum((z - h) ** 2)
+            residuals = np.sum((z - z @ combination) ** 2, axis=0)
+            encoder += 0.7 * code_hidden - 0.2 * np.sum(np.minimum(residuals, 2.0))
+            decoder += 0.7 * code_hidden
+        np.testing.assert_allclose(float(objectives["encoder"]), encoder, rtol=1e-4)
+        np.testing.assert_allclose(float(objectives["decoder"]), decoder, rtol=1e-4)
+        np.testing.assert_allclose(float(terms["kl_loss"]), kl, rtol=1e-4)

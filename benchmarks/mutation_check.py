@@ -57,6 +57,9 @@ MUTATIONS = [
     ("rsgh encoder minimises the redundancy", "models/sgh.py",
      "encoder += self.eta * code_hidden - self.delta * redundancy",
      "encoder += self.eta * code_hidden + self.delta * redundancy", [CONTRACTS]),
+    ("jmlh ignores its kl weight", "models/jmlh.py",
+     "jmlh_loss_terms(inputs[\"labels\"], self.classifier(codes), logits, self.kl_weight)",
+     "jmlh_loss_terms(inputs[\"labels\"], self.classifier(codes), logits, 0.2)", [CONTRACTS]),
     # the maths the older tests already held
     ("reconstruction loss loses its half", "losses.py",
      "return 0.5 * tf.reduce_sum(tf.square(x - x_hat))", "return tf.reduce_sum(tf.square(x - x_hat))",

@@ -264,3 +264,24 @@ class SGHObjectiveTest:
         np.testing.assert_allclose(float(objectives["encoder"]), encoder, rtol=1e-4)
         np.testing.assert_allclose(float(objectives["decoder"]), decoder, rtol=1e-4)
         np.testing.assert_allclose(float(terms["kl_loss"]), kl, rtol=1e-4)
+
+
+def test_jmlh_objective_by_hand():
+    """JMLH (Shen et al. 2019): softmax cross-entropy of a classifier on the {0, 1} codes + kl_weight
+    x KL(Bern(sigmoid(l)) || Bern(0.5)) summed over bits, both averaged over the batch."""
+    from tfhash.models import JMLH
+
+    rng = np.random.default_rng(0)
+    x = rng.random((12, 6)).astype(np.float32)
+    labels = np.eye(3, dtype=np.float32)[np.arange(12) % 3]
+    model = JMLH(6, bits=5, num_classes=3, kl_weight=0.7, seed=0, backbone_options={"units": [8]})
+    _, objectives = model.compute_loss_terms({"features": tf.constant(x), "labels": tf.constant(labels)})
+    hidden = model.encoder(tf.constant(x)).numpy().astype(np.float64)
+    logits = dense(model.code_layer, hidden)
+    codes = (sigmoid(logits) > 0.5).astype(np.float64)  # the authors' threshold 0.5, in training too
+    scores = dense(model.classifier, codes)
+    log_softmax = scores - np.log(np.sum(np.exp(scores), axis=1, keepdims=True))
+    cross_entropy = -np.mean(np.sum(labels * log_softmax, axis=1))
+    p = sigmoid(logits)
+    kl = np.mean(np.sum(p * np.log(2 * p) + (1 - p) * np.log(2 * (1 - p)), axis=1))
+    np.testing.assert_allclose(float(objectives[model.roles[0]]), cross_entropy + 0.7 * kl, rtol=1e-5)

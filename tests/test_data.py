@@ -194,7 +194,12 @@ class PipelineTest:
         split = Split(x, None, np.arange(32), images=np.zeros((32, 4, 4), np.uint8))
         for dataset in (train_dataset(x, 8), batch_dataset(split, ("images", "index"), 8)):
             assert dataset.options().autotune.enabled is False
-            assert next(iter(dataset)) is not None
+        features = next(iter(train_dataset(x, 8))).numpy()
+        assert features.shape == (8, 2) and set(features[:, 0] // 2) <= set(range(32))  # rows of x
+        np.testing.assert_array_equal(features[:, 1], features[:, 0] + 1)
+        batch = next(iter(batch_dataset(split, ("images", "index"), 8)))
+        assert batch["images"].shape == (8, 4, 4, 1) and batch["index"].shape == (8,)
+        assert len(set(batch["index"].numpy().tolist())) == 8
 
 
 @pytest.mark.large

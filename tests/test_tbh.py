@@ -141,22 +141,6 @@ class TBHTest:
         assert all(np.isfinite(v[0]) for v in history.history.values())
         assert set(np.unique(model.encode(features(5)))) <= {0, 1}
 
-    def test_backup_and_restore_resumes_an_interrupted_run(self, tmp_path):
-        class Interrupt(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
-                if epoch == 1:
-                    raise KeyboardInterrupt
-
-        backup = keras.callbacks.BackupAndRestore(str(tmp_path / "ckpt"))
-        data = train_dataset(features(64), 16)
-        model = small_model()
-        with pytest.raises(KeyboardInterrupt):
-            model.fit(data, steps_per_epoch=2, epochs=4, callbacks=[backup, Interrupt()], verbose=0)
-        resumed = small_model(seed=1)
-        history = resumed.fit(data, steps_per_epoch=2, epochs=4, callbacks=[backup], verbose=0)
-        assert len(history.epoch) == 2  # epochs 3 and 4 only
-        assert int(resumed.actor_optimizer.iterations) == 8
-
 
 class TBHBackboneTest:
     def test_image_backbone_leaves_every_other_layer_as_seeded(self):

@@ -203,7 +203,10 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
         config["model"].update(continuous_dim=16, hidden_dim=32)
         config["train"].update(steps=4, steps_per_epoch=2, batch_size=100, eval_every=1)
         _, record = fit(config, load_data("digits"), OUT, strategy=strategy, verbose=0)
-        assert record["steps"] == 4 and 0 < record["map_at_all"] <= 1, record
+        _, alone = fit(config, load_data("digits"), OUT + "-one", verbose=0, export=False)
+        # random codes score about 0.10; two replicas train as one device does (0.212 and 0.208 seen)
+        assert record["steps"] == 4 and record["map_at_all"] > 0.15, record
+        assert abs(record["map_at_all"] - alone["map_at_all"]) < 0.05, (record, alone)
         print("ok", history.history["reconstruction_loss"][0])
     """).replace("OUT", repr(str(tmp_path / "run")))
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)

@@ -137,6 +137,7 @@ def run(args):
         config["train"]["learning_rate"] = float(f"{config['train']['learning_rate'] * args.lr_factor:.3g}")
     lr = float(config["train"]["learning_rate"])
     folder = os.path.join(OUT, "runs", f"{args.method}-lr{lr:g}-{args.steps or 'paper'}")
+    key = args.name or args.method  # the curve's name in curves.json
     plan_path = os.path.join(folder, "plan.json")
     if os.path.isfile(plan_path):  # a stopped run: the same steps, so its checkpoint resumes
         with open(plan_path) as f:
@@ -152,15 +153,13 @@ def run(args):
         with open(plan_path, "w") as f:
             json.dump(plan, f)
         curves = load_curves()  # a new run at this rate replaces the method's earlier curve at it
-        curves[args.method] = [
-            p for p in curves.get(args.method, []) if not math.isclose(p["learning_rate"], lr)
-        ]
+        curves[key] = [p for p in curves.get(key, []) if not math.isclose(p["learning_rate"], lr)]
         save_curves(curves)
     print(f"{args.method} lr {lr:g}: {plan}", flush=True)
     config["train"].update(steps=plan["steps"], steps_per_epoch=plan["steps_per_epoch"], eval_every=1)
-    done = [p for p in load_curves().get(args.method, []) if math.isclose(p["learning_rate"], lr)]
+    done = [p for p in load_curves().get(key, []) if math.isclose(p["learning_rate"], lr)]
     offset = max((p["seconds"] for p in done), default=0.0)
-    callback = curve_callback(args.method, lr, offset)
+    callback = curve_callback(key, lr, offset)
     budget = plan["minutes"] * 60 * 1.5 + 120  # wall seconds, evaluation included: a safety stop only
     _, record = fit(config, data, folder, seed=0, verbose=0, budget_seconds=budget, export=False,
                     callbacks=[callback])  # fmt: skip
@@ -195,21 +194,27 @@ def plot(args):
     import matplotlib.pyplot as plt
 
     curves = load_curves()
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    methods = sorted(m for m in curves if m != "itq")
+    colours = {m: plt.cm.tab10(i % 10) for i, m in enumerate(methods)}
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
     for ax, metric in zip(axes, ("map_at_1000", "map_at_all"), strict=True):
-        for method, points in sorted(curves.items()):
-            if method == "itq":
-                ax.axhline(points[0][metric], color="k", linestyle="--", label=f"ITQ {points[0][metric]:.3f}")
-                continue
-            for lr in sorted({p["learning_rate"] for p in points}):
-                line = [p for p in points if p["learning_rate"] == lr]
+        if "itq" in curves:
+            value = curves["itq"][0][metric]
+            ax.axhline(value, color="k", linestyle="--", label=f"ITQ {value:.3f}")
+        for method in methods:
+            default = method_config(method.split(" (")[0], None, DEFAULT_DATA)["train"]["learning_rate"]
+            for lr in sorted({p["learning_rate"] for p in curves[method]}):
+                line = [p for p in curves[method] if p["learning_rate"] == lr]
+                style = "-" if math.isclose(lr, default) else ("--" if lr > default else ":")
                 ax.plot([p["seconds"] for p in line], [p[metric] for p in line], marker="o", markersize=3,
-                        label=f"{method} lr {lr:g}")  # fmt: skip
+                        color=colours[method], linestyle=style, label=f"{method} lr {lr:g}")  # fmt: skip
         ax.set_xscale("log")
         ax.set_xlabel("training seconds (2 CPU cores)")
         ax.set_ylabel("validation " + metric.replace("map_at_", "mAP@"))
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, ncol=2)
+    axes[0].legend(fontsize=6, ncol=3, loc="lower left")
+    fig.text(0.5, 0.005, "solid: the method's default rate; dashed: 10x it; dotted: a tenth", ha="center",
+             fontsize=8)  # fmt: skip
     fig.suptitle(
         "CIFAR-10 EfficientNet-Lite0 features, 32 bits, seed 0: validation mAP against training time"
     )
@@ -249,6 +254,7 @@ def main():
     parser.add_argument("--steps", type=int, default=None,
                         help="most steps (default: the paper's budget); --minutes caps them too")  # fmt: skip
     parser.add_argument("--data", default=DEFAULT_DATA)
+    parser.add_argument("--name", help="the curve's name in curves.json (default: the method's)")
     args = parser.parse_args()
     {"run": run, "queue": queue, "itq": itq, "plot": plot}[args.command](args)
 

@@ -313,7 +313,13 @@ class FeaturesOutputTest:
             features.load_partial(str(partial), {"format": features.PARTIAL_FORMAT}, 10, 4)
         with pytest.raises(ValueError, match="is not a progress folder"):
             features.remove_partial(str(partial))
-        assert sorted(os.listdir(partial)) == ["results.csv", "rows-000000000000-000000000010.npy"]
+        (partial / "job.json").write_text('{"format": "my-own-job"}')  # a job file, but not tfhash's
+        with pytest.raises(ValueError, match="is not a progress folder of tfhash features"):
+            features.load_partial(str(partial), {"format": features.PARTIAL_FORMAT}, 10, 4)
+        with pytest.raises(ValueError, match="is not a progress folder"):
+            features.remove_partial(str(partial))
+        kept = ["job.json", "results.csv", "rows-000000000000-000000000010.npy"]
+        assert sorted(os.listdir(partial)) == kept
 
     def test_a_tfhash_partial_folder_loses_only_its_own_files(self, tmp_path):
         from tfhash import features

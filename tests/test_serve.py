@@ -152,3 +152,18 @@ def test_search_without_out_prints_csv_and_writes_nothing(tmp_path, monkeypatch,
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-7] == "query_id,rank,id,distance" and len(lines[-6:]) == 6
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_exported_packed_codes_are_numpys_packbits(tmp_path):
+    """The export's packed_codes is np.packbits of its codes (most significant bit first, the last
+    byte zero padded), so codes packed in the graph and in NumPy index alike."""
+    import tensorflow as tf
+
+    model = TBH(input_dim=16, bits=12, continuous_dim=8, hidden_dim=16, seed=0)
+    export_encoder(model, tmp_path / "e")
+    serve_fn = tf.saved_model.load(str(tmp_path / "e")).signatures["serving_default"]
+    out = serve_fn(features=tf.constant(np.random.default_rng(0).random((20, 16)), tf.float32))
+    codes, packed = out["codes"].numpy(), out["packed_codes"].numpy()
+    assert 0 < codes.mean() < 1 and packed.shape == (20, 2)
+    np.testing.assert_array_equal(packed, np.packbits(codes, axis=1))
+    np.testing.assert_array_equal(packed, pack_codes(codes))

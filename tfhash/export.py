@@ -28,10 +28,11 @@ def pack_codes_tf(codes):
 SERVING_CHUNK = 4096  # rows the exported graph encodes at once: a large request is cut into these
 
 
-def chunked(function, inputs, width, chunk=SERVING_CHUNK):
+def chunked(function, inputs, width, chunk=None):
     """`function(inputs)` (uint8 (n, width)) computed `chunk` rows at a time when n is larger, so the
     activations held at once do not grow with the request (one call of a million rows keeps the
     memory of `chunk`); a request of at most `chunk` rows runs in one piece."""
+    chunk = chunk or SERVING_CHUNK  # read when the graph is traced (a test sets a small one)
     n = tf.shape(inputs)[0]
 
     def pieces():

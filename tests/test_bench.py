@@ -80,7 +80,10 @@ def test_runner_writes_every_output_survives_a_crash_and_resumes(digits, tmp_pat
         ("tbh", 8, 1),
         ("itq", 8, 0),
     ]
-    assert len(records) == 12 and len(lines) == 12 and lines[0].startswith("[1/12] tbh 8 bits seed 0")
+    results = [line for line in lines if not line.endswith(": training ...")]  # each cell says it starts
+    assert len(records) == 12 and len(results) == 12 and len(lines) == 24
+    assert lines[0] == "[1/12] tbh 8 bits seed 0: training ..."
+    assert results[0].startswith("[1/12] tbh 8 bits seed 0: mAP@all")
     assert all(r["steps"] == 4 for r in records if r["method"] == "tbh")
     broken = [r for r in records if r["method"] == "broken"]
     assert len(broken) == 4 and all(r["error"] == "RuntimeError: deliberate failure" for r in broken)
@@ -112,7 +115,7 @@ def test_runner_writes_every_output_survives_a_crash_and_resumes(digits, tmp_pat
     (out / "cells" / "itq-16bit-seed1" / "metrics.json").unlink()
     lines.clear()
     again = run_benchmark(digits, **kwargs)
-    ran = [line for line in lines if "skipped" not in line]
+    ran = [line for line in lines if "skipped" not in line and not line.endswith(": training ...")]
     assert [line.split(":")[0] for line in ran if "FAILED" not in line] == ["[10/12] itq 16 bits seed 1"]
     assert len(ran) == 5  # the deleted cell, and the failed cells are retried
     assert [r.get("map_at_all") for r in again] == [r.get("map_at_all") for r in records]

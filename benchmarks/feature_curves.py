@@ -224,6 +224,35 @@ def plot(args):
     print(path)
 
 
+def table(args):
+    """A Markdown table of every curve: its last point, its best mAP@1000 (and where), against ITQ."""
+    curves = load_curves()
+    itq = curves.get("itq", [{}])[0]
+    print(f"ITQ on the same split: mAP@1000 {itq.get('map_at_1000')}, mAP@all {itq.get('map_at_all')}\n")
+    head = (
+        "method",
+        "learning rate",
+        "steps",
+        "train s",
+        "mAP@1000",
+        "mAP@all",
+        "best mAP@1000 (step)",
+        "best mAP@all",
+    )
+    print("| " + " | ".join(head) + " |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for method in sorted(m for m in curves if m != "itq"):
+        for lr in sorted({p["learning_rate"] for p in curves[method]}):
+            line = [p for p in curves[method] if p["learning_rate"] == lr]
+            last, best = line[-1], max(line, key=lambda p: p["map_at_1000"])
+            mark = {k: "**" if last[k] > itq.get(k, 1) else "" for k in ("map_at_1000", "map_at_all")}
+            print(f"| {method} | {lr:g} | {last['steps']:,} | {last['seconds']:,.0f} | "
+                  f"{mark['map_at_1000']}{last['map_at_1000']:.3f}{mark['map_at_1000']} | "
+                  f"{mark['map_at_all']}{last['map_at_all']:.3f}{mark['map_at_all']} | "
+                  f"{best['map_at_1000']:.3f} ({best['steps']:,}) | "
+                  f"{max(p['map_at_all'] for p in line):.3f} |")  # fmt: skip
+
+
 def queue(args):
     """Runs each method (at its default rate) in its own process, one after another."""
     import subprocess
@@ -244,7 +273,7 @@ def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=("run", "queue", "itq", "plot"))
+    parser.add_argument("command", choices=("run", "queue", "itq", "plot", "table"))
     parser.add_argument("methods", nargs="*", help="for queue: the methods, in order")
     parser.add_argument("--method")
     parser.add_argument("--lr", default=None, help="learning rate (default: the method's)")
@@ -256,7 +285,7 @@ def main():
     parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("--name", help="the curve's name in curves.json (default: the method's)")
     args = parser.parse_args()
-    {"run": run, "queue": queue, "itq": itq, "plot": plot}[args.command](args)
+    {"run": run, "queue": queue, "itq": itq, "plot": plot, "table": table}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import pytest
 
 from tfhash import cli, files
 from tfhash.data.cifar_batches import read_batch
+from tfhash.testing import claiming_npz
 
 BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
@@ -473,22 +474,6 @@ class WrongFolderAndLabelsTest:
         status, line = cli_error(argv, capsys)
         assert status == 1 and "are not in digits's database split" in line
         assert not (tmp_path / "hits.csv").exists()
-
-
-def claiming_npz(path, shapes):
-    """An npz whose .npy headers claim `shapes` (float32) while holding a few bytes each: what a zip
-    of zeros looks like to a reader that trusts the headers."""
-    import io
-    import zipfile
-
-    with zipfile.ZipFile(path, "w") as archive:
-        for name, shape in shapes.items():
-            member = io.BytesIO()
-            np.lib.format.write_array_header_1_0(
-                member, {"descr": "<f4", "fortran_order": False, "shape": shape}
-            )
-            archive.writestr(f"{name}.npy", member.getvalue() + b"\0" * 64)
-    return path
 
 
 class MemoryTest:

@@ -104,6 +104,14 @@ def check_class_labels(labels, where):
     return labels
 
 
+def check_real_numbers(array, where):
+    """Refuses an array that does not hold real numbers (complex, boolean, strings, objects) with a
+    ValueError naming `where`."""
+    dtype = np.asarray(array).dtype
+    if dtype.kind not in "iuf":  # signed, unsigned, float: not bool (b), complex (c), str, object
+        raise ValueError(f"{where} is {dtype}; give real numbers (uint8 images or float features)")
+
+
 def check_finite_rows(arrays, where):
     """Raises a ValueError counting every row with NaN or inf in each named array (float arrays only),
     with the first row numbers as they are in the user's array.
@@ -134,5 +142,6 @@ __all__ = [
     "check_finite_rows",
     "check_nonnegative_int",
     "check_positive_int",
+    "check_real_numbers",
     "class_label_rows",
 ]

@@ -117,6 +117,14 @@ def remove_stale_temporaries(folder):
     return removed
 
 
+def _probe_writable(folder):
+    """Makes and removes the kind of temporary that atomic writes need in `folder` (an OSError if it
+    cannot be written)."""
+    fd, probe = tempfile.mkstemp(dir=folder, prefix=TEMPORARY_PREFIX)
+    os.close(fd)
+    os.remove(probe)
+
+
 def writable_folder(path, what="the output folder"):
     """Creates folder `path` if needed and proves it writable; a ValueError names the problem.
     `path` is normalised first, so `a/../c` creates `c` alone."""
@@ -125,9 +133,7 @@ def writable_folder(path, what="the output folder"):
         raise ValueError(f"{what} {path} is an existing file; give a folder path")
     try:
         os.makedirs(path, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path, prefix=TEMPORARY_PREFIX)
-        os.close(fd)
-        os.remove(probe)
+        _probe_writable(path)
     except OSError as err:
         raise ValueError(
             f"cannot write to {what} {path} ({err.strerror or err}); choose a folder you can write to"
@@ -135,10 +141,12 @@ def writable_folder(path, what="the output folder"):
     return path
 
 
-def check_output_file(path):
+def check_output_file(path, probe=True):
     """The absolute `path` of a file tfhash may write: absent, or a regular file (replaced whole).
     A folder, a symbolic link, a device node, a FIFO or a socket is refused with a ValueError (a
-    link is not written through, and a node is never replaced by a file)."""
+    link is not written through, and a node is never replaced by a file). With `probe`, a missing
+    or unwritable folder too (commands check so before their work; `atomic_path` need not, its
+    own temporary fails the same way)."""
     path = os.path.abspath(os.fspath(path))
     if os.path.islink(path):
         raise ValueError(f"{path} is a symbolic link; give the path it points to, or a new file")
@@ -149,12 +157,12 @@ def check_output_file(path):
             f"{path} is not a regular file (a device, FIFO or socket); give the path of a file to write"
         )
     parent = os.path.dirname(path)
+    if not probe:
+        return path
     if not os.path.isdir(parent):
         raise ValueError(f"cannot write {path}: the folder {parent} does not exist; create it first")
-    try:  # the temporary that atomic writes need, made and removed at once
-        fd, probe = tempfile.mkstemp(dir=parent, prefix=TEMPORARY_PREFIX)
-        os.close(fd)
-        os.remove(probe)
+    try:
+        _probe_writable(parent)
     except OSError as err:
         raise ValueError(
             f"cannot write {path} ({err.strerror or err}); choose a folder you can write to"
@@ -171,7 +179,7 @@ def atomic_path(path, suffix=".tmp"):
     """
     if suffix not in TEMPORARY_SUFFIXES:
         raise ValueError(f"suffix {suffix!r} is not one of TEMPORARY_SUFFIXES")
-    path = check_output_file(path)
+    path = check_output_file(path, probe=False)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=TEMPORARY_PREFIX, suffix=suffix)
     os.close(fd)
     try:

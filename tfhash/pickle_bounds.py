@@ -41,6 +41,8 @@ def check_pickle(data, offset=0, max_depth=MAX_DEPTH, max_memo=MAX_MEMO, max_wor
         ValueError: the pickle nests deeper than `max_depth`, memoizes more than `max_memo`
             objects, or builds more than `max_work` elements; or it is not a pickle.
     """
+    if max_work is None:
+        max_work = 16 * (len(data) - offset) + 100_000
     stream = io.BytesIO(data)
     stream.seek(offset)
     stack, memo, work, end = [], {}, 0, None
@@ -81,8 +83,6 @@ def check_pickle(data, offset=0, max_depth=MAX_DEPTH, max_memo=MAX_MEMO, max_wor
             if pushed and pushed[0][0] > max_depth:
                 raise _Refused(f"objects nested more than {max_depth} deep")
             stack.extend(pushed)
-            if max_work is None:
-                max_work = 16 * (len(data) - offset) + 100_000
             if work > max_work:
                 raise _Refused(
                     f"it builds more than {max_work:,} elements (containers copied many times over)"

@@ -323,17 +323,19 @@ def remove_failed_run(out):
     return True
 
 
+def finished_method(out):
+    """The method of the finished run in `out` (its metrics.json), or None."""
+    try:
+        with open(os.path.join(os.path.abspath(out), "metrics.json")) as f:
+            return json.load(f).get("method")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def check_run_folder(out, method):
     """Refuses an `out` holding a finished run of another method: its export or model.npz would
     stay beside the new run's files (and `tfhash encode RUN` could take the old model)."""
-    path = os.path.join(os.path.abspath(out), "metrics.json")
-    if not os.path.isfile(path):
-        return
-    try:
-        with open(path) as f:
-            previous = json.load(f).get("method")
-    except (OSError, ValueError, AttributeError):
-        previous = None
+    previous = finished_method(out)
     if previous is not None and previous != method:
         raise ValueError(
             f"{out} holds a finished {previous} run (metrics.json); train {method} into a new --out, "

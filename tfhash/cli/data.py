@@ -21,7 +21,10 @@ def features_command(args):
     from tfhash.train import dtype_policy, mixed_precision_policy
 
     # the output path is checked before minutes of work, never found wrong after them
-    features.check_tfrecord_out(args.out) if args.format == "tfrecord" else check_output_file(args.out)
+    if args.format == "tfrecord":
+        features.check_tfrecord_out(args.out)
+    else:
+        check_output_file(args.out)
     if args.format == "npz" and args.queries_per_class is None:
         args.queries_per_class = 1  # the npz is in pool order: no split decides anything in it
     data = load_data_from_args(args)

@@ -10,10 +10,10 @@ from tfhash.cli.common import (
     positive_int,
     run_split,
 )
+from tfhash.files import check_output_file, open_npy
 
 
 def encode_command(args):
-    from tfhash.files import check_output_file
     from tfhash.serve import encode_source
 
     check_output_file(args.out)  # before minutes of encoding, not after
@@ -36,7 +36,6 @@ def encode_command(args):
 
 
 def index_command(args):
-    from tfhash.files import check_output_file
     from tfhash.serve import build_index
 
     check_output_file(args.out)
@@ -53,7 +52,6 @@ def search_command(args):
 
     from tfhash import serve
     from tfhash.encoder import load_encoder
-    from tfhash.files import check_output_file
     from tfhash.identity import check_same_source
     from tfhash.index import HammingIndex
 
@@ -80,8 +78,6 @@ def search_command(args):
         features = serve.load_images(args.images, encoder.input_dim, image_shape)
         query_ids, query_labels = np.arange(len(features)), None
     elif args.features:
-        from tfhash.files import open_npy
-
         features = open_npy(args.features, "--features")
         if features.ndim != 2 or features.shape[1] != encoder.input_dim:
             raise ValueError(
@@ -115,7 +111,6 @@ def search_command(args):
 
 
 def eval_command(args):
-    from tfhash.files import check_output_file
     from tfhash.serve import evaluate_codes
 
     if args.out:

@@ -185,19 +185,8 @@ def config_from_args(method, args, data_name):
     return config
 
 
-def finished_method(out):
-    """The method of the finished run in `out` (its metrics.json), or None."""
-    import json
-
-    try:
-        with open(os.path.join(out, "metrics.json")) as f:
-            return json.load(f).get("method")
-    except (OSError, ValueError, AttributeError):
-        return None
-
-
 def train_command(args):
-    from tfhash.train import fit
+    from tfhash.train import finished_method, fit
 
     config = config_from_args(args.method, args, "digits" if args.data == "digits" else data_slug(args.data))
     data = load_data_from_args(args)

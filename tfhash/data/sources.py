@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from tfhash.checks import check_class_labels, check_finite_rows, class_label_rows
+from tfhash.checks import check_class_labels, check_finite_rows, check_real_numbers, class_label_rows
 from tfhash.data.cifar_batches import read_batch
 from tfhash.data.dataset import RetrievalData, Split, one_hot
 from tfhash.data.images import check_image_folder, is_image_folder, read_image_folder
@@ -88,12 +88,7 @@ def load_npz(path, queries_per_class=100, seed=0, protocol="pooled"):
                 f"{path}: {key} has shape {x.shape}: one value per item, not a feature vector or image; "
                 "give (n, D) features or (n, H, W[, C]) images (a single feature: reshape to (n, 1))"
             )
-        if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)) or (
-            x.dtype == bool
-        ):
-            raise ValueError(
-                f"{path}: {key} is {x.dtype}; give real numbers (uint8 images or float features)"
-            )
+        check_real_numbers(x, f"{path}: {key}")
     if len(x_train) == 0:
         raise ValueError(f"{path}: x_train holds no items; write the training items under x_train")
     for x, y, key in ((x_train, y_train, "y_train"), (x_test, y_test, "y_test")):
@@ -157,8 +152,7 @@ def load_mat(path):
                 f"{path}: {part}_data has shape {data.shape} and {part}_label {len(label)} labels; "
                 f"give (n, D) features and one label per row"
             )
-        if not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)):
-            raise ValueError(f"{path}: {part}_data is {data.dtype}; give real numbers")
+        check_real_numbers(data, f"{path}: {part}_data")
     check_finite_rows({"train_data": mat["train_data"], "test_data": mat["test_data"]}, path)
     num_classes = max(int(y.max()) + 1 if y.ndim == 1 else y.shape[1] for y in labels.values() if y.size)
 

@@ -4,6 +4,7 @@
     python benchmarks/feature_curves.py run --method tbh [--lr 1e-4] [--minutes 20] [--points 10] [--steps N]
     python benchmarks/feature_curves.py queue tbh greedyhash sgh ...   # one run after another
     python benchmarks/feature_curves.py plot                         # curves.png from curves.json
+    python benchmarks/feature_curves.py choose                       # each method's feature preset
 
 Each run: 32 bits, seed 0, the pooled protocol of docs/ (1,000 queries, split seed 0),
 trained on the *validation* data (`RetrievalData.validation_data()`, what `--validation`
@@ -269,6 +270,33 @@ def table(args):
                   f"{max(p['map_at_all'] for p in line):.3f} |")  # fmt: skip
 
 
+TOLERANCE = 0.005  # validation mAP@1000 within this of a method's best counts as converged
+
+
+def choose(args):
+    """Each method's feature-source budget: over all its curves (every learning rate, the long runs
+    too), the point with the fewest training seconds whose validation mAP@1000 is within
+    `TOLERANCE` of the method's best point. The configs' "features" presets hold these."""
+    curves = load_curves()
+    by_method = {}
+    for name, points in curves.items():
+        if name != "itq":
+            by_method.setdefault(name.split(" (")[0], []).extend(points)
+    print(
+        "| method | best mAP@1000 (lr, steps) | chosen: lr | steps | train s | mAP@1000 | mAP@all | steps/s |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for method, points in sorted(by_method.items()):
+        best = max(points, key=lambda p: p["map_at_1000"])
+        near = [p for p in points if p["map_at_1000"] >= best["map_at_1000"] - TOLERANCE]
+        pick = min(near, key=lambda p: p["seconds"])
+        same = [p for p in points if p["learning_rate"] == pick["learning_rate"]]
+        rate = max(p["steps"] for p in same) / max(p["seconds"] for p in same)  # its whole curve
+        print(f"| {method} | {best['map_at_1000']:.3f} ({best['learning_rate']:g}, {best['steps']:,}) | "
+              f"{pick['learning_rate']:g} | {pick['steps']:,} | {pick['seconds']:,.0f} | "
+              f"{pick['map_at_1000']:.3f} | {pick['map_at_all']:.3f} | {rate:.1f} |")  # fmt: skip
+
+
 def queue(args):
     """Runs each method (at its default rate) in its own process, one after another."""
     import subprocess
@@ -289,7 +317,7 @@ def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=("run", "queue", "itq", "plot", "table"))
+    parser.add_argument("command", choices=("run", "queue", "itq", "plot", "table", "choose"))
     parser.add_argument("methods", nargs="*", help="for queue: the methods, in order")
     parser.add_argument("--method")
     parser.add_argument("--lr", default=None, help="learning rate (default: the method's)")
@@ -301,7 +329,9 @@ def main():
     parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("--name", help="the curve's name in curves.json (default: the method's)")
     args = parser.parse_args()
-    {"run": run, "queue": queue, "itq": itq, "plot": plot, "table": table}[args.command](args)
+    {"run": run, "queue": queue, "itq": itq, "plot": plot, "table": table, "choose": choose}[args.command](
+        args
+    )
 
 
 if __name__ == "__main__":

@@ -147,6 +147,10 @@ def test_methods_show_the_real_training_defaults(capsys):
     out = capsys.readouterr().out
     assert "training on digits: 2,000 steps of batch 400, adam at learning rate 0.001" in out
     assert "training on other data: 100,000 steps of batch 1024, adam at learning rate 0.0001" in out
+    assert (
+        "training on feature sources (no images): 2,000 steps of batch 1024, adam at learning rate 0.0001"
+        in out
+    )
     cli.run(["methods", "itq"])
     assert "fitted in closed form" in capsys.readouterr().out
 
@@ -239,3 +243,47 @@ def test_sigterm_stops_a_run_like_ctrl_c(tmp_path):
     last = err.strip().splitlines()[-1]
     assert last.startswith("interrupted at step") and "re-run the same command to resume" in last
     assert list((out / "checkpoints").glob("epoch-*"))
+
+
+def test_feature_sources_get_the_curves_budgets_and_the_paper_stays_a_preset(tmp_path, capsys):
+    """`tfhash train METHOD --data FEATURES.npz` trains with the budget chosen on the validation curves
+    (configs' FEATURES, docs/reproduction.md); an image source and `--preset paper` keep the paper's."""
+    from tfhash.cli.train import config_from_args
+    from tfhash.configs import similarity_hash, tbh
+    from tfhash.configs.common import settings_for
+
+    rng = np.random.default_rng(0)
+    feats, images = tmp_path / "feats.npz", tmp_path / "images.npz"
+    np.savez(feats, x_train=rng.normal(size=(200, 6)).astype("float32"), y_train=np.arange(200) % 2,
+             x_test=rng.normal(size=(20, 6)).astype("float32"), y_test=np.arange(20) % 2)  # fmt: skip
+    np.savez(images, x_train=rng.integers(0, 256, (200, 4, 4), dtype=np.uint8), y_train=np.arange(200) % 2,
+             x_test=rng.integers(0, 256, (20, 4, 4), dtype=np.uint8), y_test=np.arange(20) % 2)  # fmt: skip
+    parser = cli.build_parser()
+    kinds = {}
+    for source in ("digits", feats, images):
+        data = load_data(str(source), queries_per_class=5)
+        for preset in ("auto", "paper"):
+            args = parser.parse_args(["train", "tbh", "--data", str(source), "--preset", preset])
+            kinds[source, preset] = settings_for(data, preset), config_from_args("tbh", args, data)["train"]
+    assert {key: kind for key, (kind, _) in kinds.items()} == {
+        ("digits", "auto"): "digits", ("digits", "paper"): "paper", (feats, "auto"): "features",
+        (feats, "paper"): "paper", (images, "auto"): "paper", (images, "paper"): "paper",
+    }  # fmt: skip
+    assert kinds[feats, "auto"][1]["steps"] == tbh.FEATURES["steps"] == 6000
+    assert kinds[feats, "auto"][1]["learning_rate"] == 1e-3
+    for key in ((feats, "paper"), (images, "auto"), ("digits", "paper")):
+        assert (kinds[key][1]["steps"], kinds[key][1]["learning_rate"]) == (100_000, 1e-4)
+    assert settings_for("some/features.npz") == "paper"  # a string cannot say it holds features
+    with pytest.raises(ValueError, match=r"preset must be one of \('auto', 'paper'\)"):
+        settings_for("digits", "fast")
+    # a flag still wins over the preset; BiHalf's preset changes its rate, not its optimiser
+    args = parser.parse_args(["train", "bihalf", "--data", str(feats), "--steps", "7"])
+    train = config_from_args("bihalf", args, load_data(str(feats), queries_per_class=5))["train"]
+    assert (train["steps"], train["learning_rate"], train["optimizer"]) == (7, 1e-3, "sgd")
+    assert similarity_hash.FEATURES["bihalf"]["learning_rate"] == 1e-3
+    cli.run(["methods", "tbh"])
+    out = capsys.readouterr().out
+    features = "on feature sources (no images): 6,000 steps of batch 400, adam at learning rate 0.001"
+    assert f"{features} (about" in out
+    assert "min of training on 2 CPU cores at 1,280-d)" in out
+    assert "training on other data: 100,000 steps of batch 400, adam at learning rate 0.0001\n" in out

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from tfhash import cli, registry
 from tfhash.backbones import build_backbone
-from tfhash.configs.common import eval_config
+from tfhash.configs.common import eval_config, settings_for
 from tfhash.data import Split, batch_dataset, load_data, train_dataset
 from tfhash.models import HashingModel
 from tfhash.optimizers import FusedAdam, build_optimizer, build_role_optimizers
@@ -418,7 +418,7 @@ class FeatureSourceTest:
             method = registry.get_method(name)
             if method.is_baseline:
                 continue
-            config = method.get_config(8, "feats.npz")
+            config = method.get_config(8, settings_for(data))  # the feature-source presets
             try:
                 model = build_model(config, data.feature_dim, 0, data.image_shape, data.num_classes)
             except ValueError as error:

@@ -30,6 +30,7 @@ import traceback
 import numpy as np
 
 from tfhash.checks import check_positive_int
+from tfhash.configs.common import settings_for
 from tfhash.files import writable_folder, write_json, write_text
 from tfhash.registry import check_model_options, get_method, method_names
 from tfhash.train import fit
@@ -53,11 +54,11 @@ def cell_name(method, bits, seed):
     return f"{method}-{bits}bit-seed{seed}"
 
 
-def cell_config(method, bits, data_name, overrides=None, euclidean=False, ties="expected"):
-    """The registered config of `method` with the benchmark's curves and `overrides`
-    ({"train": {...}, "model": {...}}): training settings for deep methods, and each model
-    option that the method has (baselines have no training settings)."""
-    config = method.get_config(bits, data_name)
+def cell_config(method, bits, settings, overrides=None, euclidean=False, ties="expected"):
+    """The registered config of `method` for `settings` (`tfhash.configs.common.settings_for`) with the
+    benchmark's curves and `overrides` ({"train": {...}, "model": {...}}): training settings for deep
+    methods, and each model option that the method has (baselines have no training settings)."""
+    config = method.get_config(bits, settings)
     config["eval"].update(
         {"precision_at": list(PRECISION_AT), "pr_curve": True, "euclidean": euclidean, "ties": ties}
     )
@@ -86,6 +87,7 @@ def run_benchmark(
     labelled_per_class=None,
     augment=None,
     ties="expected",
+    preset="auto",
 ):
     """Runs (or resumes) a benchmark; returns the records in grid order.
 
@@ -108,6 +110,7 @@ def run_benchmark(
         labelled_per_class: items per class of the training subset (`tfhash.train.fit`)
             (default: the data's).
         augment: image augmentation of every image model (e.g. ["crop"]).
+        preset: "auto" or "paper": the budgets (`tfhash.configs.common.settings_for`).
         ties: how mAP and precision@N treat items at equal distance
             (`tfhash.evaluation.retrieval_metrics`).
     """
@@ -130,6 +133,7 @@ def run_benchmark(
     for name, keys in check_model_options(model_options or {}, methods).items():
         log(f"note: {name} has no model option {', '.join(keys)}; it runs with its own")
     overrides = {"train": train, "model": dict(model_options or {})}
+    settings = settings_for(data, preset)
     cells = [(m, b, s) for b in bits for m in methods for s in seeds]
     writable_folder(out, "the bench folder")  # a clear error before any cell, not an OSError later
     os.makedirs(os.path.join(out, "cells"), exist_ok=True)
@@ -148,7 +152,9 @@ def run_benchmark(
             resumed = glob.glob(os.path.join(cell_dir, "checkpoints", "epoch-*"))
             log(f"{label}: " + ("resuming from its checkpoint" if resumed else "training") + " ...")
             try:
-                record = _run_cell(method, b, seed, data, cell_dir, overrides, (euclidean, ties), options)
+                record = _run_cell(
+                    method, b, seed, data, cell_dir, (settings, overrides), (euclidean, ties), options
+                )
             except KeyboardInterrupt as err:
                 raise type(err)(
                     f"{' '.join(str(err).split()) or 'interrupted'}; the bench stopped in cell {label}: "
@@ -198,11 +204,11 @@ def _finished(cell_dir, data, ties="expected"):
     return record
 
 
-def _run_cell(method, bits, seed, data, cell_dir, overrides, evaluation, fit_options):
+def _run_cell(method, bits, seed, data, cell_dir, settings, evaluation, fit_options):
     os.makedirs(cell_dir, exist_ok=True)
     error_path = os.path.join(cell_dir, "error.txt")
     try:
-        config = cell_config(method, bits, data.name, overrides, *evaluation)
+        config = cell_config(method, bits, *settings, *evaluation)
         _, record = fit(config, data, cell_dir, seed=seed, verbose=0, **fit_options)
     except Exception as err:  # one method's crash must not lose the others' results
         with open(error_path, "w") as f:

@@ -5,6 +5,7 @@ import os
 from tfhash.cli.common import (
     add_data_arguments,
     add_model_option_argument,
+    add_preset_argument,
     add_ties_argument,
     data_slug,
     load_data_from_args,
@@ -40,7 +41,9 @@ def add_bench_arguments(parser):
         help="also stop each deep method's training after this many seconds",
     )
     parser.add_argument(
-        "--learning-rate", type=positive_float, help="Adam learning rate of every deep method"
+        "--learning-rate",
+        type=positive_float,
+        help="base learning rate of every optimiser of every deep method (default: each method's)",
     )
     parser.add_argument("--batch-size", type=positive_int, help="batch size of every deep method")
     add_model_option_argument(parser, "a constructor argument for every method that has it")
@@ -51,6 +54,7 @@ def add_bench_arguments(parser):
         "do (default: 500; 50 on digits), other methods when given (BGAN's protocol: 1000)",
     )
     parser.add_argument("--augment", help="image models: crop, flip or crop,flip (seeded; default: none)")
+    add_preset_argument(parser)
     add_ties_argument(parser)
     parser.add_argument("--out", help="results folder (default: runs/bench-<data>)")
     parser.add_argument("--export", action="store_true", help="keep every cell's SavedModel / model.npz")
@@ -87,6 +91,7 @@ def bench_command(args):
         labelled_per_class=args.labelled_per_class,
         augment=_augment(args.augment),
         ties=args.ties,
+        preset=args.preset,
     )
     with open(os.path.join(out, "results.md")) as f:
         print("\n" + f.read())

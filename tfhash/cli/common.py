@@ -196,6 +196,17 @@ def add_ties_argument(parser):
     )
 
 
+def add_preset_argument(parser):
+    parser.add_argument(
+        "--preset",
+        choices=("auto", "paper"),
+        default="auto",
+        help="training budgets: auto (default: a quick preset on digits; on feature sources without "
+        "images, ours chosen on validation curves (docs/reproduction.md); the paper's elsewhere) or "
+        "paper (the paper's on every source)",
+    )
+
+
 def kind_text(value, spec=""):
     """A config setting for people: "32", or "32 (images 16)" when it depends on the input kind
     (`tfhash.configs.common.for_input_kind`); `spec` formats the numbers ("g")."""

@@ -10,6 +10,7 @@ from tfhash.cli.common import (
     nonnegative_int,
     positive_int,
 )
+from tfhash.configs.common import STEPS_PER_SECOND_ON_FEATURES
 from tfhash.features import FEATURE_BACKBONES
 from tfhash.registry import get_method, method_names
 
@@ -109,18 +110,25 @@ def methods_command(args):
     if method.is_baseline:
         print("training: fitted in closed form on the training split (no steps, batch or learning rate)")
     else:
-        for data in ("digits", "other data"):
-            config = method.get_config(32, "digits" if data == "digits" else "data")
+        kinds = {"digits": "digits", "features": "feature sources (no images)", "paper": "other data"}
+        for settings, data in kinds.items():
+            config = method.get_config(32, settings)
             train, pretrain = config["train"], config["model"].get("pretrain_steps")
             schedule = train.get("learning_rate_halving_steps")
             halving = f", halved every {schedule:,} steps" if schedule else ""
+            rate = STEPS_PER_SECOND_ON_FEATURES.get(method.name) if settings == "features" else None
+            took = ""
+            if rate:
+                minutes = max(1, round((train["steps"] + (pretrain or 0)) / rate / 60))
+                took = f" (about {minutes:,} min of training on 2 CPU cores at 1,280-d)"
             print(
                 f"training on {data}: {train['steps']:,} steps"
                 + (f" after {pretrain:,} pre-training steps" if pretrain else "")
                 + f" of batch {kind_text(train['batch_size'])}, "
                 f"{train.get('optimizer', 'adam')} at learning rate "
-                f"{kind_text(train['learning_rate'], 'g')}{halving}"
+                f"{kind_text(train['learning_rate'], 'g')}{halving}" + took
             )
+        print("(--preset paper: the paper's settings on every source)")
     return options
 
 

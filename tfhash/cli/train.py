@@ -7,6 +7,7 @@ import numpy as np
 from tfhash.cli.common import (
     add_data_arguments,
     add_model_option_argument,
+    add_preset_argument,
     add_ties_argument,
     data_slug,
     kind_text,
@@ -18,6 +19,7 @@ from tfhash.cli.common import (
     positive_float,
     positive_int,
 )
+from tfhash.configs.common import settings_for
 from tfhash.registry import check_model_options, get_method, method_names
 
 
@@ -66,6 +68,7 @@ def add_train_arguments(parser):
         help="train on this many items per class, drawn from the database: supervised methods always "
         "do (default: 500; 50 on digits), other methods when given (BGAN's protocol: 1000)",
     )
+    add_preset_argument(parser)
     add_model_option_argument(parser, "a constructor argument of the method (see `tfhash methods NAME`)")
     parser.add_argument(
         "--backbone",
@@ -135,9 +138,12 @@ DEEP_ONLY_FLAGS = (
 )
 
 
-def config_from_args(method, args, data_name):
+def config_from_args(method, args, data):
+    """`method`'s config for `data` (a `RetrievalData`: its kind picks the preset, `settings_for`)
+    with the command line's settings."""
     method = get_method(method)
-    config = method.get_config(args.bits, data_name)
+    settings = settings_for(data, getattr(args, "preset", "auto"))
+    config = method.get_config(args.bits, settings)
     options = model_options_from_args(args)
     check_model_options(options, [method])
     config["model"].update(options)
@@ -155,7 +161,7 @@ def config_from_args(method, args, data_name):
             train[key] = getattr(args, key)
     if args.epochs is not None:
         train["steps"] = args.epochs * train["steps_per_epoch"]
-    short = 0 < train["steps"] < 0.1 * default_steps and data_name != "digits"
+    short = 0 < train["steps"] < 0.1 * default_steps and settings == "paper"
     if short and args.learning_rate is None and method.short_budget_note:
         print(f"note: {train['steps']:,} steps of the paper's {default_steps:,}: {method.short_budget_note}")
     note = method.config_note and method.config_note(config)
@@ -188,8 +194,8 @@ def config_from_args(method, args, data_name):
 def train_command(args):
     from tfhash.train import finished_method, fit
 
-    config = config_from_args(args.method, args, "digits" if args.data == "digits" else data_slug(args.data))
     data = load_data_from_args(args)
+    config = config_from_args(args.method, args, data)
     out = args.out or os.path.join("saved_models", f"{args.method}-{data_slug(args.data)}-{args.bits}bit")
     if finished_method(out) == args.method and not getattr(args, "overwrite", False):
         raise ValueError(
@@ -238,7 +244,7 @@ def reconstruction_figure(args, data, model, out):
     rows = [("original", images)]
     if args.method in SGH_VARIANTS:
         other = "sgh" if args.method == "rsgh" else "rsgh"
-        config = config_from_args(other, args, "digits" if args.data == "digits" else data_slug(args.data))
+        config = config_from_args(other, args, data)
         other_model, _ = fit(config, data, f"{out}-{other}", seed=args.seed, verbose=0)
         names = {"sgh": "SGH", "deep-sgh": "Deep-SGH", "rsgh": "R-SGH"}
         rows += [
@@ -277,19 +283,21 @@ def print_table(record):
 
 
 def training_defaults():
-    """One line per deep method: its steps, batch and learning rate on digits and on other data."""
+    """One line per deep method: its steps, batch and learning rate on digits, on feature sources and
+    on other data (`tfhash.configs.common.settings_for`)."""
     from tfhash.registry import METHODS
 
-    lines = ["default budgets (digits | other data): steps, batch, learning rate"]
+    lines = ["default budgets (digits | feature sources | other data: the paper's): steps x batch at "
+             "learning rate; --preset paper gives the last on every source"]  # fmt: skip
     for name in method_names():
         if METHODS[name].is_baseline:
             continue
         parts = []
-        for data in ("digits", "data"):
+        for data in ("digits", "features", "paper"):
             train = METHODS[name].get_config(32, data)["train"]
             batch = kind_text(train["batch_size"])
             parts.append(f"{train['steps']:,} x {batch} at {kind_text(train['learning_rate'], 'g')}")
-        lines.append(f"  {name:15} {parts[0]:>22} | {parts[1]}")
+        lines.append(f"  {name:15} {parts[0]:>22} | {parts[1]:>22} | {parts[2]}")
     return "\n".join(lines + ["baselines (" + ", ".join(n for n in method_names() if METHODS[n].is_baseline)
                                + ") are fitted in closed form"])  # fmt: skip
 

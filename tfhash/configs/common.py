@@ -28,6 +28,51 @@ def takes_images(backbone):
     return backbone not in FEATURE_BACKBONES
 
 
+PRESETS = ("auto", "paper")
+
+
+def settings_for(data, preset="auto"):
+    """Which settings a source gets: the `data` argument of every method's `get_config`.
+
+    "digits": the quick preset of the 1,797-item digits (a minute or so per method on 2 cores);
+    "features": a source of feature vectors without images (e.g. `tfhash features` output), whose
+    budget and learning rate are ours, chosen on the validation curves of docs/reproduction.md
+    (CIFAR-10 EfficientNet-Lite0 features, 32 bits) where the paper's do not converge or take
+    hours; "paper": every other source, and any source under `preset="paper"`.
+
+    Args:
+        data: a `tfhash.data.RetrievalData`, or a source string ("digits", a path, ...): a string
+            other than "digits" cannot say whether it holds images, and gets the paper's settings.
+        preset: "auto" (the above) or "paper" (the papers' settings on every source, digits too).
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of {PRESETS}; received preset={preset!r}")
+    name = getattr(data, "name", data)
+    if preset == "paper":
+        return "paper"
+    if name == "digits":
+        return "digits"
+    if not isinstance(data, str) and getattr(data, "image_shape", ()) is None:
+        return "features"
+    return "paper"
+
+
+# training steps per second on CIFAR-10 EfficientNet-Lite0 features (1,280-d), 32 bits, at each method's
+# feature-source batch, 2 AMD EPYC cores, TF 2.21: the curves' (`benchmarks/feature_curves.py choose`);
+# `tfhash methods NAME` turns its feature-source budget into minutes with them
+STEPS_PER_SECOND_ON_FEATURES = {
+    "tbh": 14.7,
+    "tbh-vae": 1.6,
+    "sgh": 131.0,
+    "deep-sgh": 84.0,
+    "rsgh": 102.0,
+    "greedyhash": 370.0,
+    "bihalf": 865.0,
+    "bgan-ln": 66.0,
+    "gman": 58.0,
+}
+
+
 PER_INPUT_KIND = ("batch_size", "learning_rate")
 
 

@@ -281,6 +281,13 @@ def test_feature_sources_get_the_curves_budgets_and_the_paper_stays_a_preset(tmp
     train = config_from_args("bihalf", args, load_data(str(feats), queries_per_class=5))["train"]
     assert (train["steps"], train["learning_rate"], train["optimizer"]) == (7, 1e-3, "sgd")
     assert similarity_hash.FEATURES["bihalf"]["learning_rate"] == 1e-3
+    # BGAN's preset is the l_N ablation's only: the full BGAN keeps the paper's budget on features
+    from tfhash.configs import bgan
+
+    assert (
+        bgan.get_config(32, "features", "bgan-ln")["train"]["steps"],
+        bgan.get_config(32, "features")["train"]["steps"],
+    ) == (40_000, 10_000)
     cli.run(["methods", "tbh"])
     out = capsys.readouterr().out
     features = "on feature sources (no images): 6,000 steps of batch 400, adam at learning rate 0.001"

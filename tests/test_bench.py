@@ -55,6 +55,21 @@ def test_fit_runs_a_baseline_like_a_model(digits, tmp_path):
     assert json.loads((tmp_path / "metrics.json").read_text()) == json.loads(json.dumps(record))
 
 
+def test_encode_throughput_counts_queries_and_database_over_the_encoding_time(digits, monkeypatch):
+    """evaluate's encode_items_per_second = (queries + database items) / the seconds their encoding
+    took, read from a clock that ticks 2 s per reading."""
+    import itertools
+    import types
+
+    from tfhash import train
+
+    model = build_model(registry.get_method("itq").get_config(16), 64, 0).fit(digits.train.features)
+    clock = itertools.count(10.0, 2.0)
+    monkeypatch.setattr(train, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    metrics = train.evaluate(model, digits, registry.get_method("itq").get_config(16)["eval"])
+    assert metrics["encode_items_per_second"] == (len(digits.query) + len(digits.database)) / 2.0
+
+
 @pytest.mark.large
 def test_time_budget_stops_deep_training(digits, tmp_path):
     config = registry.get_method("tbh").get_config(8, "digits")

@@ -6,9 +6,16 @@ from tfhash import train
 
 
 def test_the_probe_measures_both_precisions_once_per_machine(tmp_path, monkeypatch):
+    import itertools
+    import types
+
     monkeypatch.setenv("TFHASH_CACHE", str(tmp_path))
+    # a clock that ticks 1/1024 s per reading (exact in binary), one reading per step: 51 steps fit
+    # the 0.05 s window, and the last reading comes 53 ticks after the first, for either precision
+    clock = (i / 1024 for i in itertools.count())
+    monkeypatch.setattr(train, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
     plain, mixed = train.precision_probe("mixed_bfloat16", seconds=0.05, units=16, batch=8)
-    assert plain > 0 and mixed > 0
+    assert plain == mixed == round(51 / (53 / 1024), 1)
     with open(train.probe_cache_path()) as f:
         cached = json.load(f)
     (key,) = cached

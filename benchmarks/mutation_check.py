@@ -74,6 +74,8 @@ MUTATIONS = [
      'terms["code_adversarial_loss"] = binary_cross_entropy_from_logits(1.0, fake)',
      'terms["code_adversarial_loss"] = binary_cross_entropy_from_logits(0.0, fake)',
      ["tests/test_gman.py", CONTRACTS]),
+    ("application backbones see pixels in [0, 1]", "backbones/applications.py",
+     "preprocess(self.network, x * 255.0)", "preprocess(self.network, x)", ["tests/test_backbones.py"]),
     # the maths the older tests already held
     ("reconstruction loss loses its half", "losses.py",
      "return 0.5 * tf.reduce_sum(tf.square(x - x_hat))", "return tf.reduce_sum(tf.square(x - x_hat))",

@@ -93,6 +93,17 @@ class MLPTest:
     def test_train_step_changes_weights(self):
         assert_train_step_changes_weights(MLP(units=(16, 8), seed=1), random_inputs((12,)))
 
+    def test_output_by_hand(self):
+        """tanh(tanh(x W1 + b1) W2 + b2): every layer, the last included, applies the activation."""
+        mlp = MLP(units=(16, 8), activation="tanh", seed=1)
+        x = random_inputs((12,), batch=5)
+        out = mlp(x).numpy()
+        expected = x.astype(np.float64)
+        for dense in mlp.dense_layers:
+            expected = np.tanh(expected @ dense.kernel.numpy() + dense.bias.numpy())
+        assert len(mlp.dense_layers) == 2
+        np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+
     def test_config_round_trip_gives_same_outputs(self):
         mlp = MLP(units=(16, 8), activation="tanh", seed=1)
         mlp.build((None, 12))
@@ -199,6 +210,15 @@ class ApplicationBackboneTest:
         features = backbone(random_inputs(input_shape))
         assert backbone.output_dim == expected_dim and tuple(features.shape) == (2, expected_dim)
         assert np.all(np.isfinite(features)) and backbone.input_kind == "images"
+
+    def test_grey_images_reach_the_network_as_caffe_preprocessed_bgr(self):
+        """ResNet50's input, written out: [0, 1] pixels scaled to [0, 255], the grey channel repeated
+        to three, RGB turned to BGR and the ImageNet channel means subtracted (caffe style)."""
+        backbone = build_backbone("resnet50", (32, 32, 1), input_size=32)
+        images = random_inputs((32, 32, 1))
+        pixels = np.repeat(images * 255.0, 3, axis=-1)[..., ::-1] - np.array([103.939, 116.779, 123.68])
+        expected = backbone.feature_model(pixels.astype(np.float32), training=False).numpy()
+        np.testing.assert_allclose(backbone(images).numpy(), expected, rtol=1e-4, atol=1e-4)
 
     @pytest.mark.parametrize("network, input_shape, expected_dim", SMALL_APPLICATIONS)
     def test_train_step_changes_weights(self, network, input_shape, expected_dim):

@@ -73,6 +73,26 @@ def test_every_deep_method_resumes_exactly(name, digits, tmp_path):
     assert not (out / "checkpoints").exists()  # removed once metrics.json is written
 
 
+def test_an_image_model_with_augmentation_resumes_exactly(digits, tmp_path):
+    """Killed after epoch 2 of 3, a convolutional GreedyHash trained on augmented images (crops and
+    flips drawn per batch) resumes with the crops it would have drawn: the uninterrupted codes."""
+    config = tiny_config("greedyhash")
+    config["model"].update(backbone="conv", backbone_options={"filters": [4, 8]})
+    config["train"].update(augment="crop,flip", crop_padding=2)
+    reference, _ = fit(config, digits, tmp_path / "whole", seed=3, verbose=0, export=False)
+    assert reference.input_kind == "images"
+    out = tmp_path / "killed"
+    with kill_at("checkpoint-saved", lambda info: info["epoch"] == 2), pytest.raises(Kill):
+        fit(config, digits, out, seed=3, verbose=0, export=False)
+    resumed, record = fit(config, digits, out, seed=3, verbose=0, export=False)
+    assert record["resumes"] == 1 and record["steps"] == 6
+    np.testing.assert_array_equal(codes(resumed, digits), codes(reference, digits))
+    # and the augmentation matters: without it the same run ends elsewhere
+    config["train"].pop("augment")
+    plain, _ = fit(config, digits, tmp_path / "plain", seed=3, verbose=0, export=False)
+    assert not np.array_equal(resumed.encode_split(digits.database), plain.encode_split(digits.database))
+
+
 class KillWindowTest:
     config = staticmethod(lambda: tiny_config("tbh", steps=4))
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from tfhash.data import split_pool
 from tfhash.features import FEATURE_BACKBONES, extract
-from tfhash.train import dtype_policy, mixed_precision_policy
+from tfhash.precision import dtype_policy, mixed_precision_policy
 
 
 def main():

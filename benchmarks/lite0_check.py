@@ -60,8 +60,8 @@ def main():
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from tfhash.backbones.applications import keras_cache_dir
     from tfhash.backbones.efficientnet_lite import efficientnet_lite0, imagenet_weights_path
+    from tfhash.backbones.imagenet import keras_cache_dir
 
     weights = imagenet_weights_path(keras_cache_dir())
     with np.load(os.path.expanduser(args.cifar10)) as f:

@@ -2,7 +2,7 @@
 
 import json
 
-from tfhash import train
+from tfhash import precision, train
 
 
 def test_the_probe_measures_both_precisions_once_per_machine(tmp_path, monkeypatch):
@@ -13,28 +13,29 @@ def test_the_probe_measures_both_precisions_once_per_machine(tmp_path, monkeypat
     # a clock that ticks 1/1024 s per reading (exact in binary), one reading per step: 51 steps fit
     # the 0.05 s window, and the last reading comes 53 ticks after the first, for either precision
     clock = (i / 1024 for i in itertools.count())
-    monkeypatch.setattr(train, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
-    plain, mixed = train.precision_probe("mixed_bfloat16", seconds=0.05, units=16, batch=8)
+    monkeypatch.setattr(precision, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    plain, mixed = precision.precision_probe("mixed_bfloat16", seconds=0.05, units=16, batch=8)
     assert plain == mixed == round(51 / (53 / 1024), 1)
-    with open(train.probe_cache_path()) as f:
+    with open(precision.probe_cache_path()) as f:
         cached = json.load(f)
     (key,) = cached
-    assert train.cpu_model() in key and key.endswith("mixed_bfloat16") and cached[key] == [plain, mixed]
+    assert precision.cpu_model() in key and key.endswith("mixed_bfloat16") and cached[key] == [plain, mixed]
     cached[key] = [7.0, 3.0]  # the cache answers from now on
-    with open(train.probe_cache_path(), "w") as f:
+    with open(precision.probe_cache_path(), "w") as f:
         json.dump(cached, f)
-    assert train.precision_probe("mixed_bfloat16") == (7.0, 3.0)
+    assert precision.precision_probe("mixed_bfloat16") == (7.0, 3.0)
 
 
 def test_a_slower_mixed_precision_gets_a_warning_with_both_figures(monkeypatch):
-    monkeypatch.setattr(train, "precision_probe", lambda policy: (8.8, 5.0))
-    warning = train.mixed_precision_warning("mixed_bfloat16")
+    monkeypatch.setattr(precision, "precision_probe", lambda policy: (8.8, 5.0))
+    warning = precision.mixed_precision_warning("mixed_bfloat16")
     assert warning.startswith("warning: mixed_bfloat16 is slower than float32")
     assert "5.0 steps/s against 8.8" in warning and "0.57x" in warning and "--mixed-precision" in warning
-    monkeypatch.setattr(train, "precision_probe", lambda policy: (5.0, 8.0))
-    assert train.mixed_precision_warning("mixed_bfloat16") is None
+    monkeypatch.setattr(precision, "precision_probe", lambda policy: (5.0, 8.0))
+    assert precision.mixed_precision_warning("mixed_bfloat16") is None
     assert (
-        train.mixed_precision_warning("mixed_float16") is None and train.mixed_precision_warning(None) is None
+        precision.mixed_precision_warning("mixed_float16") is None
+        and precision.mixed_precision_warning(None) is None
     )
 
 
@@ -42,7 +43,7 @@ def test_fit_prints_the_warning(tmp_path, monkeypatch, capsys):
     from tfhash.data import load_data
     from tfhash.registry import get_method
 
-    monkeypatch.setattr(train, "precision_probe", lambda policy: (8.8, 5.0))
+    monkeypatch.setattr(precision, "precision_probe", lambda policy: (8.8, 5.0))
     monkeypatch.setattr(train, "mixed_precision_policy", lambda: "mixed_bfloat16")
     config = get_method("sgh").get_config(8, "digits")
     config["train"].update(steps=2, steps_per_epoch=2)
@@ -61,7 +62,8 @@ def test_every_deep_method_trains_under_mixed_float16_with_loss_scaling():
     from tfhash import registry
     from tfhash.data import batch_dataset, load_data
     from tfhash.models import HashingModel
-    from tfhash.train import build_model, dtype_policy
+    from tfhash.precision import dtype_policy
+    from tfhash.train import build_model
 
     data = load_data("digits")
     failed = []

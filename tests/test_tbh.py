@@ -14,8 +14,8 @@ from tfhash.data import load_data, train_dataset
 from tfhash.evaluation import mean_average_precision, pack_codes
 from tfhash.export import export_encoder
 from tfhash.models import TBH
+from tfhash.precision import dtype_policy
 from tfhash.testing import query_map
-from tfhash.train import dtype_policy
 
 SMALL = {"input_dim": 16, "bits": 8, "continuous_dim": 12, "hidden_dim": 24, "seed": 0}
 

@@ -433,7 +433,7 @@ def test_ablation_flag_picks_the_arm_and_vae_flags_are_refused_elsewhere(tmp_pat
 
 
 def test_mixed_bfloat16_trains_with_float32_losses():
-    from tfhash.train import dtype_policy
+    from tfhash.precision import dtype_policy
 
     with dtype_policy("mixed_bfloat16"):
         model = small_model("both", binary_posterior="gaussian")

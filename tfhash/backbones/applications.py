@@ -6,6 +6,9 @@ import os
 import keras
 from keras import ops
 
+from tfhash.backbones.efficientnet_lite import efficientnet_lite0
+from tfhash.backbones.efficientnet_lite import imagenet_weights_path as lite0_weights
+from tfhash.backbones.imagenet import keras_cache_dir, preprocess
 from tfhash.checks import check_positive_int
 
 NETWORKS = ("vgg16", "resnet50", "mobilenetv3small", "efficientnet-lite0")
@@ -19,11 +22,6 @@ IMAGENET_FILES = {
 }
 
 
-def keras_cache_dir():
-    """The folder where Keras caches application weights: $KERAS_HOME/models, default ~/.keras/models."""
-    return os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")), "models")
-
-
 def imagenet_weights_path(network):
     """Path of the cached ImageNet weights of `network`; a ValueError at once if they are absent.
 
@@ -32,8 +30,6 @@ def imagenet_weights_path(network):
     on first use into the same cache folder.
     """
     if network == "efficientnet-lite0":
-        from tfhash.backbones.efficientnet_lite import imagenet_weights_path as lite0_weights
-
         return lite0_weights(keras_cache_dir())
     path = os.path.join(keras_cache_dir(), IMAGENET_FILES[network])
     if not os.path.isfile(path):
@@ -56,8 +52,6 @@ def build_network(network, input_size):
     """
     shape = (input_size, input_size, 3)
     if network == "efficientnet-lite0":
-        from tfhash.backbones.efficientnet_lite import efficientnet_lite0
-
         full = efficientnet_lite0(input_size)
         return full, keras.Model(full.inputs, full.outputs[0], name="efficientnet_lite0_features")
     if network == "vgg16":
@@ -115,17 +109,6 @@ def check_arguments(network, input_shape, weights, input_size):
     if weights is not None and weights != "imagenet" and not isinstance(weights, (str, os.PathLike)):
         raise ValueError(f'weights must be None, "imagenet" or a file path; received weights={weights!r}')
     return input_shape, input_size
-
-
-def preprocess(network, images):
-    """The network's own preprocessing of RGB images in [0, 255]."""
-    if network == "efficientnet-lite0":
-        return (images - 127.0) / 128.0  # what its weights expect, found by measurement (docs/backbones.md)
-    if network == "vgg16":
-        return keras.applications.vgg16.preprocess_input(images)
-    if network == "resnet50":
-        return keras.applications.resnet50.preprocess_input(images)
-    return images  # MobileNetV3 rescales [0, 255] inside (include_preprocessing=True)
 
 
 @keras.saving.register_keras_serializable(package="tfhash")

@@ -24,6 +24,8 @@ import os
 import keras
 import numpy as np
 
+from tfhash.backbones.imagenet import keras_cache_dir, preprocess
+
 # (expand ratio, kernel, stride, output channels, repeats) of the seven stages.
 STAGES = (
     (1, 3, 1, 16, 1),
@@ -234,8 +236,6 @@ def classifier(weights="imagenet", input_size=224):
             Keras' folder) or None (random).
         input_size: side of the square input (images must already have it).
     """
-    from tfhash.backbones.applications import keras_cache_dir, preprocess
-
     network = efficientnet_lite0(input_size)
     if weights == "imagenet":
         network.load_weights(imagenet_weights_path(keras_cache_dir()))

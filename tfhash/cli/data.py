@@ -19,7 +19,7 @@ def features_command(args):
     """Runs a source's images through a pretrained backbone; writes a feature npz (or TFRecords)."""
     from tfhash import features
     from tfhash.files import check_output_file
-    from tfhash.train import dtype_policy, mixed_precision_policy
+    from tfhash.precision import dtype_policy, mixed_precision_policy
 
     # the output path is checked before minutes of work, never found wrong after them
     if args.format == "tfrecord":

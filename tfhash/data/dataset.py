@@ -165,8 +165,6 @@ class RetrievalData:
             raise ValueError(f"{self.name}: this is already the validation split")
         rng = np.random.default_rng([self.split_seed, 1])
         if self.has_labels:
-            from tfhash.data.protocols import draw_per_class
-
             per_class = self.queries_per_class or max(1, len(self.query) // self.num_classes)
             picks = draw_per_class(
                 f"{self.name} database (validation queries)",
@@ -248,8 +246,6 @@ class RetrievalData:
         rng = np.random.default_rng(self.split_seed)
         if self.rng_state is not None:
             rng.bit_generator.state = self.rng_state
-        from tfhash.data.protocols import draw_per_class
-
         class_ids = self.database.labels.argmax(1)
         picks = draw_per_class(
             f"{self.name} database", class_ids, self.num_classes, per_class, rng, "labelled", self.class_ids
@@ -317,3 +313,25 @@ def validation_split(split, size, seed=0):
         raise ValueError(f"the training split ({len(split)} items) is too small for a validation split")
     order = np.random.default_rng(seed).permutation(len(split))
     return split.subset(np.sort(order[:size])), split.subset(np.sort(order[size:]))
+
+
+def draw_per_class(name, class_ids, num_classes, per_class, rng, what, names=None):
+    """`rng.choice(items of c, per_class, replace=False)` for each class c in order, concatenated.
+
+    `names` (the user's class ids, or None for 0..C-1) name the classes in messages.
+
+    Raises:
+        ValueError: naming the class and the flag to lower when a class is too small.
+    """
+    picks = []
+    for c in range(num_classes):
+        members = np.flatnonzero(class_ids == c)
+        if len(members) < per_class:
+            flag = "queries-per-class" if what == "queries" else "labelled-per-class"
+            raise ValueError(
+                f"{name}: class {c if names is None else names[c]} has {len(members)} items"
+                f", fewer than {per_class} {what} per class; "
+                f"lower --{flag}"
+            )
+        picks.append(rng.choice(members, per_class, replace=False))
+    return np.concatenate(picks)

@@ -17,7 +17,7 @@ part, then its test part. `split_pool` turns the pool into a
 
 import numpy as np
 
-from tfhash.data.dataset import PROTOCOLS, RetrievalData, Split, one_hot
+from tfhash.data.dataset import PROTOCOLS, RetrievalData, Split, draw_per_class, one_hot
 
 
 def split_pool(
@@ -101,28 +101,6 @@ def split_pool(
         rng_state=rng.bit_generator.state,
         **common,
     )
-
-
-def draw_per_class(name, class_ids, num_classes, per_class, rng, what, names=None):
-    """`rng.choice(items of c, per_class, replace=False)` for each class c in order, concatenated.
-
-    `names` (the user's class ids, or None for 0..C-1) name the classes in messages.
-
-    Raises:
-        ValueError: naming the class and the flag to lower when a class is too small.
-    """
-    picks = []
-    for c in range(num_classes):
-        members = np.flatnonzero(class_ids == c)
-        if len(members) < per_class:
-            flag = "queries-per-class" if what == "queries" else "labelled-per-class"
-            raise ValueError(
-                f"{name}: class {c if names is None else names[c]} has {len(members)} items"
-                f", fewer than {per_class} {what} per class; "
-                f"lower --{flag}"
-            )
-        picks.append(rng.choice(members, per_class, replace=False))
-    return np.concatenate(picks)
 
 
 def pool_split(name, features, labels, queries_per_class, seed=0, image_shape=None):

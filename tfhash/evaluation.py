@@ -11,8 +11,8 @@ Conventions (see protocols.md):
   tied; ``ties="expected"`` (default) scores mAP@all, mAP@k and precision@N
   as their exact expectation over a random order of the tied items
   (`tfhash.ties`), so no figure depends on how the database is stored;
-  ``"index"`` breaks ties by database index (tfhash before issue 20, and most
-  published evaluation code); ``"random"`` by one seeded random order.
+  ``"index"`` breaks ties by database index (what most published evaluation
+  code does); ``"random"`` by one seeded random order.
   Precision / recall within a radius and the PR curve over radii take whole
   shells and do not depend on tie order. With expected ties and
   ``empty_queries="drop"``, mAP is sum_q E[AP_q] / sum_q P(q finds a relevant

@@ -21,26 +21,14 @@ def get_config(bits=32, data="digits", variant="hashnet"):
     halving still apply).
 
     The base learning rate is ours and depends on the input kind: 1e-2 on
-    features (the `mlp` backbone), 3e-3 on an image backbone. The authors' 2e-4 (their ImageNet run;
-    5e-5 on NUS-WIDE and COCO) fine-tunes a pretrained AlexNet; every
-    backbone we can build starts from random weights and wants more. The
-    rate was chosen on digits and kept for every other source, so no mnist
-    or CIFAR-10 figure selected it; for the record, on mnist (32 bits,
-    2,000 steps, seed 0) 2e-4 gave mAP@all 0.714 and 1e-2 gave 0.916. Pass
-    --learning-rate 2e-4 to fine-tune a pretrained backbone as the authors did.
-    On the conv backbone 1e-2 collapsed (mnist, 32 bits: 31 of 32 bits
-    dead), so the image rate was chosen on mnist's validation split
-    (`--validation`: queries held out of the database; conv, 32 bits, 2,000
-    steps, seed 0): mAP@all 0.924 at 3e-4, 0.946 at 1e-3, 0.952 at 3e-3,
-    0.953 at 5e-3, 0.181 at 1e-2. 3e-3 is within 0.001 of the best and a
-    factor 3 from the collapse. `tfhash train` warns at 1e-2 or more on an
-    image backbone (`config_note`).
-
-    Measured on digits on 2 CPU cores shared with another job,
-    `tfhash train hashnet --bits 32` reached mAP@all 0.966 (ITQ 0.655) in
-    71 s of training (78 s in all). Digits saturates: in our own loop
-    (same settings, no validation) HashNet-W reached 0.967 and HashNet-C
-    0.960, so the ablations cannot be told apart here.
+    features (the `mlp` backbone), chosen on digits; 3e-3 on an image
+    backbone, chosen on mnist's validation split, where 1e-2 collapsed.
+    The authors' 2e-4 (their ImageNet run) fine-tunes a pretrained AlexNet;
+    every backbone we build starts from random weights and wants more.
+    `--learning-rate 2e-4` fine-tunes a pretrained backbone as they did;
+    `tfhash train` warns at 1e-2 or more on an image backbone
+    (`config_note`). The measurements behind both rates are in
+    docs/supervised.md.
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}; received variant={variant!r}")

@@ -36,8 +36,8 @@ class ClassifierHash(HashingModel):
     Notes:
         ITQ is fitted on the split the classifier trained on (the labelled
         subset of protocols.md), the only data a supervised method sees.
-        This baseline is ours (issue 14's "train a classifier and hash its
-        features"), not a published method.
+        This baseline is ours (train a classifier, hash its features), not a
+        published method.
     """
 
     roles = ("encoder", "classifier")

@@ -97,7 +97,7 @@ class TBH(HashingModel):
             return keras.layers.Dense(units, activation, kernel_initializer=kernel_init, name=name)
 
         # === Layers ===
-        if backbone == "mlp":  # the paper's encoder, as it was: same layer, same seeded weights
+        if backbone == "mlp":  # the paper's one hidden layer, seeded apart from the backbones'
             self.encoder_hidden = dense(hidden_dim, "relu", "encoder_hidden")
             self.encoder_hidden.build((None, input_dim))
             self.encoder_dim = hidden_dim

@@ -294,3 +294,47 @@ def test_feature_sources_get_the_curves_budgets_and_the_paper_stays_a_preset(tmp
     assert f"{features} (about" in out
     assert "min of training on 2 CPU cores at 1,280-d)" in out
     assert "training on other data: 100,000 steps of batch 400, adam at learning rate 0.0001\n" in out
+
+
+def test_train_and_bench_apply_their_shared_flags_alike(tmp_path, capsys):
+    """One override function (configs.common.with_overrides) and one set of training flags
+    (cli.common.add_training_arguments): the same flags give `tfhash train` and a `tfhash bench`
+    cell the same settings, --optimizer included, and a baseline takes no training setting."""
+    from tfhash.bench import cell_config
+    from tfhash.cli.common import augment_from_args, model_options_from_args
+    from tfhash.cli.train import config_from_args
+    from tfhash.configs.common import with_overrides
+    from tfhash.registry import get_method
+
+    flags = ["--steps", "7", "--learning-rate", "0.002", "--batch-size", "16", "--optimizer", "sgd",
+             "--augment", "crop", "--model-option", "hidden_dim=8"]  # fmt: skip
+    parser = cli.build_parser()
+    data = load_data("digits")
+    trained = config_from_args("tbh", parser.parse_args(["train", "tbh", *flags]), data)
+    args = parser.parse_args(["bench", "--methods", "tbh", *flags])
+    train = {key: getattr(args, key) for key in ("steps", "learning_rate", "batch_size", "optimizer")}
+    overrides = {
+        "train": {**train, "augment": augment_from_args(args)},
+        "model": model_options_from_args(args),
+    }
+    benched = cell_config(get_method("tbh"), 32, "digits", overrides)
+    expected = {"steps": 7, "learning_rate": 0.002, "batch_size": 16, "optimizer": "sgd", "augment": ["crop"]}
+    assert {key: trained["train"][key] for key in expected} == expected
+    assert {key: benched["train"][key] for key in expected} == expected
+    assert trained["model"]["hidden_dim"] == benched["model"]["hidden_dim"] == 8
+    with pytest.raises(ValueError, match=r"unknown training settings \['epochs'\]"):
+        with_overrides(get_method("tbh"), get_method("tbh").get_config(32), {"epochs": 3})
+    itq = get_method("itq")
+    assert with_overrides(itq, itq.get_config(32), {"steps": 5}, {"hidden_dim": 3}) == itq.get_config(32)
+    # the bench's --optimizer reaches each cell's training (its metrics.json keeps the config)
+    cli.run(["bench", "--methods", "sgh", "--bits", "8", "--seeds", "0", "--steps", "2", "--optimizer", "sgd",
+             "--out", str(tmp_path / "bench")])  # fmt: skip
+    record = json.loads((tmp_path / "bench" / "cells" / "sgh-8bit-seed0" / "metrics.json").read_text())
+    assert record["config"]["train"]["optimizer"] == "sgd" and record["steps"] == 2
+    capsys.readouterr()
+    for command in ("train", "bench"):  # the help names each method's own optimiser
+        with pytest.raises(SystemExit):
+            cli.run([command, "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        own = "SGD with momentum for hashnet, hashnet-w, hashnet-c, bihalf; Adam for the others"
+        assert f"(default: the method's own: {own})" in text

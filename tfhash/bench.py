@@ -30,8 +30,9 @@ import traceback
 import numpy as np
 
 from tfhash.checks import check_positive_int
-from tfhash.configs.common import settings_for
+from tfhash.configs.common import settings_for, with_overrides
 from tfhash.files import writable_folder, write_json, write_text
+from tfhash.optimizers import OPTIMIZERS
 from tfhash.registry import check_model_options, get_method, method_names
 from tfhash.train import fit
 
@@ -63,11 +64,7 @@ def cell_config(method, bits, settings, overrides=None, euclidean=False, ties="e
         {"precision_at": list(PRECISION_AT), "pr_curve": True, "euclidean": euclidean, "ties": ties}
     )
     overrides = overrides or {}
-    if not method.is_baseline:
-        config["train"].update(overrides.get("train", {}))
-    own = {k: v for k, v in overrides.get("model", {}).items() if k in config["model"]}
-    config["model"].update(own)
-    return config
+    return with_overrides(method, config, overrides.get("train"), overrides.get("model"))
 
 
 def run_benchmark(
@@ -88,6 +85,7 @@ def run_benchmark(
     augment=None,
     ties="expected",
     preset="auto",
+    optimizer=None,
 ):
     """Runs (or resumes) a benchmark; returns the records in grid order.
 
@@ -96,8 +94,9 @@ def run_benchmark(
         methods: registered names (default: all, deep methods first).
         bits, seeds: the grid; each (method, bits, seed) is one cell.
         steps: training steps of each deep method (default: its preset's).
-        learning_rate, batch_size: the same for every deep method (default:
-            each method's preset), e.g. for an ablation under one budget.
+        learning_rate, batch_size, optimizer: the same for every deep method
+            (default: each method's preset), e.g. for an ablation under one
+            budget; optimizer is "adam" or "sgd" (with the method's momentum).
         model_options: constructor arguments (e.g. {"hidden_dim": 512}), set
             for every method that has them (a note names the others); a key
             that no method has fails before anything runs.
@@ -121,8 +120,16 @@ def run_benchmark(
         repeated = sorted({v for v in values if values.count(v) > 1}, key=str)
         if repeated:  # a repeated seed would be counted twice in the mean and its spread
             raise ValueError(f"{name} lists {', '.join(map(str, repeated))} more than once; give each once")
-    train = {"steps": steps, "learning_rate": learning_rate, "batch_size": batch_size, "augment": augment}
+    train = {
+        "steps": steps,
+        "learning_rate": learning_rate,
+        "batch_size": batch_size,
+        "augment": augment,
+        "optimizer": optimizer,
+    }
     train = {key: value for key, value in train.items() if value is not None}
+    if optimizer is not None and optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}; received optimizer={optimizer!r}")
     for key in ("steps", "batch_size"):
         if key in train:
             check_positive_int(key, train[key])

@@ -7,6 +7,8 @@ from tfhash.cli.common import (
     add_model_option_argument,
     add_preset_argument,
     add_ties_argument,
+    add_training_arguments,
+    augment_from_args,
     data_slug,
     load_data_from_args,
     method_names_list,
@@ -32,28 +34,13 @@ def add_bench_arguments(parser):
     parser.add_argument(
         "--seeds", type=nonnegative_int, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)"
     )
-    parser.add_argument(
-        "--steps", type=positive_int, help="training steps of each deep method (default: its preset's)"
-    )
+    add_training_arguments(parser, every_method=True)
     parser.add_argument(
         "--budget-seconds",
         type=positive_float,
         help="also stop each deep method's training after this many seconds",
     )
-    parser.add_argument(
-        "--learning-rate",
-        type=positive_float,
-        help="base learning rate of every optimiser of every deep method (default: each method's)",
-    )
-    parser.add_argument("--batch-size", type=positive_int, help="batch size of every deep method")
     add_model_option_argument(parser, "a constructor argument for every method that has it")
-    parser.add_argument(
-        "--labelled-per-class",
-        type=positive_int,
-        help="train on this many items per class, drawn from the database: supervised methods always "
-        "do (default: 500; 50 on digits), other methods when given (BGAN's protocol: 1000)",
-    )
-    parser.add_argument("--augment", help="image models: crop, flip or crop,flip (seeded; default: none)")
     add_preset_argument(parser)
     add_ties_argument(parser)
     parser.add_argument("--out", help="results folder (default: runs/bench-<data>)")
@@ -89,9 +76,10 @@ def bench_command(args):
         batch_size=args.batch_size,
         model_options=options,
         labelled_per_class=args.labelled_per_class,
-        augment=_augment(args.augment),
+        augment=augment_from_args(args),
         ties=args.ties,
         preset=args.preset,
+        optimizer=args.optimizer,
     )
     with open(os.path.join(out, "results.md")) as f:
         print("\n" + f.read())
@@ -103,9 +91,3 @@ def add_parser(sub):
     bench = sub.add_parser("bench", help="train and evaluate methods x bits x seeds; write a results table")
     add_bench_arguments(bench)
     bench.set_defaults(handler=bench_command)
-
-
-def _augment(text):
-    from tfhash.data.augmentation import parse_augment
-
-    return list(parse_augment(text)) if text else None

@@ -120,6 +120,64 @@ def load_data_from_args(args, run=None):
     return data
 
 
+def default_optimisers_text():
+    """Which optimiser each method trains with by default, from the registered configs (paper
+    settings): "sgd with momentum for bihalf, hashnet, ...; adam for the others"."""
+    from tfhash.registry import get_method, method_names
+
+    sgd = []
+    for name in method_names():
+        method = get_method(name)
+        if not method.is_baseline and method.get_config(32, "paper")["train"].get("optimizer") == "sgd":
+            sgd.append(name)
+    return f"SGD with momentum for {', '.join(sgd)}; Adam for the others" if sgd else "Adam"
+
+
+def add_training_arguments(parser, every_method=False, steps=None):
+    """The training flags `tfhash train` and `tfhash bench` share, with one help text each:
+    --steps (into `steps`, e.g. a mutually exclusive group, when given), --learning-rate,
+    --batch-size, --optimizer, --augment and --labelled-per-class. `every_method`: the bench's
+    wording (the value applies to every deep method of the grid)."""
+    each = " of every deep method" if every_method else ""
+    (steps or parser).add_argument(
+        "--steps", type=positive_int, help=f"training steps{each} (default: the method's preset's)"
+    )
+    parser.add_argument(
+        "--learning-rate",
+        type=positive_float,
+        help=f"base learning rate of every optimiser{each} (default: the method's preset's; "
+        "`tfhash methods NAME` shows it)",
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, help=f"batch size{each} (default: the method's preset's)"
+    )
+    parser.add_argument(
+        "--optimizer",
+        choices=("adam", "sgd"),
+        help=f"optimiser of every role{each} (default: the method's own: {default_optimisers_text()})",
+    )
+    parser.add_argument(
+        "--augment",
+        help="image models: crop (pad 4, random crop), flip (left-right; not for digits) or crop,flip "
+        "(seeded; default: none)",
+    )
+    parser.add_argument(
+        "--labelled-per-class",
+        type=positive_int,
+        help="train on this many items per class, drawn from the database: supervised methods always "
+        "do (default: 500; 50 on digits), other methods when given (BGAN's protocol: 1000)",
+    )
+
+
+def augment_from_args(args):
+    """--augment as a list of augmentations, or None."""
+    if not args.augment:
+        return None
+    from tfhash.data.augmentation import parse_augment
+
+    return list(parse_augment(args.augment))
+
+
 def add_model_option_argument(parser, help_text):
     parser.add_argument(
         "--model-option",

@@ -9,6 +9,8 @@ from tfhash.cli.common import (
     add_model_option_argument,
     add_preset_argument,
     add_ties_argument,
+    add_training_arguments,
+    augment_from_args,
     data_slug,
     kind_text,
     load_data_from_args,
@@ -19,7 +21,7 @@ from tfhash.cli.common import (
     positive_float,
     positive_int,
 )
-from tfhash.configs.common import settings_for
+from tfhash.configs.common import TRAIN_OVERRIDES, settings_for, with_overrides
 from tfhash.registry import check_model_options, get_method, method_names
 
 
@@ -35,38 +37,17 @@ def add_train_arguments(parser):
         help="train again into an --out that holds a finished run of this method (refused otherwise)",
     )
     parser.add_argument("--bits", type=positive_int, default=32, help="code length (default: 32)")
-    parser.add_argument(
-        "--batch-size",
-        type=positive_int,
-        help="batch size (default: the method's; `tfhash methods NAME` shows it)",
-    )
     budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=positive_int, help="training steps (default: the preset's)")
+    add_training_arguments(parser, steps=budget)
     budget.add_argument("--epochs", type=positive_int, help="training epochs of --steps-per-epoch steps each")
     parser.add_argument(
         "--steps-per-epoch", type=positive_int, help="steps between logs, evaluations and checkpoints"
-    )
-    parser.add_argument(
-        "--learning-rate",
-        type=positive_float,
-        help="base learning rate of every optimiser (default: the method's)",
-    )
-    parser.add_argument(
-        "--optimizer",
-        choices=("adam", "sgd"),
-        help="optimiser of every role (default: the method's: SGD with momentum for HashNet, Adam otherwise)",
     )
     parser.add_argument(
         "--seed",
         type=nonnegative_int,
         default=0,
         help="model seed: weights, sampling, shuffling (default: 0; the split has --split-seed)",
-    )
-    parser.add_argument(
-        "--labelled-per-class",
-        type=positive_int,
-        help="train on this many items per class, drawn from the database: supervised methods always "
-        "do (default: 500; 50 on digits), other methods when given (BGAN's protocol: 1000)",
     )
     add_preset_argument(parser)
     add_model_option_argument(parser, "a constructor argument of the method (see `tfhash methods NAME`)")
@@ -89,11 +70,6 @@ def add_train_arguments(parser):
     )
     parser.add_argument("--jit-compile", action="store_true", help="XLA-compile the train step")
     add_ties_argument(parser)
-    parser.add_argument(
-        "--augment",
-        help="image models: crop (pad 4, random crop), flip (left-right; not for digits) or crop,flip "
-        "(seeded; default: none)",
-    )
     vae = parser.add_argument_group("TBH-VAE (tbh-vae methods only)")
     vae.add_argument(
         "--beta", type=nonnegative_float, help="weight of the codes' total correlation (default: 4)"
@@ -143,10 +119,12 @@ def config_from_args(method, args, data):
     with the command line's settings."""
     method = get_method(method)
     settings = settings_for(data, getattr(args, "preset", "auto"))
-    config = method.get_config(args.bits, settings)
     options = model_options_from_args(args)
     check_model_options(options, [method])
-    config["model"].update(options)
+    train = {key: getattr(args, key, None) for key in TRAIN_OVERRIDES if key != "augment"}
+    config = with_overrides(
+        method, method.get_config(args.bits, settings), {**train, "augment": augment_from_args(args)}, options
+    )
     config["eval"]["ties"] = args.ties
     if method.is_baseline:
         ignored = [f"--{k.replace('_', '-')}" for k in DEEP_ONLY_FLAGS if getattr(args, k) is not None]
@@ -155,10 +133,7 @@ def config_from_args(method, args, data):
             print(f"note: {method.name} is fitted in closed form; ignoring {' '.join(ignored)}")
         return config
     train = config["train"]
-    default_steps = train["steps"]
-    for key in ("batch_size", "steps", "steps_per_epoch", "learning_rate"):
-        if getattr(args, key) is not None:
-            train[key] = getattr(args, key)
+    default_steps = method.get_config(args.bits, settings)["train"]["steps"]
     if args.epochs is not None:
         train["steps"] = args.epochs * train["steps_per_epoch"]
     short = 0 < train["steps"] < 0.1 * default_steps and settings == "paper"
@@ -174,8 +149,6 @@ def config_from_args(method, args, data):
                 "(tbh, the tbh-vae methods and jmlh have one)"
             )
         config["model"]["threshold"] = args.threshold
-    if args.optimizer is not None:
-        train["optimizer"] = args.optimizer
     for key in MODEL_FLAGS:
         if getattr(args, key, None) is not None:
             if key not in config["model"]:
@@ -184,10 +157,6 @@ def config_from_args(method, args, data):
                 )
             config["model"][key] = getattr(args, key)
     train["jit_compile"] = args.jit_compile
-    if args.augment:
-        from tfhash.data.augmentation import parse_augment
-
-        train["augment"] = list(parse_augment(args.augment))
     return config
 
 

@@ -73,6 +73,27 @@ STEPS_PER_SECOND_ON_FEATURES = {
 }
 
 
+# the training settings a command line may override, for `tfhash train` and `tfhash bench` alike
+TRAIN_OVERRIDES = ("steps", "steps_per_epoch", "batch_size", "learning_rate", "optimizer", "augment")
+
+
+def with_overrides(method, config, train=None, model=None):
+    """`config` (of the registry entry `method`, changed in place and returned) with a command line's
+    settings: the
+    `train` ones (`TRAIN_OVERRIDES`; None means "the method's own") on a deep method, none on a
+    baseline (fitted in closed form, it has no training settings), and each `model` option the
+    method has (the caller checks that every key is some method's: `registry.check_model_options`).
+    The one place where `tfhash train` and `tfhash bench` apply their flags."""
+    train = {key: value for key, value in (train or {}).items() if value is not None}
+    unknown = sorted(set(train) - set(TRAIN_OVERRIDES))
+    if unknown:
+        raise ValueError(f"unknown training settings {unknown}; valid: {', '.join(TRAIN_OVERRIDES)}")
+    if not method.is_baseline:
+        config["train"].update(train)
+    config["model"].update({key: value for key, value in (model or {}).items() if key in config["model"]})
+    return config
+
+
 PER_INPUT_KIND = ("batch_size", "learning_rate")
 
 

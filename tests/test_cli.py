@@ -338,3 +338,20 @@ def test_train_and_bench_apply_their_shared_flags_alike(tmp_path, capsys):
         text = " ".join(capsys.readouterr().out.split())
         own = "SGD with momentum for hashnet, hashnet-w, hashnet-c, bihalf; Adam for the others"
         assert f"(default: the method's own: {own})" in text
+
+
+def test_option_flags_are_model_options_by_another_name():
+    """--threshold, --backbone and the TBH-VAE flags are aliases of --model-option KEY=VALUE: the
+    same config, and a method without the option gets one error naming the methods with it."""
+    from tfhash.cli.train import config_from_args
+
+    parser = cli.build_parser()
+    data = load_data("digits")
+    flag = config_from_args("tbh", parser.parse_args(["train", "tbh", "--threshold", "0.5"]), data)
+    option = config_from_args(
+        "tbh", parser.parse_args(["train", "tbh", "--model-option", "threshold=0.5"]), data
+    )
+    assert flag == option and flag["model"]["threshold"] == 0.5
+    expected = r"--threshold sets the model option threshold, which greedyhash does not have \(methods"
+    with pytest.raises(ValueError, match=expected):
+        config_from_args("greedyhash", parser.parse_args(["train", "greedyhash", "--threshold", "0.5"]), data)

@@ -426,7 +426,9 @@ def test_ablation_flag_picks_the_arm_and_vae_flags_are_refused_elsewhere(tmp_pat
     flags = ["--bits", "8", "--steps", "2", "--steps-per-epoch", "2", "--batch-size", "100"]
     record = run_script("train_tbh_vae").main(["--ablation", "none", *flags, "--out", str(tmp_path / "a")])
     assert record["method"] == "tbh-vae-none" and record["config"]["model"]["binary_vae"] is False
-    with pytest.raises(SystemExit, match="--beta applies to the tbh-vae methods, not tbh"):
+    owners = "tbh-vae, tbh-vae-binary, tbh-vae-geco, tbh-vae-none"
+    expected = rf"--beta sets the model option beta, which tbh does not have \(methods that do: {owners}\)"
+    with pytest.raises(SystemExit, match=expected):
         cli.main(["train", "tbh", "--beta", "2", *flags, "--out", str(tmp_path / "b")])
     with pytest.raises(SystemExit, match="has no model option"):
         cli.main(["bench", "--methods", "tbh", "--model-option", "nope=1", "--out", str(tmp_path / "c")])

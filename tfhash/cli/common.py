@@ -189,10 +189,28 @@ def add_model_option_argument(parser, help_text):
     )
 
 
-def model_options_from_args(args):
+# flags that are documented aliases of `--model-option KEY=VALUE` (`tfhash train`): one code path
+OPTION_FLAGS = ("backbone", "threshold", "beta", "kappa", "kappa_fraction", "binary_posterior")
+
+
+def model_options_from_args(args, method=None):
+    """The model options of a command line: --model-option KEY=VALUE and its aliases
+    (`OPTION_FLAGS`). With `method` (a registry entry), an alias the method lacks is a ValueError
+    that names the flag and the methods that have the option."""
     options = dict(args.model_option)
-    if getattr(args, "backbone", None):
-        options["backbone"] = args.backbone
+    for key in OPTION_FLAGS:
+        value = getattr(args, key, None)
+        if value is None:
+            continue
+        if method is not None and key not in method.get_config(32, "digits")["model"]:
+            from tfhash.registry import get_method, method_names
+
+            owners = [n for n in method_names() if key in get_method(n).get_config(32, "digits")["model"]]
+            raise ValueError(
+                f"--{key.replace('_', '-')} sets the model option {key}, which {method.name} does not "
+                f"have (methods that do: {', '.join(owners)})"
+            )
+        options[key] = value
     return options
 
 

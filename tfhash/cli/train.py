@@ -97,9 +97,6 @@ def add_train_arguments(parser):
     )
 
 
-MODEL_FLAGS = ("beta", "kappa", "kappa_fraction", "binary_posterior")
-
-
 DEEP_ONLY_FLAGS = (
     "batch_size",
     "steps",
@@ -110,7 +107,10 @@ DEEP_ONLY_FLAGS = (
     "threshold",
     "figure",
     "augment",
-    *MODEL_FLAGS,
+    "beta",
+    "kappa",
+    "kappa_fraction",
+    "binary_posterior",
 )
 
 
@@ -119,7 +119,7 @@ def config_from_args(method, args, data):
     with the command line's settings."""
     method = get_method(method)
     settings = settings_for(data, getattr(args, "preset", "auto"))
-    options = model_options_from_args(args)
+    options = model_options_from_args(args, method)
     check_model_options(options, [method])
     train = {key: getattr(args, key, None) for key in TRAIN_OVERRIDES if key != "augment"}
     config = with_overrides(
@@ -142,20 +142,6 @@ def config_from_args(method, args, data):
     note = method.config_note and method.config_note(config)
     if note:
         print(f"note: {note}")
-    if args.threshold is not None:
-        if "threshold" not in config["model"]:
-            raise ValueError(
-                f"--threshold sets a binary neuron's training threshold; {method.name} has none "
-                "(tbh, the tbh-vae methods and jmlh have one)"
-            )
-        config["model"]["threshold"] = args.threshold
-    for key in MODEL_FLAGS:
-        if getattr(args, key, None) is not None:
-            if key not in config["model"]:
-                raise SystemExit(
-                    f"error: --{key.replace('_', '-')} applies to the tbh-vae methods, not {method.name}"
-                )
-            config["model"][key] = getattr(args, key)
     train["jit_compile"] = args.jit_compile
     return config
 

@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 
 from tfhash.checks import check_features, check_positive_int
+from tfhash.defaults import BITS
 from tfhash.files import read_npz, write_npz
 
 FORMAT = "tfhash-baseline-1"
@@ -114,7 +115,7 @@ class Baseline:
 
     name = None
 
-    def __init__(self, bits=32, seed=0):
+    def __init__(self, bits=BITS, seed=0):
         self.bits = check_positive_int("bits", bits)
         self.seed = seed
         self.input_dim = None
@@ -202,7 +203,7 @@ class LSH(LinearBaseline):
 
     name = "lsh"
 
-    def __init__(self, bits=32, seed=0, centre=False):
+    def __init__(self, bits=BITS, seed=0, centre=False):
         super().__init__(bits, seed)
         self.centre = bool(centre)
 
@@ -243,7 +244,7 @@ class ITQ(LinearBaseline):
 
     name = "itq"
 
-    def __init__(self, bits=32, seed=0, iterations=50):
+    def __init__(self, bits=BITS, seed=0, iterations=50):
         super().__init__(bits, seed)
         self.iterations = check_positive_int("iterations", iterations)
         self.losses = []

@@ -31,6 +31,7 @@ import numpy as np
 
 from tfhash.checks import check_positive_int
 from tfhash.configs.common import settings_for, with_overrides
+from tfhash.defaults import BIT_GRID, SEEDS
 from tfhash.files import writable_folder, write_json, write_text
 from tfhash.optimizers import OPTIMIZERS
 from tfhash.registry import check_model_options, get_method, method_names
@@ -70,8 +71,8 @@ def cell_config(method, bits, settings, overrides=None, euclidean=False, ties="e
 def run_benchmark(
     data,
     methods=None,
-    bits=(16, 32, 64),
-    seeds=(0, 1, 2),
+    bits=BIT_GRID,
+    seeds=SEEDS,
     steps=None,
     budget_seconds=None,
     out="runs/bench",

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 
 from tfhash import configs
+from tfhash.defaults import BITS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,14 +65,13 @@ class Method:
         """[(key, default, description)] of the method's model options, from its config and the
         "Args:" section of its class docstring (the one place each option is described)."""
         described = argument_descriptions(self.model)
-        defaults = self.get_config(32, "digits")["model"]
+        defaults = self.get_config(BITS, "digits")["model"]
         return [(key, value, described.get(key, "")) for key, value in defaults.items() if key != "bits"]
 
 
 def _baseline(name, cls, summary):
-    return Method(
-        name, f"tfhash.baselines:{cls}", functools.partial(configs.baselines.get_config, name), summary
-    )
+    config = functools.partial(configs.baselines.get_config, variant=name)
+    return Method(name, f"tfhash.baselines:{cls}", config, summary)
 
 
 TBH_VAE = {
@@ -187,13 +187,13 @@ METHODS = {
         Method(
             "greedyhash",
             "tfhash.models.similarity_hash:GreedyHash",
-            functools.partial(configs.similarity_hash.get_config, method="greedyhash"),
+            functools.partial(configs.similarity_hash.get_config, variant="greedyhash"),
             "a hash layer keeping cosine similarities, straight-through sign (Su et al. 2018)",
         ),
         Method(
             "bihalf",
             "tfhash.models.similarity_hash:BiHalf",
-            functools.partial(configs.similarity_hash.get_config, method="bihalf"),
+            functools.partial(configs.similarity_hash.get_config, variant="bihalf"),
             "a hash layer keeping cosine similarities, per-batch median split (Li and van Gemert 2021)",
         ),
         Method(
@@ -207,7 +207,7 @@ METHODS = {
             Method(
                 name,
                 "tfhash.models.tbh_vae:TBHVAE",
-                functools.partial(configs.tbh_vae.get_config, ablation=arm),
+                functools.partial(configs.tbh_vae.get_config, variant=arm),
                 TBH_VAE[arm],
                 configs.tbh_vae.SHORT_BUDGET_NOTE,
             )
@@ -266,7 +266,7 @@ def check_model_options(options, methods):
     ValueError lists the valid ones. Returns {method name: [keys it does not
     take]} for the methods that lack some, so that a caller can say so.
     """
-    keys = {m.name: set(m.get_config(32, "digits")["model"]) - {"bits"} for m in methods}
+    keys = {m.name: set(m.get_config(BITS, "digits")["model"]) - {"bits"} for m in methods}
     unknown = sorted(set(options) - set().union(*keys.values()))
     if unknown:
         names = " / ".join(m.name for m in methods)

@@ -17,6 +17,7 @@ from tfhash.cli.common import (
     positive_float,
     positive_int,
 )
+from tfhash.defaults import BIT_GRID, SEEDS
 from tfhash.registry import check_model_options, get_method, method_names
 
 
@@ -28,11 +29,12 @@ def add_bench_arguments(parser):
         type=method_names_list,
         help=f"methods to run, space or comma separated (default: all: {' '.join(method_names())})",
     )
+    grid, seeds = " ".join(map(str, BIT_GRID)), " ".join(map(str, SEEDS))
     parser.add_argument(
-        "--bits", type=positive_int, nargs="+", default=[16, 32, 64], help="code lengths (default: 16 32 64)"
+        "--bits", type=positive_int, nargs="+", default=list(BIT_GRID), help=f"code lengths (default: {grid})"
     )
     parser.add_argument(
-        "--seeds", type=nonnegative_int, nargs="+", default=[0, 1, 2], help="seeds (default: 0 1 2)"
+        "--seeds", type=nonnegative_int, nargs="+", default=list(SEEDS), help=f"seeds (default: {seeds})"
     )
     add_training_arguments(parser, every_method=True)
     parser.add_argument(

@@ -6,6 +6,7 @@ import math
 import os
 
 from tfhash.data.dataset import PROTOCOLS
+from tfhash.defaults import BITS
 
 
 def _number(kind, text, low, strict):
@@ -128,7 +129,7 @@ def default_optimisers_text():
     sgd = []
     for name in method_names():
         method = get_method(name)
-        if not method.is_baseline and method.get_config(32, "paper")["train"].get("optimizer") == "sgd":
+        if not method.is_baseline and method.get_config(BITS, "paper")["train"].get("optimizer") == "sgd":
             sgd.append(name)
     return f"SGD with momentum for {', '.join(sgd)}; Adam for the others" if sgd else "Adam"
 
@@ -202,10 +203,10 @@ def model_options_from_args(args, method=None):
         value = getattr(args, key, None)
         if value is None:
             continue
-        if method is not None and key not in method.get_config(32, "digits")["model"]:
+        if method is not None and key not in method.get_config(BITS, "digits")["model"]:
             from tfhash.registry import get_method, method_names
 
-            owners = [n for n in method_names() if key in get_method(n).get_config(32, "digits")["model"]]
+            owners = [n for n in method_names() if key in get_method(n).get_config(BITS, "digits")["model"]]
             raise ValueError(
                 f"--{key.replace('_', '-')} sets the model option {key}, which {method.name} does not "
                 f"have (methods that do: {', '.join(owners)})"

@@ -11,6 +11,7 @@ from tfhash.cli.common import (
     positive_int,
 )
 from tfhash.configs.common import STEPS_PER_SECOND_ON_FEATURES
+from tfhash.defaults import BITS
 from tfhash.features import FEATURE_BACKBONES
 from tfhash.registry import get_method, method_names
 
@@ -112,7 +113,7 @@ def methods_command(args):
     else:
         kinds = {"digits": "digits", "features": "feature sources (no images)", "paper": "other data"}
         for settings, data in kinds.items():
-            config = method.get_config(32, settings)
+            config = method.get_config(BITS, settings)
             train, pretrain = config["train"], config["model"].get("pretrain_steps")
             schedule = train.get("learning_rate_halving_steps")
             halving = f", halved every {schedule:,} steps" if schedule else ""

@@ -22,6 +22,7 @@ from tfhash.cli.common import (
     positive_int,
 )
 from tfhash.configs.common import TRAIN_OVERRIDES, settings_for, with_overrides
+from tfhash.defaults import BITS
 from tfhash.registry import check_model_options, get_method, method_names
 
 
@@ -36,7 +37,7 @@ def add_train_arguments(parser):
         action="store_true",
         help="train again into an --out that holds a finished run of this method (refused otherwise)",
     )
-    parser.add_argument("--bits", type=positive_int, default=32, help="code length (default: 32)")
+    parser.add_argument("--bits", type=positive_int, default=BITS, help=f"code length (default: {BITS})")
     budget = parser.add_mutually_exclusive_group()
     add_training_arguments(parser, steps=budget)
     budget.add_argument("--epochs", type=positive_int, help="training epochs of --steps-per-epoch steps each")
@@ -249,7 +250,7 @@ def training_defaults():
             continue
         parts = []
         for data in ("digits", "features", "paper"):
-            train = METHODS[name].get_config(32, data)["train"]
+            train = METHODS[name].get_config(BITS, data)["train"]
             batch = kind_text(train["batch_size"])
             parts.append(f"{train['steps']:,} x {batch} at {kind_text(train['learning_rate'], 'g')}")
         lines.append(f"  {name:15} {parts[0]:>22} | {parts[1]:>22} | {parts[2]}")

@@ -1,6 +1,7 @@
 """Settings of the classic baselines (LSH, PCAH, ITQ, SH): their papers' only knobs."""
 
 from tfhash.configs.common import eval_config
+from tfhash.defaults import BITS
 
 DEFAULTS = {
     "lsh": {"centre": False},
@@ -10,11 +11,14 @@ DEFAULTS = {
 }
 
 
-def get_config(method, bits=32, data="digits"):
-    """Config of baseline `method`; `tfhash train itq --bits 32`.
+def get_config(bits=BITS, data="digits", variant="itq"):
+    """Config of the baseline `variant` ("lsh", "pcah", "itq" or "sh"); `tfhash train itq --bits 32`.
 
     Baselines have no training budget: `fit` is one pass over the training
     features (ITQ: PCA plus 50 alternations, as in Gong & Lazebnik).
     """
     del data  # the same settings on every data set
-    return {"method": method, "model": {"bits": bits, **DEFAULTS[method]}, "train": {}, "eval": eval_config()}
+    if variant not in DEFAULTS:
+        raise ValueError(f"variant must be one of {sorted(DEFAULTS)}; received variant={variant!r}")
+    model = {"bits": bits, **DEFAULTS[variant]}
+    return {"method": variant, "model": model, "train": {}, "eval": eval_config()}

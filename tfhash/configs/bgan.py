@@ -1,6 +1,7 @@
 """BGAN and its ablations: the paper's settings where given, ours elsewhere; a digits preset."""
 
 from tfhash.configs.common import eval_config
+from tfhash.defaults import BITS
 
 VARIANTS = {
     "bgan": {},
@@ -25,7 +26,7 @@ VARIANTS = {
 FEATURES = {"bgan-ln": {"steps": 40_000, "steps_per_epoch": 4000, "learning_rate": 1e-4}}
 
 
-def get_config(bits=32, data="digits", variant="bgan"):
+def get_config(bits=BITS, data="digits", variant="bgan"):
     """BGAN (Song et al. 2018); `python run/train_bgan.py --bits 32`.
 
     `variant`: "bgan" (tanh continuation, all three losses), "bgan-app"

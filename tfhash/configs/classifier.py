@@ -1,9 +1,10 @@
 """Settings of the `classifier` baseline: JMLH's, so the two compare directly."""
 
 from tfhash.configs import jmlh
+from tfhash.defaults import BITS
 
 
-def get_config(bits=32, data="digits"):
+def get_config(bits=BITS, data="digits"):
     """The classifier baseline (`tfhash.models.ClassifierHash`); `tfhash train classifier --bits 32`.
 
     The encoder, optimiser, budget and evaluation are JMLH's (Adam 1e-4,

@@ -1,6 +1,7 @@
 """GMAN, its ablations and SGMAN: the paper's settings where given, ours elsewhere; a digits preset."""
 
 from tfhash.configs.common import eval_config
+from tfhash.defaults import BITS
 
 # ours on digits and feature sources: the variance loss that does not collapse (docs/gman.md)
 CENTRED_VARIANCE = {"variance": "centred", "lambda3": 20.0}
@@ -8,7 +9,7 @@ CENTRED_VARIANCE = {"variance": "centred", "lambda3": 20.0}
 VARIANTS = {"gman": "gman", "gman-no-aegan": "no-aegan", "gman-no-bgan": "no-bgan", "sgman": "gman"}
 
 
-def get_config(bits=32, data="digits", variant="gman"):
+def get_config(bits=BITS, data="digits", variant="gman"):
     """GMAN (Wang, Liu and Zhao 2018); `python run/train_gman.py --bits 32`.
 
     `variant`: "gman", "gman-no-aegan" (L2 reconstruction instead of the

@@ -1,11 +1,12 @@
 """HashNet / HashNet-W / HashNet-C settings: the authors' solver at our base rate, and a digits preset."""
 
 from tfhash.configs.common import eval_config, for_input_kind, takes_images
+from tfhash.defaults import BITS
 
 VARIANTS = ("hashnet", "hashnet-w", "hashnet-c")
 
 
-def get_config(bits=32, data="digits", variant="hashnet"):
+def get_config(bits=BITS, data="digits", variant="hashnet"):
     """HashNet (Cao et al. 2017) and its Table 2 ablations; `python run/train_hashnet.py --bits 32`.
 
     `variant`: "hashnet" (the method), "hashnet-w" (all pair weights 1) or

@@ -1,9 +1,10 @@
 """JMLH settings: the authors' (Adam 1e-4, batch 400, 100k steps) and a digits preset."""
 
 from tfhash.configs.common import eval_config
+from tfhash.defaults import BITS
 
 
-def get_config(bits=32, data="digits"):
+def get_config(bits=BITS, data="digits"):
     """JMLH (Shen et al. 2019); `python run/train_jmlh.py --bits 32`.
 
     The authors' settings: Adam at 1e-4, batch 400, 100,000 steps, KL

@@ -1,6 +1,7 @@
 """SGH / Deep-SGH / R-SGH settings: SGH's MNIST demo and R-SGH's defaults, plus a digits preset."""
 
 from tfhash.configs.common import eval_config
+from tfhash.defaults import BITS
 
 # ours on feature sources: `python benchmarks/feature_curves.py choose` (docs/reproduction.md)
 FEATURES = {
@@ -10,7 +11,7 @@ FEATURES = {
 }
 
 
-def get_config(bits=32, data="digits", variant="sgh"):
+def get_config(bits=BITS, data="digits", variant="sgh"):
     """SGH (Dai et al. 2017) / R-SGH (Du et al. 2018); `python run/train_sgh.py --variant rsgh`.
 
     Training follows SGH's demo: Adam at 1e-2, batch 500, 5,000 steps,

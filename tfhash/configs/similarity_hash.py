@@ -1,6 +1,7 @@
 """GreedyHash and BiHalf: the papers' settings where reference-notes.md gives them, ours elsewhere."""
 
 from tfhash.configs.common import eval_config
+from tfhash.defaults import BITS
 
 METHODS = ("greedyhash", "bihalf")
 # ours on feature sources: `python benchmarks/feature_curves.py choose` (docs/reproduction.md)
@@ -10,7 +11,7 @@ FEATURES = {
 }
 
 
-def get_config(bits=32, data="digits", method="greedyhash"):
+def get_config(bits=BITS, data="digits", variant="greedyhash"):
     """GreedyHash (Su et al. 2018) or BiHalf (Li and van Gemert 2021); `tfhash train greedyhash`.
 
     Both: one Dense layer on the features (`backbone="none"`), codes in {-1,
@@ -31,10 +32,10 @@ def get_config(bits=32, data="digits", method="greedyhash"):
     within 0.01 of it to 200,000; at the paper's 1e-4 it still rose at
     200,000 steps: 0.741). Seconds and 3 minutes of training on 2 CPU cores.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}; received method={method!r}")
+    if variant not in METHODS:
+        raise ValueError(f"variant must be one of {METHODS}; received variant={variant!r}")
     model = {"bits": bits, "backbone": "none", "backbone_options": {}}
-    if method == "greedyhash":
+    if variant == "greedyhash":
         model["alpha"] = 0.1
         train = {"batch_size": 32, "steps": 2000, "optimizer": "adam", "learning_rate": 1e-3}
     else:
@@ -52,7 +53,7 @@ def get_config(bits=32, data="digits", method="greedyhash"):
             train.pop("momentum")
     train.update({"steps_per_epoch": 500, "eval_every": 2, "validation_size": 1000})
     if data == "features":
-        train.update(FEATURES[method])
+        train.update(FEATURES[variant])
     if data == "digits":
         train["validation_size"] = 200
-    return {"method": method, "model": model, "train": train, "eval": eval_config()}
+    return {"method": variant, "model": model, "train": train, "eval": eval_config()}

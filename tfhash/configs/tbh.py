@@ -1,12 +1,13 @@
 """TBH settings: the paper's (CIFAR-10 fc7) and a quick preset for digits."""
 
 from tfhash.configs.common import eval_config
+from tfhash.defaults import BITS
 
 # ours on feature sources: `python benchmarks/feature_curves.py choose` (docs/reproduction.md)
 FEATURES = {"steps": 6000, "learning_rate": 1e-3}
 
 
-def get_config(bits=32, data="digits"):
+def get_config(bits=BITS, data="digits"):
     """TBH (Shen et al. 2020) settings; `python run/train_tbh.py --bits 32`.
 
     Model and optimiser settings are the paper's for every data set. The

@@ -1,6 +1,7 @@
 """TBH-VAE settings: the paper's (CIFAR-10 fc7), TBH's digits preset, and the ablation arms."""
 
 from tfhash.configs import tbh
+from tfhash.defaults import BITS
 
 # ours on feature sources: `python benchmarks/feature_curves.py choose` (docs/reproduction.md)
 FEATURES = {"steps": 2000, "learning_rate": 1e-4}
@@ -13,7 +14,7 @@ ABLATION_METHODS = {
 }
 
 
-def get_config(bits=32, data="digits", ablation="both"):
+def get_config(bits=BITS, data="digits", variant="both"):
     """TBH-VAE (Verwilst et al.); `python run/train_tbh_vae.py --ablation both --bits 32`.
 
     Everything TBH's (`tfhash.configs.tbh`), plus the paper's batch of 1,024
@@ -29,15 +30,15 @@ def get_config(bits=32, data="digits", ablation="both"):
     mAP@1000 0.674 on CIFAR-10 Lite0 features at 32 bits; about 20 minutes
     on 2 CPU cores).
 
-    `ablation` picks the arm of the paper's Fig. 2: "both" (the method),
+    `variant` picks the arm of the paper's Fig. 2: "both" (the method),
     "binary" (binary VAE only), "geco" (GECO continuous VAE only) or "none"
     (TBH, under the same training settings).
     """
-    if ablation not in ABLATION_METHODS:
-        raise ValueError(f"ablation must be one of {sorted(ABLATION_METHODS)}; received {ablation!r}")
+    if variant not in ABLATION_METHODS:
+        raise ValueError(f"variant must be one of {sorted(ABLATION_METHODS)}; received variant={variant!r}")
     config = tbh.get_config(bits, data)
-    binary_vae, geco = ablation in ("both", "binary"), ablation in ("both", "geco")
-    config["method"] = ABLATION_METHODS[ablation]
+    binary_vae, geco = variant in ("both", "binary"), variant in ("both", "geco")
+    config["method"] = ABLATION_METHODS[variant]
     config["model"].update(
         {
             "binary_vae": binary_vae,

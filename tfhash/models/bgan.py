@@ -10,6 +10,7 @@ from tfhash.backbones import ConvEncoder
 from tfhash.backbones.conv import he_normal
 from tfhash.backbones.mlp import seeded_initializer
 from tfhash.checks import check_features
+from tfhash.defaults import BITS
 from tfhash.losses import (
     adversarial_loss,
     binary_cross_entropy_from_logits,
@@ -153,7 +154,7 @@ class BGAN(HashingModel):
     def __init__(
         self,
         input_dim,
-        bits=32,
+        bits=BITS,
         binarization="continuation",
         beta_max=10.0,
         beta_stage_steps=1000,

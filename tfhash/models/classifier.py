@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfhash.backbones.mlp import seeded_initializer
+from tfhash.defaults import BITS
 from tfhash.losses import soft_label_cross_entropy
 from tfhash.models.base import HashingModel, check_positive_int
 
@@ -48,7 +49,7 @@ class ClassifierHash(HashingModel):
     def __init__(
         self,
         input_dim,
-        bits=32,
+        bits=BITS,
         num_classes=None,
         itq_iterations=50,
         seed=None,

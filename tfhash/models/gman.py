@@ -7,6 +7,7 @@ import tensorflow as tf
 from tfhash.backbones import ConvDecoder, ConvEncoder
 from tfhash.backbones.mlp import MLP, seeded_initializer
 from tfhash.checks import check_features, check_nonnegative_int
+from tfhash.defaults import BITS
 from tfhash.losses import (
     VARIANCE_FORMS,
     adversarial_loss,
@@ -105,7 +106,7 @@ class GMAN(HashingModel):
     def __init__(
         self,
         input_dim,
-        bits=32,
+        bits=BITS,
         variant="gman",
         lambda1=0.2,
         lambda2=0.5,

@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from tfhash.backbones.mlp import seeded_initializer
+from tfhash.defaults import BITS
 from tfhash.losses import PAIR_WEIGHTINGS, PAIRINGS, hashnet_loss
 from tfhash.models.base import HashingModel, check_positive_int
 
@@ -91,7 +92,7 @@ class HashNet(HashingModel):
     def __init__(
         self,
         input_dim,
-        bits=32,
+        bits=BITS,
         alpha=None,
         weighting="paper",
         positive_weight=1.0,

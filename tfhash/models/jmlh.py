@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from tfhash.backbones.mlp import seeded_initializer
+from tfhash.defaults import BITS
 from tfhash.layers import StochasticBinary
 from tfhash.losses import jmlh_loss_terms
 from tfhash.models.base import HashingModel, check_positive_int
@@ -64,7 +65,7 @@ class JMLH(HashingModel):
     def __init__(
         self,
         input_dim,
-        bits=32,
+        bits=BITS,
         num_classes=None,
         kl_weight=0.2,
         threshold=0.5,

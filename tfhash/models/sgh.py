@@ -5,6 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfhash.checks import check_features
+from tfhash.defaults import BITS
 from tfhash.layers import StochasticBinary
 from tfhash.losses import (
     bernoulli_kl,
@@ -90,7 +91,7 @@ class SGH(HashingModel):
     def __init__(
         self,
         input_dim,
-        bits=32,
+        bits=BITS,
         variant="sgh",
         alpha=1e-3,
         rho=0.5,

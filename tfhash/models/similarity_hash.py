@@ -5,6 +5,7 @@ import keras
 import tensorflow as tf
 
 from tfhash.backbones.mlp import MLP, seeded_initializer
+from tfhash.defaults import BITS
 from tfhash.layers import BiHalf as BiHalfLayer
 from tfhash.layers import GreedySign
 from tfhash.losses import cubic_penalty, similarity_preserving_loss
@@ -26,7 +27,7 @@ class SimilarityHash(HashingModel):
     roles = ("encoder",)
     similarity_pairs = "all"
 
-    def __init__(self, input_dim, bits=32, backbone="none", backbone_options=None, seed=None, **kwargs):
+    def __init__(self, input_dim, bits=BITS, backbone="none", backbone_options=None, seed=None, **kwargs):
         super().__init__(input_dim=input_dim, bits=bits, seed=seed, **kwargs)
         if backbone == "none":
             if backbone_options:
@@ -85,7 +86,7 @@ class GreedyHash(SimilarityHash):
 
     loss_names = ("loss", "similarity_loss", "cubic_penalty")
 
-    def __init__(self, input_dim, bits=32, alpha=0.1, **kwargs):
+    def __init__(self, input_dim, bits=BITS, alpha=0.1, **kwargs):
         super().__init__(input_dim, bits, **kwargs)
         if not float(alpha) >= 0:
             raise ValueError(f"alpha must be >= 0; received alpha={alpha!r}")
@@ -137,7 +138,9 @@ class BiHalf(SimilarityHash):
     AAAI 2021.
     """
 
-    def __init__(self, input_dim, bits=32, gamma=6.0, objective="similarity", decoder_units=(256,), **kwargs):
+    def __init__(
+        self, input_dim, bits=BITS, gamma=6.0, objective="similarity", decoder_units=(256,), **kwargs
+    ):
         if objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}; received objective={objective!r}")
         if objective == "autoencoder" and kwargs.get("backbone", "none") == "none":

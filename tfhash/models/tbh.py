@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tfhash.backbones import build_backbone
 from tfhash.checks import check_features
+from tfhash.defaults import BITS
 from tfhash.layers import GraphConvolution, StochasticBinary, hamming_adjacency
 from tfhash.losses import tbh_loss_terms
 from tfhash.models.base import HashingModel, check_positive_int
@@ -73,7 +74,7 @@ class TBH(HashingModel):
     def __init__(
         self,
         input_dim,
-        bits=32,
+        bits=BITS,
         continuous_dim=512,
         hidden_dim=1024,
         threshold="uniform",

@@ -27,7 +27,7 @@ from tfhash.precision import dtype_policy, mixed_precision_policy, mixed_precisi
 from tfhash.registry import get_method
 
 
-def build_model(config, input_dim, seed, image_shape=None, num_classes=None):
+def build_model(config, input_dim, seed, image_shape=None, num_classes=None, method=None):
     """The registered model of `config["method"]`; deep models come compiled.
 
     Args:
@@ -38,8 +38,9 @@ def build_model(config, input_dim, seed, image_shape=None, num_classes=None):
             deep models get it with its channel axis (`HashingModel.image_shape`).
         num_classes: the data's number of classes, passed to models with
             `needs_num_classes` (a classifier head).
+        method: the registry entry of `config["method"]`, when the caller has resolved it.
     """
-    method = get_method(config["method"])
+    method = method or get_method(config["method"])
     if method.is_baseline:
         return method.model(seed=seed, **config["model"])
     if image_shape is not None:
@@ -237,7 +238,7 @@ def _fit(config, data, out, method, seed, mixed_precision, strategy, verbose, bu
     keras.utils.set_random_seed(seed)
     if method.is_baseline:
         start = time.time()
-        model = build_model(config, data.feature_dim, seed)
+        model = build_model(config, data.feature_dim, seed, method=method)
         train, train_split = training_split(model, data, labelled_per_class)
         model.fit(train.features)
         run = {
@@ -252,7 +253,16 @@ def _fit(config, data, out, method, seed, mixed_precision, strategy, verbose, bu
         policy = mixed_precision_policy() if mixed_precision else None
         with dtype_policy(policy), (strategy or tf.distribute.get_strategy()).scope():
             model, run, train_split, checkpoints = _fit_deep(
-                config, data, out, seed, verbose, budget_seconds, labelled_per_class, policy, callbacks
+                config,
+                method,
+                data,
+                out,
+                seed,
+                verbose,
+                budget_seconds,
+                labelled_per_class,
+                policy,
+                callbacks,
             )
             run["mixed_precision"] = policy or "float32"
             try:
@@ -336,13 +346,13 @@ def training_split(model, data, labelled_per_class=None):
 
 
 def _fit_deep(
-    config, data, out, seed, verbose, budget_seconds, labelled_per_class=None, policy=None, extra=()
+    config, method, data, out, seed, verbose, budget_seconds, labelled_per_class=None, policy=None, extra=()
 ):
     """model.fit with validation retrieval, per-epoch checkpoints (exact resume), TensorBoard and an
     optional time budget; returns (model, run, train_split, checkpoints)."""
     train_cfg = config["train"]
-    require_inputs(get_method(config["method"]).model, config["model"], data)
-    model = build_model(config, data.feature_dim, seed, data.image_shape, data.num_classes)
+    require_inputs(method.model, config["model"], data)
+    model = build_model(config, data.feature_dim, seed, data.image_shape, data.num_classes, method)
     train, train_split = training_split(model, data, labelled_per_class)
     if type(model).adapt is not HashingModel.adapt:  # the float view of images only when asked for
         model.adapt(train.features)

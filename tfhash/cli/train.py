@@ -116,9 +116,9 @@ DEEP_ONLY_FLAGS = (
 
 
 def config_from_args(method, args, data):
-    """`method`'s config for `data` (a `RetrievalData`: its kind picks the preset, `settings_for`)
-    with the command line's settings."""
-    method = get_method(method)
+    """`method`'s config (a registry entry, or its name) for `data` (a `RetrievalData`: its kind
+    picks the preset, `settings_for`) with the command line's settings."""
+    method = get_method(method) if isinstance(method, str) else method
     settings = settings_for(data, getattr(args, "preset", "auto"))
     options = model_options_from_args(args, method)
     check_model_options(options, [method])
@@ -150,8 +150,9 @@ def config_from_args(method, args, data):
 def train_command(args):
     from tfhash.train import finished_method, fit
 
+    method = get_method(args.method)  # resolved once for the command
     data = load_data_from_args(args)
-    config = config_from_args(args.method, args, data)
+    config = config_from_args(method, args, data)
     out = args.out or os.path.join("saved_models", f"{args.method}-{data_slug(args.data)}-{args.bits}bit")
     if finished_method(out) == args.method and not getattr(args, "overwrite", False):
         raise ValueError(
@@ -163,7 +164,7 @@ def train_command(args):
     if args.figure:
         from tfhash.models.base import HashingModel
 
-        cls = get_method(args.method).model
+        cls = method.model
         if not (isinstance(cls, type) and issubclass(cls, HashingModel) and cls.can_reconstruct()):
             raise ValueError(
                 f"--figure draws reconstructions; {args.method} has no decoder or generator to show"
@@ -181,7 +182,7 @@ def train_command(args):
         labelled_per_class=args.labelled_per_class,
     )
     print_table(record)
-    saved = "model.npz" if get_method(args.method).is_baseline else "export"
+    saved = "model.npz" if method.is_baseline else "export"
     print(f"model: {os.path.join(out, saved)}\nmetrics: {os.path.join(out, 'metrics.json')}")
     if args.figure:
         reconstruction_figure(args, data, model, out)
@@ -269,9 +270,4 @@ def add_parser(sub):
     )
     train.add_argument("method", type=method_name, help=f"one of: {', '.join(method_names())}")
     add_train_arguments(train)
-    train.set_defaults(handler=run_train)
-
-
-def run_train(args):
-    get_method(args.method)  # an unknown name fails before the data is loaded
-    return train_command(args)
+    train.set_defaults(handler=train_command)  # argparse has checked the name (`method_name`)

@@ -1,7 +1,10 @@
 """Settings of the classic baselines (LSH, PCAH, ITQ, SH): their papers' only knobs."""
 
+import functools
+
 from tfhash.configs.common import eval_config
 from tfhash.defaults import BITS
+from tfhash.method import Method
 
 DEFAULTS = {
     "lsh": {"centre": False},
@@ -22,3 +25,15 @@ def get_config(bits=BITS, data="digits", variant="itq"):
         raise ValueError(f"variant must be one of {sorted(DEFAULTS)}; received variant={variant!r}")
     model = {"bits": bits, **DEFAULTS[variant]}
     return {"method": variant, "model": model, "train": {}, "eval": eval_config()}
+
+
+SUMMARIES = {
+    "lsh": ("LSH", "random projections, sign(x W) (Charikar 2002)"),
+    "pcah": ("PCAH", "PCA then sign"),
+    "itq": ("ITQ", "PCA then a learned orthogonal rotation (Gong & Lazebnik 2011)"),
+    "sh": ("SH", "spectral hashing along PCA directions (Weiss et al. 2008)"),
+}
+REGISTRY = [
+    Method(name, f"tfhash.baselines:{cls}", functools.partial(get_config, variant=name), summary)
+    for name, (cls, summary) in SUMMARIES.items()
+]

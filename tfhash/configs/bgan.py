@@ -1,7 +1,10 @@
 """BGAN and its ablations: the paper's settings where given, ours elsewhere; a digits preset."""
 
+import functools
+
 from tfhash.configs.common import eval_config
 from tfhash.defaults import BITS
+from tfhash.method import Method
 
 VARIANTS = {
     "bgan": {},
@@ -112,3 +115,24 @@ def config_note(config):
             "neighbour_reduction=mean (docs/bgan.md)"
         )
     return None
+
+
+SUMMARIES = {
+    "bgan": "codes from a neighbour graph, a generator fed by them, a discriminator (Song et al. 2018)",
+    "bgan-app": "BGAN with app(beta z) = clip(beta z, -1, 1) continuation instead of tanh",
+    "bgan-two-step": "BGAN ablation: train tanh(z), take the sign afterwards (the paper's Table 3 model)",
+    "bgan-ln": "BGAN ablation: the neighbour structure loss alone",
+    "bgan-ln-lc": "BGAN ablation: neighbour + content losses (no discriminator)",
+    "bgan-ln-la": "BGAN ablation: neighbour + adversarial losses",
+    "bgan-authors": "BGAN as the authors' final code trains it: a VAE-GAN with feature matching",
+}
+REGISTRY = [
+    Method(
+        name,
+        "tfhash.models.bgan:BGAN",
+        functools.partial(get_config, variant=name),
+        summary,
+        config_note=config_note,
+    )
+    for name, summary in SUMMARIES.items()
+]

@@ -2,6 +2,7 @@
 
 from tfhash.configs import jmlh
 from tfhash.defaults import BITS
+from tfhash.method import Method
 
 
 def get_config(bits=BITS, data="digits"):
@@ -22,3 +23,13 @@ def get_config(bits=BITS, data="digits"):
         "backbone_options": model["backbone_options"],
     }
     return config
+
+
+REGISTRY = [
+    Method(
+        "classifier",
+        "tfhash.models.classifier:ClassifierHash",
+        get_config,
+        "reference point: a cross-entropy classifier, its penultimate features hashed by ITQ (supervised)",
+    )
+]

@@ -1,7 +1,10 @@
 """GMAN, its ablations and SGMAN: the paper's settings where given, ours elsewhere; a digits preset."""
 
+import functools
+
 from tfhash.configs.common import eval_config
 from tfhash.defaults import BITS
+from tfhash.method import Method
 
 # ours on digits and feature sources: the variance loss that does not collapse (docs/gman.md)
 CENTRED_VARIANCE = {"variance": "centred", "lambda3": 20.0}
@@ -93,3 +96,21 @@ def config_note(config):
             "variance=centred --model-option lambda3=20 (docs/gman.md)"
         )
     return None
+
+
+SUMMARIES = {
+    "gman": ("GMAN", "auto-encoder against a pair and a code discriminator (Wang, Liu and Zhao 2018)"),
+    "gman-no-aegan": ("GMAN", "GMAN ablation: L2 reconstruction instead of the AE-GAN"),
+    "gman-no-bgan": ("GMAN", "GMAN ablation: ||sign(h) - h||_2 instead of the B-GAN"),
+    "sgman": ("SGMAN", "GMAN with a classifier on the codes (supervised)"),
+}
+REGISTRY = [
+    Method(
+        name,
+        f"tfhash.models.gman:{cls}",
+        functools.partial(get_config, variant=name),
+        summary,
+        config_note=config_note,
+    )
+    for name, (cls, summary) in SUMMARIES.items()
+]

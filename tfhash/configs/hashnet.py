@@ -1,7 +1,10 @@
 """HashNet / HashNet-W / HashNet-C settings: the authors' solver at our base rate, and a digits preset."""
 
+import functools
+
 from tfhash.configs.common import eval_config, for_input_kind, takes_images
 from tfhash.defaults import BITS
+from tfhash.method import Method
 
 VARIANTS = ("hashnet", "hashnet-w", "hashnet-c")
 
@@ -80,3 +83,20 @@ def config_note(config):
             "dead on mnist); the image default is 3e-3, chosen on the validation split (docs/supervised.md)"
         )
     return None
+
+
+SUMMARIES = {
+    "hashnet": "HashNet: weighted pairwise likelihood, continuation (Cao et al. 2017; supervised)",
+    "hashnet-w": "HashNet ablation: all pair weights 1 (supervised)",
+    "hashnet-c": "HashNet ablation: no continuation, tanh then sign (supervised)",
+}
+REGISTRY = [
+    Method(
+        name,
+        "tfhash.models.hashnet:HashNet",
+        functools.partial(get_config, variant=name),
+        summary,
+        config_note=config_note,
+    )
+    for name, summary in SUMMARIES.items()
+]

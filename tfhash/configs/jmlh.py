@@ -2,6 +2,7 @@
 
 from tfhash.configs.common import eval_config
 from tfhash.defaults import BITS
+from tfhash.method import Method
 
 
 def get_config(bits=BITS, data="digits"):
@@ -42,3 +43,13 @@ def get_config(bits=BITS, data="digits"):
     if data == "digits":
         config["train"].update({"steps": 2000, "steps_per_epoch": 100, "validation_size": 200})
     return config
+
+
+REGISTRY = [
+    Method(
+        "jmlh",
+        "tfhash.models.jmlh:JMLH",
+        get_config,
+        "a classifier on stochastic binary codes with a KL prior (Shen et al. 2019; supervised)",
+    )
+]

@@ -1,7 +1,10 @@
 """SGH / Deep-SGH / R-SGH settings: SGH's MNIST demo and R-SGH's defaults, plus a digits preset."""
 
+import functools
+
 from tfhash.configs.common import eval_config
 from tfhash.defaults import BITS
+from tfhash.method import Method
 
 # ours on feature sources: `python benchmarks/feature_curves.py choose` (docs/reproduction.md)
 FEATURES = {
@@ -55,3 +58,14 @@ def get_config(bits=BITS, data="digits", variant="sgh"):
     if data == "digits":
         config["train"].update({"steps": 1000, "steps_per_epoch": 100, "validation_size": 200})
     return config
+
+
+SUMMARIES = {
+    "sgh": "stochastic generative hashing, linear (Dai et al. 2017)",
+    "deep-sgh": "SGH with [D-K-K-K] / [K-K-K-D] networks",
+    "rsgh": "redundancy-resistant SGH (Du et al. 2018)",
+}
+REGISTRY = [
+    Method(name, "tfhash.models.sgh:SGH", functools.partial(get_config, variant=name), summary)
+    for name, summary in SUMMARIES.items()
+]

@@ -1,7 +1,10 @@
 """GreedyHash and BiHalf: the papers' settings where reference-notes.md gives them, ours elsewhere."""
 
+import functools
+
 from tfhash.configs.common import eval_config
 from tfhash.defaults import BITS
+from tfhash.method import Method
 
 METHODS = ("greedyhash", "bihalf")
 # ours on feature sources: `python benchmarks/feature_curves.py choose` (docs/reproduction.md)
@@ -57,3 +60,19 @@ def get_config(bits=BITS, data="digits", variant="greedyhash"):
     if data == "digits":
         train["validation_size"] = 200
     return {"method": variant, "model": model, "train": train, "eval": eval_config()}
+
+
+SUMMARIES = {
+    "greedyhash": (
+        "GreedyHash",
+        "a hash layer keeping cosine similarities, straight-through sign (Su et al. 2018)",
+    ),
+    "bihalf": (
+        "BiHalf",
+        "a hash layer keeping cosine similarities, per-batch median split (Li and van Gemert 2021)",
+    ),
+}
+REGISTRY = [
+    Method(name, f"tfhash.models.similarity_hash:{cls}", functools.partial(get_config, variant=name), summary)
+    for name, (cls, summary) in SUMMARIES.items()
+]

@@ -2,6 +2,7 @@
 
 from tfhash.configs.common import eval_config
 from tfhash.defaults import BITS
+from tfhash.method import Method
 
 # ours on feature sources: `python benchmarks/feature_curves.py choose` (docs/reproduction.md)
 FEATURES = {"steps": 6000, "learning_rate": 1e-3}
@@ -63,3 +64,14 @@ SHORT_BUDGET_NOTE = (
     "the paper's learning rate 1e-4 is tuned for 100,000 steps; at 2,000 steps on mnist (32 bits, "
     "seed 0) --learning-rate 1e-3 gave mAP@all 0.449 against 0.334 at 1e-4 (docs/results.md)"
 )
+
+
+REGISTRY = [
+    Method(
+        "tbh",
+        "tfhash.models.tbh:TBH",
+        get_config,
+        "Auto-Encoding Twin-Bottleneck Hashing (Shen et al. 2020)",
+        SHORT_BUDGET_NOTE,
+    )
+]

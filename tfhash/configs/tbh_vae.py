@@ -1,7 +1,10 @@
 """TBH-VAE settings: the paper's (CIFAR-10 fc7), TBH's digits preset, and the ablation arms."""
 
+import functools
+
 from tfhash.configs import tbh
 from tfhash.defaults import BITS
+from tfhash.method import Method
 
 # ours on feature sources: `python benchmarks/feature_curves.py choose` (docs/reproduction.md)
 FEATURES = {"steps": 2000, "learning_rate": 1e-4}
@@ -64,3 +67,21 @@ SHORT_BUDGET_NOTE = (
     "step on 2 CPU cores); our 2,000-step mnist ablation used --learning-rate 1e-3 --batch-size 400 "
     "(docs/results.md), as TBH at that budget (0.449 against 0.334 mAP@all at 1e-4)"
 )
+
+
+SUMMARIES = {
+    "both": "TBH with a beta-TC binary VAE and a GECO continuous VAE (Verwilst et al.)",
+    "binary": "TBH-VAE ablation: the binary VAE change only",
+    "geco": "TBH-VAE ablation: the GECO continuous VAE change only",
+    "none": "TBH-VAE ablation: neither change (TBH under TBH-VAE's settings)",
+}
+REGISTRY = [
+    Method(
+        name,
+        "tfhash.models.tbh_vae:TBHVAE",
+        functools.partial(get_config, variant=arm),
+        SUMMARIES[arm],
+        SHORT_BUDGET_NOTE,
+    )
+    for arm, name in ABLATION_METHODS.items()
+]

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from tfhash import lifecycle
 from tfhash.callbacks import RetrievalEvaluation
-from tfhash.configs.common import for_input_kind
+from tfhash.configs.common import check_train_config, for_input_kind
 from tfhash.data import batch_dataset, validation_split
 from tfhash.data.augmentation import image_augmentation
 from tfhash.diagnostics import BitDiagnostics, bit_statistics
@@ -351,6 +351,7 @@ def _fit_deep(
     """model.fit with validation retrieval, per-epoch checkpoints (exact resume), TensorBoard and an
     optional time budget; returns (model, run, train_split, checkpoints)."""
     train_cfg = config["train"]
+    check_train_config(config["method"], train_cfg)
     require_inputs(method.model, config["model"], data)
     model = build_model(config, data.feature_dim, seed, data.image_shape, data.num_classes, method)
     train, train_split = training_split(model, data, labelled_per_class)

@@ -94,6 +94,20 @@ def with_overrides(method, config, train=None, model=None):
     return config
 
 
+# what every deep method's config["train"] must hold (the rest have defaults: optimizer adam, ...)
+REQUIRED_TRAIN = ("steps", "steps_per_epoch", "batch_size", "learning_rate", "eval_every", "validation_size")
+
+
+def check_train_config(method, train):
+    """A ValueError naming the keys a deep method's `config["train"]` lacks (`REQUIRED_TRAIN`)."""
+    missing = [key for key in REQUIRED_TRAIN if key not in train]
+    if missing:
+        raise ValueError(
+            f"{method}: config['train'] lacks {', '.join(missing)}; a deep method's training settings "
+            f"need {', '.join(REQUIRED_TRAIN)} (docs/adding-a-method.md)"
+        )
+
+
 PER_INPUT_KIND = ("batch_size", "learning_rate")
 
 

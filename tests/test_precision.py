@@ -97,3 +97,28 @@ def test_every_deep_method_trains_under_mixed_float16_with_loss_scaling():
         if name == "bgan-ln":  # its summed neighbour loss overflows at 2 ** 15: the skip path runs
             assert min(scales) < 2.0**15 and not any(moved), scales
     assert failed == []
+
+
+def test_the_gpu_check_runs_every_section_in_its_dry_run(tmp_path):
+    """benchmarks/gpu_check.py, prepared for the first GPU lent (issue 33): on the CPU with tiny sizes
+    every section ends with figures, not an error, and the JSON holds them all."""
+    import pathlib
+    import subprocess
+    import sys
+
+    script = pathlib.Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_check.py"
+    out = tmp_path / "check.json"
+    done = subprocess.run([sys.executable, str(script), "--dry-run", "--out", str(out)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    sections = json.loads(out.read_text())["sections"]
+    assert list(sections) == ["environment", "speed", "export", "features", "bgan"]
+    assert not [name for name, result in sections.items() if "error" in result or "skipped" in result]
+    assert sections["environment"]["tensorflow"] and sections["environment"]["gpus"] == []
+    for method in ("tbh", "gman"):
+        assert sections["speed"][method]["float32_steps_per_second"] > 0
+        assert sections["speed"][method]["mixed_float16_steps_per_second"] > 0
+    assert sections["export"]["equal_bits"] > 0.99 and sections["export"]["bits"] == 32
+    assert sections["features"]["mixed_over_float32"] > 0
+    assert sections["bgan"]["steps"] == 4 and sections["bgan"]["map_at_all"] > 0.2
+    assert not (script.parent / "results" / "gpu-check").exists()  # the dry run writes only --out

@@ -2,6 +2,9 @@
 
 import json
 
+import numpy as np
+import pytest
+
 from tfhash import precision, train
 
 
@@ -122,3 +125,99 @@ def test_the_gpu_check_runs_every_section_in_its_dry_run(tmp_path):
     assert sections["features"]["mixed_over_float32"] > 0
     assert sections["bgan"]["steps"] == 4 and sections["bgan"]["map_at_all"] > 0.2
     assert not (script.parent / "results" / "gpu-check").exists()  # the dry run writes only --out
+
+
+def test_a_mixed_float16_run_killed_and_resumed_ends_with_the_uninterrupted_codes(tmp_path, monkeypatch):
+    """Under the policy a GPU picks (forced here), a run killed after epoch 2 of 3 resumes bit for bit:
+    the loss scale and each LossScaleOptimizer's inner state are checkpointed with the weights."""
+    from tfhash import lifecycle
+    from tfhash.data import load_data
+    from tfhash.registry import get_method
+
+    monkeypatch.setattr(train, "mixed_precision_policy", lambda: "mixed_float16")
+    data = load_data("digits")
+    config = get_method("tbh").get_config(8, "digits")
+    config["train"].update(steps=6, steps_per_epoch=2, batch_size=64, eval_every=1, validation_size=50)
+
+    class Kill(BaseException):
+        pass
+
+    def hook(name, info):
+        if name == "checkpoint-saved" and info["epoch"] == 2:
+            raise Kill(name)
+
+    whole, _ = train.fit(
+        config, data, tmp_path / "whole", seed=3, verbose=0, export=False, mixed_precision=True
+    )
+    with lifecycle.fault_hook(hook), pytest.raises(Kill):
+        train.fit(config, data, tmp_path / "run", seed=3, verbose=0, export=False, mixed_precision=True)
+    resumed, record = train.fit(
+        config, data, tmp_path / "run", seed=3, verbose=0, export=False, mixed_precision=True
+    )
+    assert record["resumes"] == 1 and record["mixed_precision"] == "mixed_float16"
+    scales = [float(o.dynamic_scale.numpy()) for o in resumed.role_optimizers.values()]
+    assert scales == [float(o.dynamic_scale.numpy()) for o in whole.role_optimizers.values()]
+    np.testing.assert_array_equal(resumed.encode_split(data.query), whole.encode_split(data.query))
+
+
+def test_the_export_of_a_mixed_float16_model_gives_its_float32_codes(tmp_path):
+    """A TBH trained under mixed_float16, exported, and the same weights in a float32 model: the codes
+    agree except where a logit is within float16 rounding of the threshold, which is measured here."""
+    import keras
+    import tensorflow as tf
+
+    from tfhash.data import batch_dataset, load_data
+    from tfhash.export import export_encoder
+    from tfhash.models import TBH
+    from tfhash.precision import dtype_policy
+    from tfhash.registry import get_method
+
+    data = load_data("digits")
+    config = get_method("tbh").get_config(16, "digits")
+    with dtype_policy("mixed_float16"):
+        keras.utils.set_random_seed(0)
+        model = train.build_model(config, data.feature_dim, 0)
+        model.fit(
+            batch_dataset(data.train, model.batch_keys, 64, 0), steps_per_epoch=5, shuffle=False, verbose=0
+        )
+    loaded = tf.saved_model.load(str(export_encoder(model, tmp_path / "export")))
+    x = data.database.features
+    exported = loaded.signatures["serving_default"](features=tf.constant(x))["codes"].numpy()
+    plain = TBH.from_config({**model.get_config(), "dtype": "float32"})
+    plain.set_weights(model.get_weights())
+    logits = plain.binary_head(plain.encoder_hidden(tf.constant(x))).numpy()
+    float32_codes = (logits > 0).astype(np.uint8)
+    differ = exported != float32_codes
+    assert differ.mean() < 0.01, differ.mean()
+    # float16 carries 11 significant bits: a flipped bit had a logit tiny against the logits' spread
+    assert not differ.any() or np.abs(logits[differ]).max() < 1e-2 * np.std(logits)
+
+
+def test_gated_roles_still_gate_under_mixed_float16():
+    """GMAN's discriminators are gated off during its L2 pre-training: under mixed_float16 (their
+    optimisers wrapped in LossScaleOptimizer, applied inside tf.cond) their weights must not move
+    while the auto-encoder's do."""
+    import keras
+
+    from tfhash.data import batch_dataset, load_data
+    from tfhash.precision import dtype_policy
+    from tfhash.registry import get_method
+
+    data = load_data("digits")
+    config = get_method("gman").get_config(8, "digits")
+    config["model"]["pretrain_steps"] = 10
+    with dtype_policy("mixed_float16"):
+        keras.utils.set_random_seed(0)
+        model = train.build_model(config, data.feature_dim, 0)
+        before = {role: [v.numpy().copy() for v in model.role_variables(role)] for role in model.roles}
+        model.fit(
+            batch_dataset(data.train, model.batch_keys, 32, 0), steps_per_epoch=3, shuffle=False, verbose=0
+        )
+    assert model.roles == ("generator", "d_ae", "d_b")
+    for role in model.roles:
+        moved = any(
+            not np.array_equal(b, v.numpy())
+            for b, v in zip(before[role], model.role_variables(role), strict=True)
+        )
+        assert moved == (role == "generator"), role
+        assert isinstance(model.role_optimizers[role], keras.optimizers.LossScaleOptimizer)

@@ -1,4 +1,4 @@
-"""The `tfhash` command: train, bench, encode, index, search, eval, features, convert, methods, info.
+"""The `tfhash` command: train, bench, encode, index, search, eval, serve, features, convert, methods, info.
 
 One module per group of commands (`train`, `bench`, `serve`, `data`); each
 adds its subparsers and sets `handler`, the function that runs the command.
@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 
-from tfhash.cli import bench, data, serve, train
+from tfhash.cli import bench, data, serve, server, train
 
 DEBUG_ENV = "TFHASH_DEBUG"
 
@@ -29,6 +29,7 @@ def build_parser():
     train.add_parser(sub)
     bench.add_parser(sub)
     serve.add_parser(sub)
+    server.add_parser(sub)
     data.add_parsers(sub)
     return parser
 

@@ -39,8 +39,8 @@ def service(tmp_path_factory):
     cli.run(["index", str(codes), "--out", str(index), "--backend", "numpy"])
     port = free_port()
     log = open(folder / "server.log", "w+")
-    command = [sys.executable, "-m", "tfhash", "serve", str(run), str(index), "--port", str(port),
-               "--backend", "numpy", "--max-body-mb", "0.5", "--max-rows", "500"]  # fmt: skip
+    command = [sys.executable, "-m", "tfhash", "serve", str(run), str(index), "--port", str(port), "--data",
+               "digits", "--backend", "numpy", "--max-body-mb", "0.5", "--max-rows", "500"]  # fmt: skip
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=folder)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
@@ -90,6 +90,68 @@ def test_search_equals_tfhash_search(service):
     assert [r["ids"] for r in got["results"]] == [i.tolist() for _, i in within]
     info = httpx.get(f"{service['url']}/info").json()
     assert (info["bits"], info["input_dim"], info["index_items"]) == (16, 64, len(index))
+
+
+def test_with_data_results_carry_labels_and_items_are_drawn(service):
+    from PIL import Image
+
+    data = load_data("digits")
+    got = httpx.post(f"{service['url']}/search", json={"features": queries(2).tolist(), "k": 4}).json()
+    rows = {int(i): n for n, i in enumerate(data.database.ids)}
+    for result in got["results"]:
+        assert result["labels"] == [[int(data.database.labels[rows[i]].argmax())] for i in result["ids"]]
+    listed = httpx.get(f"{service['url']}/queries", params={"count": 3}).json()
+    assert listed["total"] == len(data.query) and [q["index"] for q in listed["queries"]] == [0, 1, 2]
+    first = httpx.get(f"{service['url']}/queries/0").json()
+    assert first["id"] == int(data.query.ids[0]) and np.allclose(first["features"], data.query.features[0])
+    png = httpx.get(f"{service['url']}/images/database/{got['results'][0]['ids'][0]}.png")
+    assert png.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(png.content)).size == (8, 8)
+    for path, status in (("/images/database/999999.png", 404), ("/queries/100000", 404), ("/queries/x", 400),
+                         ("/images/train/0.png", 404)):  # fmt: skip
+        response = httpx.get(f"{service['url']}{path}")
+        assert response.status_code == status and response.json()["error"], path
+    page = httpx.get(f"{service['url']}/")
+    assert page.status_code == 200 and "<title>tfhash search</title>" in page.text
+
+
+def test_the_page_in_a_real_browser(service, tmp_path):
+    """Chromium (Debian's chromium and chromium-driver) driven by selenium: load /, choose a query,
+    search, see k results in the grid; a screenshot lands in the test's folder."""
+    import shutil
+
+    webdriver = pytest.importorskip("selenium.webdriver", reason="needs selenium (pip install selenium)")
+    for program in ("chromium", "chromedriver"):
+        if shutil.which(program) is None:
+            pytest.skip(f"needs {program} (apt-get install chromium chromium-driver)")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1200,900"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=webdriver.ChromeService(shutil.which("chromedriver")), options=options)
+    try:
+        browser.get(f"{service['url']}/")
+        wait = WebDriverWait(browser, 30)
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#query option")) > 5)
+        Select(browser.find_element(By.ID, "query")).select_by_index(3)
+        k = browser.find_element(By.ID, "k")
+        k.clear()
+        k.send_keys("6")
+        browser.find_element(By.ID, "search").click()
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#grid .result")) == 6)
+        wait.until(lambda b: all(img.get_attribute("naturalWidth") not in (None, "0")
+                                 for img in b.find_elements(By.CSS_SELECTOR, "#grid img")))  # fmt: skip
+        cells = browser.find_elements(By.CSS_SELECTOR, "#grid .result")
+        assert all("match" in c.get_attribute("class") or "miss" in c.get_attribute("class") for c in cells)
+        assert browser.find_element(By.ID, "error").text == ""
+        assert browser.find_element(By.ID, "status").text == "6 results"
+        browser.save_screenshot(str(tmp_path / "page.png"))
+    finally:
+        browser.quit()
+    assert (tmp_path / "page.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_an_uploaded_image_is_searched_as_the_command_reads_it(service, tmp_path):

@@ -22,6 +22,7 @@ before decoding), an unknown route or model name. Encoding and searching run on 
 never on the event loop. One log line per request: method, path, status, milliseconds.
 """
 
+import io
 import json
 import logging
 import os
@@ -57,10 +58,19 @@ class SearchService:
         backend: the index backend ("auto", "faiss" or "numpy").
         allow_mismatch: serve an index whose codes another model made (refused otherwise).
         max_rows: most query rows in one request.
+        data: the `RetrievalData` the index was built from (optional): results then carry their
+            labels, the page can pick queries from its query split, and items are drawn as images.
     """
 
     def __init__(
-        self, model_path, index_path, name=None, backend="auto", allow_mismatch=False, max_rows=MAX_ROWS
+        self,
+        model_path,
+        index_path,
+        name=None,
+        backend="auto",
+        allow_mismatch=False,
+        max_rows=MAX_ROWS,
+        data=None,
     ):
         from tfhash.encoder import load_encoder
         from tfhash.identity import check_same_source
@@ -88,6 +98,17 @@ class SearchService:
         self.max_rows = int(max_rows)
         self.input_dim = int(self.encoder.input_dim)
         self.image_shape = _run_image_shape(run)
+        self.data = data
+        if data is not None:
+            from tfhash.serve import database_rows
+
+            database_rows(data, self.index.ids)  # every id the index can return is in the data's database
+            if data.feature_dim != self.input_dim:
+                raise ValueError(
+                    f"--data {data.name} has {data.feature_dim} features per item; the model encodes "
+                    f"{self.input_dim}"
+                )
+            self.image_shape = data.image_shape or self.image_shape
 
     def info(self):
         identity = getattr(self.encoder, "identity", None) or {}
@@ -99,6 +120,9 @@ class SearchService:
             "index_items": len(self.index),
             "index_source": {k: v for k, v in self.index.source.items() if isinstance(v, (str, int, float))},
             "max_rows": self.max_rows,
+            "data": None if self.data is None else self.data.name,
+            "queries": 0 if self.data is None else len(self.data.query),
+            "images": self.data is not None and self.data.image_shape is not None,
         }
 
     # === Requests ===
@@ -174,7 +198,70 @@ class SearchService:
             lims, d, i = self.index.range_search(packed, radius)
             pairs = ((d[a:b], i[a:b]) for a, b in zip(lims[:-1], lims[1:], strict=True))
         results = [{"ids": np.asarray(i).tolist(), "distances": np.asarray(d).tolist()} for d, i in pairs]
+        if self.data is not None and self.data.database.labels is not None:
+            for result in results:
+                result["labels"] = self.labels("database", result["ids"])
         return {"results": results, "model": self.name}
+
+    # === The data (with --data) ===
+
+    def split(self, name):
+        if self.data is None:
+            raise RequestError(404, "this service has no data: start it with --data SOURCE")
+        if name not in ("query", "database"):
+            raise RequestError(404, f"no split {name!r}; query or database")
+        return getattr(self.data, name)
+
+    def rows(self, name, ids):
+        """Rows of split `name` holding `ids`, or a 404 naming an unknown id."""
+        split = self.split(name)
+        order = np.argsort(split.ids, kind="stable")
+        ids = np.asarray(ids, np.int64)
+        pos = np.minimum(np.searchsorted(split.ids[order], ids), len(split.ids) - 1)
+        rows = order[pos]
+        if np.any(split.ids[rows] != ids):
+            raise RequestError(404, f"no item {ids[split.ids[rows] != ids][0]} in the {name} split")
+        return rows
+
+    def labels(self, name, ids):
+        """The class indices of each item (a list per item: sources may be multi-label)."""
+        split = self.split(name)
+        if split.labels is None:
+            return [[] for _ in ids]
+        return [np.flatnonzero(row).tolist() for row in split.labels[self.rows(name, ids)]]
+
+    def queries(self, start=0, count=50):
+        split = self.split("query")
+        stop = min(len(split), start + count)
+        ids = split.ids[start:stop].tolist()
+        labels = self.labels("query", ids) if ids else []
+        items = [
+            {"index": start + n, "id": i, "labels": lab}
+            for n, (i, lab) in enumerate(zip(ids, labels, strict=True))
+        ]
+        return {"queries": items, "total": len(split)}
+
+    def query(self, index):
+        split = self.split("query")
+        if not 0 <= index < len(split):
+            raise RequestError(404, f"no query {index}; the query split holds {len(split)}")
+        item = int(split.ids[index])
+        return {"index": index, "id": item, "labels": self.labels("query", [item])[0],
+                "features": split.features[index].tolist()}  # fmt: skip
+
+    def image_png(self, name, item):
+        """The item drawn as a PNG (its features at the data's image shape, in [0, 1])."""
+        from PIL import Image
+
+        split = self.split(name)
+        if self.data.image_shape is None:
+            raise RequestError(404, f"{self.data.name} holds features, not images")
+        row = split.features[self.rows(name, [item])[0]].reshape(self.data.image_shape)
+        pixels = np.clip(np.round(row * 255.0), 0, 255).astype(np.uint8)
+        image = Image.fromarray(pixels[..., 0] if pixels.ndim == 3 and pixels.shape[2] == 1 else pixels)
+        out = io.BytesIO()
+        image.save(out, format="PNG")
+        return out.getvalue()
 
     def search(self, body):
         if not isinstance(body, dict):
@@ -238,9 +325,12 @@ def check_image_header(path, n):
 def create_app(service, max_body_bytes=MAX_BODY_BYTES):
     """The ASGI application (FastAPI) of `service` (a `SearchService`)."""
     from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import HTMLResponse, JSONResponse, Response
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
+
+    from tfhash.server_page import PAGE
 
     app = FastAPI(title="tfhash", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -269,6 +359,11 @@ def create_app(service, max_body_bytes=MAX_BODY_BYTES):
     @app.exception_handler(RequestError)
     async def request_error(request, err):
         return JSONResponse({"error": str(err)}, status_code=err.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request, err):
+        where = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}" for e in err.errors())
+        return JSONResponse({"error": f"bad request ({where})"}, status_code=400)
 
     @app.exception_handler(HTTPException)
     async def http_error(request, err):
@@ -301,6 +396,24 @@ def create_app(service, max_body_bytes=MAX_BODY_BYTES):
         if name != service.name:
             raise RequestError(404, f"no model {name!r}; this service serves {service.name!r}")
         return await run_in_threadpool(service.predict, await read_json(request))
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page():
+        return PAGE
+
+    @app.get("/queries")
+    async def queries(start: int = 0, count: int = 50):
+        if start < 0 or not 1 <= count <= 1000:
+            raise RequestError(400, "start must be >= 0 and count from 1 to 1000")
+        return service.queries(start, count)
+
+    @app.get("/queries/{index}")
+    async def query(index: int):
+        return service.query(index)
+
+    @app.get("/images/{split}/{item}.png")
+    async def image(split: str, item: int):
+        return Response(await run_in_threadpool(service.image_png, split, item), media_type="image/png")
 
     @app.post("/search")
     async def search(request: Request):

@@ -1,6 +1,6 @@
 """`tfhash serve`: an HTTP service that encodes and searches (tfhash.server)."""
 
-from tfhash.cli.common import positive_float, positive_int
+from tfhash.cli.common import add_data_arguments, load_data_from_args, positive_float, positive_int, run_split
 
 
 def serve_command(args):
@@ -11,8 +11,15 @@ def serve_command(args):
         raise ValueError('tfhash serve needs FastAPI and uvicorn: pip install "tfhash[serve]"') from None
     from tfhash.server import SearchService, serve
 
+    data = load_data_from_args(args, run_split(args.model)) if args.data else None
     service = SearchService(
-        args.model, args.index, args.name, args.backend, args.allow_mismatch, max_rows=args.max_rows
+        args.model,
+        args.index,
+        args.name,
+        args.backend,
+        args.allow_mismatch,
+        max_rows=args.max_rows,
+        data=data,
     )
     serve(service, args.host, args.port, int(args.max_body_mb * (1 << 20)))
 
@@ -28,6 +35,8 @@ def add_parser(sub):
     )
     parser.add_argument("model", help="a run folder, a SavedModel folder or a baseline model.npz")
     parser.add_argument("index", help="an index file from `tfhash index` of this model's codes")
+    add_data_arguments(parser, split_seed_default=None)
+    parser.set_defaults(data=None)  # optional: labels in results, the page's queries and images
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     parser.add_argument(
         "--port", type=positive_int, default=8500, help="port (default: 8500, TF Serving's REST)"

@@ -76,6 +76,8 @@ MUTATIONS = [
      ["tests/test_gman.py", CONTRACTS]),
     ("application backbones see pixels in [0, 1]", "backbones/applications.py",
      "preprocess(self.network, x * 255.0)", "preprocess(self.network, x)", ["tests/test_backbones.py"]),
+    ("multihash top-k stops at the first result", "index.py",
+     "done = np.flatnonzero(counts >= k)", "done = np.flatnonzero(counts >= 1)", ["tests/test_index.py"]),
     # the maths the older tests already held
     ("reconstruction loss loses its half", "losses.py",
      "return 0.5 * tf.reduce_sum(tf.square(x - x_hat))", "return tf.reduce_sum(tf.square(x - x_hat))",

@@ -145,3 +145,34 @@ def test_index_and_evaluation_rank_alike():
 def test_unknown_backend():
     with pytest.raises(ValueError, match="backend must be one of"):
         HammingIndex(8, "annoy")
+
+
+@pytest.mark.skipif(not faiss_available(), reason="needs faiss-cpu (the test extra installs it)")
+@pytest.mark.parametrize("kind", ["uniform", "skewed", "duplicates"])
+def test_multihash_top_k_equals_the_flat_scan(kind):
+    """Top-k through the multi-hash tables (growing radius, the flat scan for the queries still short)
+    gives the flat scan's distances and ids, ties by id, on uniform codes, on the skewed codes of a
+    projection of clustered data, and on many exact duplicates; the NumPy backend agrees."""
+    rng = np.random.default_rng(1)
+    if kind == "uniform":
+        codes = rng.integers(0, 256, (5000, 4), dtype=np.uint8)
+    elif kind == "skewed":
+        centres = rng.normal(size=(6, 16))
+        x = centres[rng.integers(0, 6, 5000)] + 0.4 * rng.normal(size=(5000, 16))
+        codes = pack_codes((x @ rng.normal(size=(16, 32)) > 0).astype(np.uint8))
+    else:
+        codes = np.repeat(rng.integers(0, 256, (50, 4), dtype=np.uint8), 100, axis=0)
+    queries = codes[rng.integers(0, len(codes), 40)] ^ (rng.random((40, 4)) < 0.05).astype(np.uint8)
+    ids = rng.permutation(100_000)[: len(codes)]
+    indexes = [
+        HammingIndex(32, "faiss"),
+        HammingIndex(32, "faiss", radius_hashes=4),
+        HammingIndex(32, "numpy"),
+    ]
+    for index in indexes:
+        index.add(codes, ids)
+    for k in (1, 10, 250):
+        flat, multihash, numpy_ = (index.search(queries, k) for index in indexes)
+        for got in (multihash, numpy_):
+            np.testing.assert_array_equal(got[0], flat[0])
+            np.testing.assert_array_equal(got[1], flat[1])

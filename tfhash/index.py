@@ -43,9 +43,11 @@ class HammingIndex:
             built on first use. Still exact (a code within radius r < n of
             the query agrees with it on at least one of n disjoint
             substrings, by pigeonhole), much faster on long codes, and
-            costs a second copy of the codes plus the tables. Larger radii
-            and top-k searches scan (`IndexBinaryFlat`). The NumPy backend
-            always scans.
+            costs a second copy of the codes plus the tables. Top-k
+            searches then grow a range search from radius 0 until k items
+            are found (exact; the flat scan answers the queries with fewer
+            than k items within radius_hashes - 1). Larger radii scan
+            (`IndexBinaryFlat`). The NumPy backend always scans.
 
     Attribute `source` is a dict saved with the index: where its codes come
     from (`model`, `data`, `split_seed`, ... of the codes file; see
@@ -169,11 +171,36 @@ class HammingIndex:
             raise ValueError(
                 f"k={k} is larger than the index ({len(self)} items); ask for at most {len(self)}"
             )
-        if self._faiss is not None:
+        if self._faiss is not None and self.radius_hashes:
+            distances, positions = self._multihash_knn(queries, k)
+        elif self._faiss is not None:
             distances, positions = self._faiss.search(queries, k)
         else:
             distances, positions = self._numpy_knn(queries, k)
         return distances.astype(np.int32), self.ids[positions]
+
+    def _multihash_knn(self, queries, k):
+        """Exact top-k through the multi-hash tables: range searches of growing radius 0, 1, ...
+        below `radius_hashes`; a query is answered at the first radius r with k results or more
+        (every item within r is then among them, so its k nearest, ties by id, are exact); the
+        queries still short at the last radius the tables answer fall back to the flat scan."""
+        distances = np.zeros((len(queries), k), np.int32)
+        positions = np.zeros((len(queries), k), np.int64)
+        pending = np.arange(len(queries))
+        for radius in range(self.radius_hashes):
+            if not len(pending):
+                break
+            lims, d, p = self._faiss_index_for(radius).range_search(queries[pending], radius + 1)  # d < r + 1
+            lims, counts = lims.astype(np.int64), np.diff(lims).astype(np.int64)
+            order = np.lexsort((p, d, np.repeat(np.arange(len(pending)), counts)))
+            d, p = d[order], p[order]
+            done = np.flatnonzero(counts >= k)
+            take = lims[done][:, None] + np.arange(k)
+            distances[pending[done]], positions[pending[done]] = d[take], p[take]
+            pending = pending[counts < k]
+        if len(pending):
+            distances[pending], positions[pending] = self._faiss.search(queries[pending], k)
+        return distances, positions
 
     def range_search(self, packed_queries, radius):
         """Items within Hamming distance <= radius of each query.

@@ -77,6 +77,52 @@ def test_predict_speaks_tf_servings_rest_and_equals_encode(service):
     assert wrong.status_code == 404 and "'tbh-digits'" in wrong.json()["error"]
 
 
+def test_concurrent_requests_share_encoder_calls_and_get_their_own_codes(service):
+    """16 clients at once: each gets the codes of its own rows, and the server encodes them in fewer
+    calls than requests (EncodeBatcher)."""
+    import concurrent.futures
+
+    x = load_data("digits").query.features[:16]
+    expected = encode_features(load_encoder(service["run"]), x, progress=False)
+    url = f"{service['url']}/v1/models/tbh-digits:predict"
+    before = httpx.get(f"{service['url']}/info").json()
+
+    def one(n):
+        with httpx.Client(timeout=60) as client:
+            return client.post(url, json={"inputs": {"features": [x[n].tolist()] * (1 + n % 3)}}).json()
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(one, range(16)))
+    for n, answer in enumerate(answers):
+        assert np.array_equal(
+            np.array(answer["outputs"]["codes"]), np.repeat(expected[n : n + 1], 1 + n % 3, 0)
+        )
+    after = httpx.get(f"{service['url']}/info").json()
+    assert after["encoded_rows"] - before["encoded_rows"] == sum(1 + n % 3 for n in range(16))
+    assert after["encoder_calls"] - before["encoder_calls"] < 16
+
+
+def test_the_batcher_splits_large_batches_and_passes_errors_to_every_request():
+    from tfhash.server import EncodeBatcher
+
+    calls = []
+
+    def encode(x):
+        calls.append(len(x))
+        if np.any(x < 0):
+            raise ValueError("negative")
+        return (x > 0.5).astype(np.uint8)
+
+    batcher = EncodeBatcher(encode, wait=0)
+    batcher.MAX_BATCH_ROWS = 4
+    batch = [{"features": np.full((3, 2), v), "done": batcher._event()} for v in (0.9, 0.1, 0.7)]
+    batcher._run(batch)
+    assert calls == [3, 3, 3] and [item["codes"][0, 0] for item in batch] == [1, 0, 1]
+    bad = [{"features": np.full((1, 2), v), "done": batcher._event()} for v in (0.9, -1.0)]
+    batcher._run(bad)
+    assert all(isinstance(item["error"], ValueError) and item["done"].is_set() for item in bad)
+
+
 def test_search_equals_tfhash_search(service):
     x = queries()
     encoder, index = load_encoder(service["run"]), HammingIndex.load(service["index"], backend="numpy")

@@ -60,6 +60,7 @@ class SearchService:
         max_rows: most query rows in one request.
         data: the `RetrievalData` the index was built from (optional): results then carry their
             labels, the page can pick queries from its query split, and items are drawn as images.
+        batch_wait: seconds a request waits for concurrent ones to share its encoder call (0: none).
     """
 
     def __init__(
@@ -71,6 +72,7 @@ class SearchService:
         allow_mismatch=False,
         max_rows=MAX_ROWS,
         data=None,
+        batch_wait=0.002,
     ):
         from tfhash.encoder import load_encoder
         from tfhash.identity import check_same_source
@@ -98,6 +100,7 @@ class SearchService:
         self.max_rows = int(max_rows)
         self.input_dim = int(self.encoder.input_dim)
         self.image_shape = _run_image_shape(run)
+        self.batcher = EncodeBatcher(self._encode_now, batch_wait)
         self.data = data
         if data is not None:
             from tfhash.serve import database_rows
@@ -123,6 +126,8 @@ class SearchService:
             "data": None if self.data is None else self.data.name,
             "queries": 0 if self.data is None else len(self.data.query),
             "images": self.data is not None and self.data.image_shape is not None,
+            "encoder_calls": self.batcher.calls,
+            "encoded_rows": self.batcher.rows,
         }
 
     # === Requests ===
@@ -150,6 +155,10 @@ class SearchService:
         return array.astype(np.float32)
 
     def encode(self, features):
+        """{0, 1} codes of `features`, encoded together with the rows of concurrent requests."""
+        return self.batcher.encode(features)
+
+    def _encode_now(self, features):
         return np.asarray(self.encoder.encode(features), np.uint8)
 
     def predict(self, body):
@@ -294,6 +303,66 @@ class SearchService:
                     400, str(err).replace("--images: ", "").replace(folder + os.sep, "image ")
                 ) from None
         return self.search_rows(features, k, radius)
+
+
+class EncodeBatcher:
+    """Encodes the rows of requests that arrive together in one encoder call.
+
+    Requests run on worker threads. The first to arrive when none is waiting leads: it waits
+    `wait` seconds for others to add their rows, then encodes every row gathered (in calls of at
+    most `MAX_BATCH_ROWS`) and hands each request its own codes; the others wait for theirs.
+    """
+
+    MAX_BATCH_ROWS = 8192
+
+    def __init__(self, encode, wait=0.002):
+        import threading
+
+        self._encode, self.wait = encode, float(wait)
+        self._lock = threading.Lock()
+        self._pending, self._leading = [], False
+        self.calls = self.rows = 0
+        self._event = threading.Event
+
+    def encode(self, features):
+        item = {"features": features, "done": self._event()}
+        with self._lock:
+            self._pending.append(item)
+            lead, self._leading = not self._leading, True
+        if lead:
+            if self.wait > 0:
+                time.sleep(self.wait)
+            with self._lock:
+                batch, self._pending, self._leading = self._pending, [], False
+            self._run(batch)
+        item["done"].wait()
+        if "error" in item:
+            raise item["error"]
+        return item["codes"]
+
+    def _run(self, batch):
+        start = 0
+        while start < len(batch):
+            stop, rows = start, 0
+            while stop < len(batch) and (
+                stop == start or rows + len(batch[stop]["features"]) <= self.MAX_BATCH_ROWS
+            ):
+                rows += len(batch[stop]["features"])
+                stop += 1
+            group = batch[start:stop]
+            try:
+                codes = self._encode(np.concatenate([item["features"] for item in group]))
+                with self._lock:
+                    self.calls, self.rows = self.calls + 1, self.rows + rows
+                offsets = np.cumsum([0] + [len(item["features"]) for item in group])
+                for item, a, b in zip(group, offsets[:-1], offsets[1:], strict=True):
+                    item["codes"] = codes[a:b]
+            except Exception as err:  # every request of the call gets the error
+                for item in group:
+                    item["error"] = err
+            for item in group:
+                item["done"].set()
+            start = stop
 
 
 def _run_image_shape(run):

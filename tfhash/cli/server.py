@@ -1,6 +1,13 @@
 """`tfhash serve`: an HTTP service that encodes and searches (tfhash.server)."""
 
-from tfhash.cli.common import add_data_arguments, load_data_from_args, positive_float, positive_int, run_split
+from tfhash.cli.common import (
+    add_data_arguments,
+    load_data_from_args,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+    run_split,
+)
 
 
 def serve_command(args):
@@ -20,6 +27,7 @@ def serve_command(args):
         args.allow_mismatch,
         max_rows=args.max_rows,
         data=data,
+        batch_wait=args.batch_wait_ms / 1000,
     )
     serve(service, args.host, args.port, int(args.max_body_mb * (1 << 20)))
 
@@ -54,6 +62,12 @@ def add_parser(sub):
         type=positive_int,
         default=MAX_ROWS,
         help=f"most query rows per request (default: {MAX_ROWS})",
+    )
+    parser.add_argument(
+        "--batch-wait-ms",
+        type=nonnegative_float,
+        default=2.0,
+        help="how long a request waits for concurrent ones to share its encoder call (default: 2; 0: none)",
     )
     parser.add_argument(
         "--allow-mismatch",

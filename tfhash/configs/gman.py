@@ -92,8 +92,8 @@ def config_note(config):
     if config["model"].get("variance") == "paper":
         return (
             'the paper\'s variance loss (variance="paper") collapsed every GMAN run we measured (digits '
-            "and mnist: every bit dead, mAP@all 0.10); the digits preset uses --model-option "
-            "variance=centred --model-option lambda3=20 (docs/gman.md)"
+            "and mnist: every bit dead, mAP@all 0.10); the digits and feature-source presets use "
+            "--model-option variance=centred --model-option lambda3=20 (docs/gman.md)"
         )
     return None
 

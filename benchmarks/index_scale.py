@@ -53,8 +53,8 @@ def main(argv=None):
     for size in map(int, args.sizes):
         codes = skewed_codes(size, args.bits, rng, centres)
         queries = skewed_codes(args.queries, args.bits, rng, centres)
-        flat, build_flat = timed(lambda: _built(HammingIndex(args.bits, "faiss"), codes))
-        multi, build_multi = timed(lambda: _built(HammingIndex(args.bits, "faiss", args.tables), codes))
+        flat, build_flat = timed(_built, HammingIndex(args.bits, "faiss"), codes)
+        multi, build_multi = timed(_built, HammingIndex(args.bits, "faiss", args.tables), codes)
         _, build_tables = timed(multi.range_search, queries[:1], 0)  # the tables are built on first use
         print(f"| {size:,} | build: flat {build_flat:.1f} s, multi-hash {build_multi + build_tables:.1f} s; "
               f"{flat.memory_bytes / 2**20:,.0f} MiB of codes and ids | | | | |")  # fmt: skip

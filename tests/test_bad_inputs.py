@@ -92,7 +92,7 @@ CASES = [
     (["train", "itq", "--out", "{a_file}"], 1, "is an existing file"),
     (["train", "itq", "--out", "{a_file}/run"], 1, "cannot write to the output folder"),
     (["train", "tbhx"], 2, "unknown method 'tbhx' (did you mean tbh?); valid methods: bgan, bgan-app"),
-    (["train", "hashnet", "--threshold", "0.5"], 1, "hashnet has none (tbh, the tbh-vae methods and jmlh"),
+    (["train", "hashnet", "--threshold", "0.5"], 1, "which hashnet does not have (methods that do: tbh, sgh"),
     (["train", "hashnet", "--data", "{codes.npz}"], 1, "codes.npz: expected the Keras load_data layout"),
     (["train", "itq", "--data", "nowhere.npz"], 1, "unknown data source 'nowhere.npz'"),
     (["train", "gman", "--model-option", "variance=centered"], 1, "variance must be one of ('paper'"),

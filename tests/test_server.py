@@ -218,13 +218,20 @@ def test_an_uploaded_image_is_searched_as_the_command_reads_it(service, tmp_path
     assert bad.status_code == 400 and "upload 0 is not an image" in bad.json()["error"]
 
 
-def bomb():
-    """A small PNG whose header claims 10,000 x 10,000 pixels (a decompression bomb's shape)."""
+def bomb(side=10_000):
+    """A small PNG whose header claims side x side pixels (a decompression bomb's shape): the header
+    of a 1 x 1 PNG with its size fields rewritten, so the test never builds the image."""
+    import struct
+    import zlib
+
     from PIL import Image
 
     out = io.BytesIO()
-    Image.new("1", (10_000, 10_000)).save(out, format="PNG")
-    return out.getvalue()
+    Image.new("1", (1, 1)).save(out, format="PNG")
+    data = bytearray(out.getvalue())
+    data[16:24] = struct.pack(">II", side, side)  # IHDR width and height
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))  # the IHDR chunk's CRC
+    return bytes(data)
 
 
 @pytest.mark.parametrize(
@@ -243,6 +250,7 @@ def bomb():
         ("not json", 400, "the body is not JSON"),
         ("too large", 413, "over the limit of 524,288"),
         ("bomb", 413, "claims 10000 x 10000 pixels"),
+        ("huge bomb", 413, "claims more pixels than PIL will open"),
         ("unknown route", 404, "no route POST /nowhere"),
     ],
 )
@@ -254,6 +262,8 @@ def test_every_bad_request_gets_its_4xx_and_the_next_good_one_succeeds(service, 
         response = httpx.post(url, content=b"[" + b"0," * 400_000 + b"0]")
     elif request_ == "bomb":
         response = httpx.post(url, files={"images": ("b.png", bomb(), "image/png")})
+    elif request_ == "huge bomb":
+        response = httpx.post(url, files={"images": ("b.png", bomb(20_000), "image/png")})
     elif request_ == "unknown route":
         response = httpx.post(f"{service['url']}/nowhere", json={})
     else:

@@ -383,6 +383,8 @@ def check_image_header(path, n):
     try:
         with Image.open(path) as image:
             width, height = image.size
+    except Image.DecompressionBombError:  # PIL's own limit, above ours: refused before decoding too
+        raise RequestError(413, f"upload {n} claims more pixels than PIL will open") from None
     except Exception:  # PIL raises several types for a file that is not an image
         raise RequestError(400, f"upload {n} is not an image PIL can read (PNG, JPEG, ...)") from None
     if width * height > MAX_IMAGE_PIXELS:

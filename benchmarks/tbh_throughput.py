@@ -32,7 +32,7 @@ import tensorflow as tf
 from tfhash.data import train_dataset
 from tfhash.layers.stochastic_binary import binarize
 from tfhash.models import TBH
-from tfhash.train import dtype_policy, mixed_precision_policy
+from tfhash.precision import dtype_policy, mixed_precision_policy
 
 SHAPE = {"input_dim": 4096, "bits": 32, "continuous_dim": 512, "hidden_dim": 1024}
 

@@ -129,6 +129,7 @@ def test_search_equals_tfhash_search(service):
     distances, ids = search(encoder, index, x, k=7, progress=False)
     got = httpx.post(f"{service['url']}/search", json={"features": x.tolist(), "k": 7}).json()
     assert got["model"] == "tbh-digits" and len(got["results"]) == len(x)
+    assert got["identity"] == encoder.identity and got["identity"]["method"] == "tbh"
     assert [r["ids"] for r in got["results"]] == ids.tolist()
     assert [r["distances"] for r in got["results"]] == distances.tolist()
     within = search(encoder, index, x, radius=2, progress=False)

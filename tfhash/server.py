@@ -113,11 +113,15 @@ class SearchService:
                 )
             self.image_shape = data.image_shape or self.image_shape
 
+    @property
+    def identity(self):
+        """The model's identity (`tfhash.identity`: what made it), as its export records it."""
+        return getattr(self.encoder, "identity", None) or {}
+
     def info(self):
-        identity = getattr(self.encoder, "identity", None) or {}
         return {
             "name": self.name,
-            "model": identity,
+            "model": self.identity,
             "bits": int(self.encoder.bits),
             "input_dim": self.input_dim,
             "index_items": len(self.index),
@@ -210,7 +214,7 @@ class SearchService:
         if self.data is not None and self.data.database.labels is not None:
             for result in results:
                 result["labels"] = self.labels("database", result["ids"])
-        return {"results": results, "model": self.name}
+        return {"results": results, "model": self.name, "identity": self.identity}
 
     # === The data (with --data) ===
 

@@ -126,7 +126,7 @@ def test_train_sgh_script_writes_the_reconstruction_figure(tmp_path, run_script)
     record = run_script("train_sgh").main(["--variant", "rsgh", *flags, "--figure", str(figure)])
     assert record["method"] == "rsgh" and record["config"]["model"]["variant"] == "rsgh"
     assert figure.read_bytes()[:4] == b"\x89PNG"
-    assert json.loads((tmp_path / "rsgh-sgh" / "metrics.json").read_text())["method"] == "sgh"
+    assert not (tmp_path / "rsgh-sgh").exists()  # one command, one model (benchmarks/rsgh_figure.py: both)
     assert "dead_bits" in record and len(record["bits_per_bit"]["entropy"]) == 8
 
 

@@ -93,8 +93,7 @@ def add_train_arguments(parser):
         nargs="?",
         const=True,
         help="models with a decoder or generator, image data: write a PNG of query images and their "
-        "reconstructions to FIGURE (default: reconstructions.png in the run folder) (SGH variants: "
-        "also train the other of sgh / rsgh, R-SGH's Fig. 2)",
+        "reconstructions to FIGURE (default: reconstructions.png in the run folder)",
     )
 
 
@@ -190,27 +189,13 @@ def train_command(args):
 
 
 def reconstruction_figure(args, data, model, out):
-    """Draws query images and the model's reconstructions of them; SGH variants also train the other
-    of sgh / rsgh with the same flags and add its row (R-SGH's Fig. 2)."""
-    from tfhash.models.sgh import VARIANTS as SGH_VARIANTS
-    from tfhash.train import fit
+    """Draws query images and the model's reconstructions of them (one model; R-SGH's Fig. 2, SGH
+    beside R-SGH, is benchmarks/rsgh_figure.py)."""
     from tfhash.visualize import reconstruction_grid
 
     picks = np.unique(np.linspace(0, len(data.query) - 1, 10).astype(int))  # spread over the classes
     images = data.query.features[picks]
-    rows = [("original", images)]
-    if args.method in SGH_VARIANTS:
-        other = "sgh" if args.method == "rsgh" else "rsgh"
-        config = config_from_args(other, args, data)
-        other_model, _ = fit(config, data, f"{out}-{other}", seed=args.seed, verbose=0)
-        names = {"sgh": "SGH", "deep-sgh": "Deep-SGH", "rsgh": "R-SGH"}
-        rows += [
-            (names[m.variant], m.reconstruct(images))
-            for m in sorted((model, other_model), key=lambda m: SGH_VARIANTS.index(m.variant))
-        ]
-        print(f"(the {other} run is in {out}-{other})")
-    else:
-        rows.append((args.method, model.reconstruct(images)))
+    rows = [("original", images), (args.method, model.reconstruct(images))]
     reconstruction_grid(args.figure, rows, data.image_shape, title=f"{args.bits}-bit codes, {data.name}")
     print(f"figure: {args.figure}")
 

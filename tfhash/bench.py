@@ -33,7 +33,7 @@ from tfhash.checks import check_positive_int
 from tfhash.configs.common import settings_for, with_overrides
 from tfhash.defaults import BIT_GRID, SEEDS
 from tfhash.files import writable_folder, write_json, write_text
-from tfhash.optimizers import OPTIMIZERS
+from tfhash.optimizers import OPTIMIZERS, check_learning_rate
 from tfhash.registry import check_model_options, get_method, method_names
 from tfhash.train import fit
 
@@ -134,8 +134,8 @@ def run_benchmark(
     for key in ("steps", "batch_size"):
         if key in train:
             check_positive_int(key, train[key])
-    if learning_rate is not None and not learning_rate > 0:
-        raise ValueError(f"learning_rate must be positive; received {learning_rate!r}")
+    if learning_rate is not None:
+        check_learning_rate(learning_rate)
     if budget_seconds is not None and not budget_seconds > 0:
         raise ValueError(f"budget_seconds must be positive; received {budget_seconds!r}")
     for name, keys in check_model_options(model_options or {}, methods).items():

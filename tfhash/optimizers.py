@@ -96,6 +96,17 @@ OPTIMIZER_KEYS = (
 )
 
 
+def check_learning_rate(learning_rate):
+    """The one check of a base learning rate: a positive number (a ValueError naming it otherwise)."""
+    try:
+        value = None if isinstance(learning_rate, (bool, str)) else float(learning_rate)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or not 0 < value < float("inf"):
+        raise ValueError(f"learning_rate must be positive; received learning_rate={learning_rate!r}")
+    return learning_rate
+
+
 def role_settings(train_config, role):
     """The optimiser settings of `role`: the shared keys, then the role's own (`optimizers[role]`)."""
     settings = {key: train_config[key] for key in OPTIMIZER_KEYS if train_config.get(key) is not None}
@@ -123,8 +134,7 @@ def build_optimizer(settings, name=None):
     if kind not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}; received optimizer={kind!r}")
     learning_rate = settings["learning_rate"]
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be positive; received learning_rate={learning_rate!r}")
+    check_learning_rate(learning_rate)
     halving = settings.get("learning_rate_halving_steps")
     if halving:
         if not halving > 0:

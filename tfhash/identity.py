@@ -86,3 +86,18 @@ def check_same_source(first, second, names, allow_mismatch=False, what=("model",
             "with the same model on the same split, or pass --allow-mismatch to mix them on purpose"
         )
     return problems
+
+
+def run_split(model_path):
+    """How the run holding `model_path` (a run folder, its export/ or model.npz) split its data:
+    {data, split_seed, protocol, queries_per_class, image_shape, validation} from its metrics.json,
+    or {}."""
+    path = os.path.abspath(model_path)
+    for folder in (path, os.path.dirname(path)):
+        record = os.path.join(folder, "metrics.json")
+        if os.path.isfile(record):
+            with open(record) as f:
+                info = json.load(f)
+            keys = ("data", "split_seed", "protocol", "queries_per_class", "image_shape", "validation")
+            return {key: info.get(key) for key in keys}
+    return {}

@@ -2,6 +2,7 @@
 `REGISTRY` list, and `tfhash.registry` gathers them. No TensorFlow here: listing methods stays fast."""
 
 import dataclasses
+import functools
 import importlib
 import inspect
 import re
@@ -59,6 +60,21 @@ class Method:
         described = argument_descriptions(self.model)
         defaults = self.get_config(BITS, "digits")["model"]
         return [(key, value, described.get(key, "")) for key, value in defaults.items() if key != "bits"]
+
+
+def variants(module, get_config, summaries, model=None, **options):
+    """The `Method` entries of a config module's variants, each configured by
+    `get_config(variant=name)`: `summaries` maps each name to its summary, or to (model class
+    name, summary) where variants differ in class; `model` is the class name otherwise; `module`
+    holds the classes ("tfhash.models.sgh"). `options`: the other `Method` fields (config_note,
+    short_budget_note), the same for every variant."""
+    entries = []
+    for name, summary in summaries.items():
+        cls, summary = summary if isinstance(summary, tuple) else (model, summary)
+        entries.append(
+            Method(name, f"{module}:{cls}", functools.partial(get_config, variant=name), summary, **options)
+        )
+    return entries
 
 
 def argument_descriptions(cls):

@@ -196,13 +196,19 @@ def evaluate_codes(
     )
 
 
+def id_rows(split_ids, ids, order=None):
+    """(rows, missing): the rows of `split_ids` holding `ids` (any shape), and where an id is not
+    there. `order` is `np.argsort(split_ids, kind="stable")` when the caller keeps it (a service
+    looks ids up per request)."""
+    order = np.argsort(split_ids, kind="stable") if order is None else order
+    ids = np.asarray(ids, np.int64)
+    rows = order[np.minimum(np.searchsorted(split_ids[order], ids), len(split_ids) - 1)]
+    return rows, split_ids[rows] != ids
+
+
 def database_rows(data, ids):
     """Rows of `data.database` holding these ids (any shape); a clear error for unknown ids."""
-    db_ids = data.database.ids
-    order = np.argsort(db_ids, kind="stable")
-    pos = np.minimum(np.searchsorted(db_ids[order], ids), len(db_ids) - 1)
-    rows = order[pos]
-    missing = db_ids[rows] != ids
+    rows, missing = id_rows(data.database.ids, ids)
     if missing.any():
         raise ValueError(
             f"{int(missing.sum())} ids (e.g. {np.asarray(ids)[missing][:3].tolist()}) are not in "

@@ -32,6 +32,7 @@ import time
 import numpy as np
 
 from tfhash.evaluation import pack_codes
+from tfhash.identity import run_split
 
 MAX_BODY_BYTES = 16 << 20  # 16 MiB: about 3,000 rows of 1,280 float features as JSON
 MAX_ROWS = 4096
@@ -99,9 +100,11 @@ class SearchService:
         self.name = name or os.path.basename(run.rstrip(os.sep)) or "model"
         self.max_rows = int(max_rows)
         self.input_dim = int(self.encoder.input_dim)
-        self.image_shape = _run_image_shape(run)
+        shape = run_split(model_path).get("image_shape")
+        self.image_shape = tuple(shape) if shape else None
         self.batcher = EncodeBatcher(self._encode_now, batch_wait)
         self.data = data
+        self._orders = {}  # split name -> its ids' sorting order, for `rows`
         if data is not None:
             from tfhash.serve import database_rows
 
@@ -226,14 +229,16 @@ class SearchService:
         return getattr(self.data, name)
 
     def rows(self, name, ids):
-        """Rows of split `name` holding `ids`, or a 404 naming an unknown id."""
+        """Rows of split `name` holding `ids`, or a 404 naming an unknown id (each split's id order
+        is sorted once, not per request)."""
+        from tfhash.serve import id_rows
+
         split = self.split(name)
-        order = np.argsort(split.ids, kind="stable")
-        ids = np.asarray(ids, np.int64)
-        pos = np.minimum(np.searchsorted(split.ids[order], ids), len(split.ids) - 1)
-        rows = order[pos]
-        if np.any(split.ids[rows] != ids):
-            raise RequestError(404, f"no item {ids[split.ids[rows] != ids][0]} in the {name} split")
+        if name not in self._orders:
+            self._orders[name] = np.argsort(split.ids, kind="stable")
+        rows, missing = id_rows(split.ids, ids, self._orders[name])
+        if missing.any():
+            raise RequestError(404, f"no item {np.asarray(ids)[missing][0]} in the {name} split")
         return rows
 
     def labels(self, name, ids):
@@ -367,16 +372,6 @@ class EncodeBatcher:
             for item in group:
                 item["done"].set()
             start = stop
-
-
-def _run_image_shape(run):
-    """The image shape the run's data had (its metrics.json), or None."""
-    try:
-        with open(os.path.join(run, "metrics.json")) as f:
-            shape = json.load(f).get("image_shape")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return tuple(shape) if isinstance(shape, list) and shape else None
 
 
 def check_image_header(path, n):

@@ -1,12 +1,14 @@
 """Flags and helpers shared by the commands: data sources and splits, model options, run records."""
 
 import argparse
+import functools
 import json
 import math
 import os
 
 from tfhash.data.dataset import PROTOCOLS
 from tfhash.defaults import BITS
+from tfhash.identity import run_split  # noqa: F401 (the CLI's commands import it from here)
 
 
 def _number(kind, text, low, strict):
@@ -121,6 +123,7 @@ def load_data_from_args(args, run=None):
     return data
 
 
+@functools.lru_cache(maxsize=1)
 def default_optimisers_text():
     """Which optimiser each method trains with by default, from the registered configs (paper
     settings): "sgd with momentum for bihalf, hashnet, ...; adam for the others"."""
@@ -246,21 +249,6 @@ def _model_option(text):
 
 def data_slug(source):
     return os.path.splitext(os.path.basename(os.path.normpath(str(source))))[0] or "data"
-
-
-def run_split(model_path):
-    """How the run holding `model_path` (a run folder, its export/ or model.npz) split its data:
-    {data, split_seed, protocol, queries_per_class, image_shape, validation} from its metrics.json,
-    or {}."""
-    path = os.path.abspath(model_path)
-    for folder in (path, os.path.dirname(path)):
-        record = os.path.join(folder, "metrics.json")
-        if os.path.isfile(record):
-            with open(record) as f:
-                info = json.load(f)
-            keys = ("data", "split_seed", "protocol", "queries_per_class", "image_shape", "validation")
-            return {key: info.get(key) for key in keys}
-    return {}
 
 
 def add_ties_argument(parser):

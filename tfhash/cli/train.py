@@ -5,6 +5,7 @@ import os
 import numpy as np
 
 from tfhash.cli.common import (
+    OPTION_FLAGS,
     add_data_arguments,
     add_model_option_argument,
     add_preset_argument,
@@ -104,13 +105,9 @@ DEEP_ONLY_FLAGS = (
     "steps_per_epoch",
     "learning_rate",
     "optimizer",
-    "threshold",
     "figure",
     "augment",
-    "beta",
-    "kappa",
-    "kappa_fraction",
-    "binary_posterior",
+    *(key for key in OPTION_FLAGS if key != "backbone"),  # the model-option aliases of deep models
 )
 
 
@@ -121,10 +118,10 @@ def config_from_args(method, args, data):
     settings = settings_for(data, getattr(args, "preset", "auto"))
     options = model_options_from_args(args, method)
     check_model_options(options, [method])
+    config = method.get_config(args.bits, settings)
+    default_steps = config["train"].get("steps")  # the preset's, before the flags
     train = {key: getattr(args, key, None) for key in TRAIN_OVERRIDES if key != "augment"}
-    config = with_overrides(
-        method, method.get_config(args.bits, settings), {**train, "augment": augment_from_args(args)}, options
-    )
+    with_overrides(method, config, {**train, "augment": augment_from_args(args)}, options)
     config["eval"]["ties"] = args.ties
     if method.is_baseline:
         ignored = [f"--{k.replace('_', '-')}" for k in DEEP_ONLY_FLAGS if getattr(args, k) is not None]
@@ -133,7 +130,6 @@ def config_from_args(method, args, data):
             print(f"note: {method.name} is fitted in closed form; ignoring {' '.join(ignored)}")
         return config
     train = config["train"]
-    default_steps = method.get_config(args.bits, settings)["train"]["steps"]
     if args.epochs is not None:
         train["steps"] = args.epochs * train["steps_per_epoch"]
     short = 0 < train["steps"] < 0.1 * default_steps and settings == "paper"

@@ -1,10 +1,8 @@
 """Settings of the classic baselines (LSH, PCAH, ITQ, SH): their papers' only knobs."""
 
-import functools
-
 from tfhash.configs.common import eval_config
 from tfhash.defaults import BITS
-from tfhash.method import Method
+from tfhash.method import variants
 
 DEFAULTS = {
     "lsh": {"centre": False},
@@ -33,7 +31,4 @@ SUMMARIES = {
     "itq": ("ITQ", "PCA then a learned orthogonal rotation (Gong & Lazebnik 2011)"),
     "sh": ("SH", "spectral hashing along PCA directions (Weiss et al. 2008)"),
 }
-REGISTRY = [
-    Method(name, f"tfhash.baselines:{cls}", functools.partial(get_config, variant=name), summary)
-    for name, (cls, summary) in SUMMARIES.items()
-]
+REGISTRY = variants("tfhash.baselines", get_config, SUMMARIES)

@@ -1,10 +1,8 @@
 """BGAN and its ablations: the paper's settings where given, ours elsewhere; a digits preset."""
 
-import functools
-
 from tfhash.configs.common import eval_config
 from tfhash.defaults import BITS
-from tfhash.method import Method
+from tfhash.method import variants
 
 VARIANTS = {
     "bgan": {},
@@ -126,13 +124,4 @@ SUMMARIES = {
     "bgan-ln-la": "BGAN ablation: neighbour + adversarial losses",
     "bgan-authors": "BGAN as the authors' final code trains it: a VAE-GAN with feature matching",
 }
-REGISTRY = [
-    Method(
-        name,
-        "tfhash.models.bgan:BGAN",
-        functools.partial(get_config, variant=name),
-        summary,
-        config_note=config_note,
-    )
-    for name, summary in SUMMARIES.items()
-]
+REGISTRY = variants("tfhash.models.bgan", get_config, SUMMARIES, model="BGAN", config_note=config_note)

@@ -1,10 +1,8 @@
 """GMAN, its ablations and SGMAN: the paper's settings where given, ours elsewhere; a digits preset."""
 
-import functools
-
 from tfhash.configs.common import eval_config
 from tfhash.defaults import BITS
-from tfhash.method import Method
+from tfhash.method import variants
 
 # ours on digits and feature sources: the variance loss that does not collapse (docs/gman.md)
 CENTRED_VARIANCE = {"variance": "centred", "lambda3": 20.0}
@@ -104,13 +102,4 @@ SUMMARIES = {
     "gman-no-bgan": ("GMAN", "GMAN ablation: ||sign(h) - h||_2 instead of the B-GAN"),
     "sgman": ("SGMAN", "GMAN with a classifier on the codes (supervised)"),
 }
-REGISTRY = [
-    Method(
-        name,
-        f"tfhash.models.gman:{cls}",
-        functools.partial(get_config, variant=name),
-        summary,
-        config_note=config_note,
-    )
-    for name, (cls, summary) in SUMMARIES.items()
-]
+REGISTRY = variants("tfhash.models.gman", get_config, SUMMARIES, config_note=config_note)

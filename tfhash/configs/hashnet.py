@@ -1,10 +1,8 @@
 """HashNet / HashNet-W / HashNet-C settings: the authors' solver at our base rate, and a digits preset."""
 
-import functools
-
 from tfhash.configs.common import eval_config, for_input_kind, takes_images
 from tfhash.defaults import BITS
-from tfhash.method import Method
+from tfhash.method import variants
 
 VARIANTS = ("hashnet", "hashnet-w", "hashnet-c")
 
@@ -90,13 +88,4 @@ SUMMARIES = {
     "hashnet-w": "HashNet ablation: all pair weights 1 (supervised)",
     "hashnet-c": "HashNet ablation: no continuation, tanh then sign (supervised)",
 }
-REGISTRY = [
-    Method(
-        name,
-        "tfhash.models.hashnet:HashNet",
-        functools.partial(get_config, variant=name),
-        summary,
-        config_note=config_note,
-    )
-    for name, summary in SUMMARIES.items()
-]
+REGISTRY = variants("tfhash.models.hashnet", get_config, SUMMARIES, model="HashNet", config_note=config_note)

@@ -1,10 +1,8 @@
 """SGH / Deep-SGH / R-SGH settings: SGH's MNIST demo and R-SGH's defaults, plus a digits preset."""
 
-import functools
-
 from tfhash.configs.common import eval_config
 from tfhash.defaults import BITS
-from tfhash.method import Method
+from tfhash.method import variants
 
 # ours on feature sources: `python benchmarks/feature_curves.py choose` (docs/reproduction.md)
 FEATURES = {
@@ -65,7 +63,4 @@ SUMMARIES = {
     "deep-sgh": "SGH with [D-K-K-K] / [K-K-K-D] networks",
     "rsgh": "redundancy-resistant SGH (Du et al. 2018)",
 }
-REGISTRY = [
-    Method(name, "tfhash.models.sgh:SGH", functools.partial(get_config, variant=name), summary)
-    for name, summary in SUMMARIES.items()
-]
+REGISTRY = variants("tfhash.models.sgh", get_config, SUMMARIES, model="SGH")

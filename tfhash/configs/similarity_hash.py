@@ -1,10 +1,8 @@
 """GreedyHash and BiHalf: the papers' settings where reference-notes.md gives them, ours elsewhere."""
 
-import functools
-
 from tfhash.configs.common import eval_config
 from tfhash.defaults import BITS
-from tfhash.method import Method
+from tfhash.method import variants
 
 METHODS = ("greedyhash", "bihalf")
 # ours on feature sources: `python benchmarks/feature_curves.py choose` (docs/reproduction.md)
@@ -72,7 +70,4 @@ SUMMARIES = {
         "a hash layer keeping cosine similarities, per-batch median split (Li and van Gemert 2021)",
     ),
 }
-REGISTRY = [
-    Method(name, f"tfhash.models.similarity_hash:{cls}", functools.partial(get_config, variant=name), summary)
-    for name, (cls, summary) in SUMMARIES.items()
-]
+REGISTRY = variants("tfhash.models.similarity_hash", get_config, SUMMARIES)

@@ -33,7 +33,7 @@ from tfhash.checks import check_positive_int
 from tfhash.configs.common import settings_for, with_overrides
 from tfhash.defaults import BIT_GRID, SEEDS
 from tfhash.files import writable_folder, write_json, write_text
-from tfhash.optimizers import OPTIMIZERS, check_learning_rate
+from tfhash.optimizers import check_learning_rate, check_optimizer
 from tfhash.registry import check_model_options, get_method, method_names
 from tfhash.train import fit
 
@@ -129,8 +129,8 @@ def run_benchmark(
         "optimizer": optimizer,
     }
     train = {key: value for key, value in train.items() if value is not None}
-    if optimizer is not None and optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}; received optimizer={optimizer!r}")
+    if optimizer is not None:
+        check_optimizer(optimizer)
     for key in ("steps", "batch_size"):
         if key in train:
             check_positive_int(key, train[key])

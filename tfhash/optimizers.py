@@ -35,6 +35,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from tfhash.defaults import OPTIMIZERS
+
 
 @keras.saving.register_keras_serializable(package="tfhash")
 class FusedAdam(keras.optimizers.Adam):
@@ -84,7 +86,6 @@ class FusedAdam(keras.optimizers.Adam):
         )
 
 
-OPTIMIZERS = ("adam", "sgd")
 OPTIMIZER_KEYS = (
     "learning_rate",
     "optimizer",
@@ -94,6 +95,13 @@ OPTIMIZER_KEYS = (
     "learning_rate_decay_factor",
     "epsilon",
 )
+
+
+def check_optimizer(kind):
+    """The one check of an optimiser name (`OPTIMIZERS`)."""
+    if kind not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}; received optimizer={kind!r}")
+    return kind
 
 
 def check_learning_rate(learning_rate):
@@ -130,9 +138,7 @@ def build_optimizer(settings, name=None):
         ValueError: on an unknown optimiser name, a non-positive learning
             rate or schedule length, or momentum outside [0, 1).
     """
-    kind = settings.get("optimizer", "adam")
-    if kind not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}; received optimizer={kind!r}")
+    kind = check_optimizer(settings.get("optimizer", "adam"))
     learning_rate = settings["learning_rate"]
     check_learning_rate(learning_rate)
     halving = settings.get("learning_rate_halving_steps")

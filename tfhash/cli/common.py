@@ -7,7 +7,7 @@ import math
 import os
 
 from tfhash.data.dataset import PROTOCOLS
-from tfhash.defaults import BITS
+from tfhash.defaults import BITS, OPTIMIZERS
 from tfhash.identity import run_split  # noqa: F401 (the CLI's commands import it from here)
 
 
@@ -157,7 +157,7 @@ def add_training_arguments(parser, every_method=False, steps=None):
     )
     parser.add_argument(
         "--optimizer",
-        choices=("adam", "sgd"),
+        choices=OPTIMIZERS,
         help=f"optimiser of every role{each} (default: the method's own: {default_optimisers_text()})",
     )
     parser.add_argument(

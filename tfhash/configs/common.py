@@ -78,12 +78,12 @@ TRAIN_OVERRIDES = ("steps", "steps_per_epoch", "batch_size", "learning_rate", "o
 
 
 def with_overrides(method, config, train=None, model=None):
-    """`config` (of the registry entry `method`, changed in place and returned) with a command line's
-    settings: the
-    `train` ones (`TRAIN_OVERRIDES`; None means "the method's own") on a deep method, none on a
-    baseline (fitted in closed form, it has no training settings), and each `model` option the
-    method has (the caller checks that every key is some method's: `registry.check_model_options`).
-    The one place where `tfhash train` and `tfhash bench` apply their flags."""
+    """`config` (of the registry entry `method`, changed in place and returned) with a command
+    line's settings: the `train` ones (`TRAIN_OVERRIDES`; None means "the method's own") on a deep
+    method, none on a baseline (fitted in closed form, it has no training settings), and each
+    `model` option the method has (the caller checks that every key is some method's:
+    `registry.check_model_options`). The one place where `tfhash train` and `tfhash bench` apply
+    their flags."""
     train = {key: value for key, value in (train or {}).items() if value is not None}
     unknown = sorted(set(train) - set(TRAIN_OVERRIDES))
     if unknown:

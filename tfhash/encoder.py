@@ -59,6 +59,12 @@ def load_encoder(path):
     )
 
 
+def encode_batch(encoder, rows):
+    """One batch of rows through an encoder (anything with `encode`): the call that both engines
+    make, the local loops and each Beam worker (`tfhash.beam`)."""
+    return encoder.encode(rows)
+
+
 def encode_features(encoder, features, batch_size=8192, progress=True):
     """Encodes features in batches, with a progress bar for large inputs; {0, 1} uint8 (n, bits).
 
@@ -86,7 +92,7 @@ def encode_features(encoder, features, batch_size=8192, progress=True):
     bar = keras.utils.Progbar(count, unit_name="item") if progress and count > batch_size else None
     for start in range(0, count, batch_size):
         rows = slice(start, start + batch_size)
-        codes[rows] = encoder.encode(chunk(rows))
+        codes[rows] = encode_batch(encoder, chunk(rows))
         if bar:
             bar.update(min(start + batch_size, count))
     return codes
@@ -99,6 +105,12 @@ def save_codes(path, codes, ids, labels=None, source=None):
     `model` (`tfhash.identity`), `data`, `split_seed`, `protocol`, `split` and
     `class_ids` (the source's own class id of each label column, or None).
     """
+    arrays, meta = codes_arrays(codes, ids, labels, source)
+    return write_npz(path, meta, **arrays)
+
+
+def codes_arrays(codes, ids, labels=None, source=None):
+    """(arrays, meta) of a codes file (or of one shard of one: `tfhash.shards`)."""
     codes = np.asarray(codes)
     ids = np.asarray(ids, np.int64)
     if ids.shape != (len(codes),):
@@ -106,14 +118,18 @@ def save_codes(path, codes, ids, labels=None, source=None):
     arrays = {"packed_codes": pack_codes(codes), "ids": ids}
     if labels is not None:
         arrays["labels"] = np.asarray(labels, np.float32)
-    meta = {**(source or {}), "format": CODES_FORMAT, "bits": int(codes.shape[1])}
-    return write_npz(path, meta, **arrays)
+    return arrays, {**(source or {}), "format": CODES_FORMAT, "bits": int(codes.shape[1])}
 
 
 def load_codes(path):
-    """Reads a codes file: dict with `bits`, `packed_codes`, `codes` ({0, 1}), `ids`, `labels` (or None)
-    and `meta` (where the codes come from: see `save_codes`)."""
-    meta, arrays = read_npz(path, CODES_FORMAT, "write one with `tfhash encode`")
+    """Reads a codes file (or a shard folder of one): dict with `bits`, `packed_codes`, `codes`
+    ({0, 1}), `ids`, `labels` (or None) and `meta` (where the codes come from: see `save_codes`)."""
+    if os.path.isdir(path):  # a shard folder (`tfhash encode --engine beam`)
+        from tfhash.shards import read_shards
+
+        meta, arrays = read_shards(path, CODES_FORMAT)
+    else:
+        meta, arrays = read_npz(path, CODES_FORMAT, "write one with `tfhash encode`")
     bits, packed, ids, labels = check_codes_file(path, meta, arrays)
     return {
         "bits": bits,

@@ -48,7 +48,7 @@ def pool_in_source_order(data):
     return images, labels, ids[order]
 
 
-def _labels_out(labels):
+def labels_out(labels):
     """Class ids (n,) for single-label rows, the rows themselves for multi-hot ones."""
     return labels.argmax(1).astype(np.int64) if np.all(labels.sum(1) == 1) else labels
 
@@ -184,25 +184,18 @@ def extract(
         save_every: images between saves of the progress file.
     """
     import keras
-    import tensorflow as tf
 
-    from tfhash.backbones import build_backbone
+    from tfhash.encoder import encode_batch
 
     if backbone not in FEATURE_BACKBONES:
         raise ValueError(f"backbone must be one of {FEATURE_BACKBONES}; received {backbone!r}")
     data.require_images("tfhash features", "Its input must be images, not features already.")
     images, labels, ids = pool_in_source_order(data)
-    shape = images.shape[1:] + (1,) * (images.ndim == 3)
-    network = build_backbone(backbone, shape, weights=weights, input_size=input_size)
-    scale = 1.0 / data.query.pixel_max
+    network = FeatureExtractor(
+        backbone, images.shape[1:], images.dtype, data.query.pixel_max, weights, input_size
+    )
     partial = None if weights is None else partial
     job = partial and features_job(images, backbone, weights, input_size, network.compute_dtype)
-
-    @tf.function(input_signature=[tf.TensorSpec((None, *images.shape[1:]), images.dtype)])
-    def forward(batch):
-        x = tf.cast(batch, tf.float32) * scale
-        x = tf.reshape(x, (-1, *shape))
-        return tf.cast(network(x, training=False), tf.float32)
 
     out = np.zeros((len(images), network.output_dim), np.float32)
     first, rows = load_partial(partial, job, len(images), network.output_dim)
@@ -213,7 +206,7 @@ def extract(
     start, timed, saved = time.perf_counter(), len(images) - first, first
     for i in range(first, len(images), batch_size):
         end = min(i + batch_size, len(images))
-        out[i:end] = forward(images[i:end]).numpy()
+        out[i:end] = encode_batch(network, images[i:end])
         if i == first and len(images) > end:  # the first batch traces the graph: rate the rest
             start, timed = time.perf_counter(), len(images) - end
         if partial is not None and end < len(images) and end - saved >= save_every:
@@ -224,13 +217,51 @@ def extract(
     return out, labels, ids, timed / max(time.perf_counter() - start, 1e-9)
 
 
-def write_features(data, features, labels, ids, path, meta):
-    """Writes pool-order features as a Keras-layout npz (see the module docstring)."""
-    if not np.all(np.isfinite(features)):
-        raise ValueError("the backbone produced NaN or infinite features; nothing was written")
-    cut = len(features) if data.test_start is None else data.test_start
-    labels = _labels_out(labels)
-    arrays = {
+class FeatureExtractor:
+    """A pretrained backbone as an encoder of image rows: `encode(images)` -> float32 features
+    (n, output_dim), the pixels scaled by 1 / pixel_max and resized inside the graph. What both
+    engines call (`tfhash.encoder.encode_batch`): the local loop and each Beam worker.
+
+    Args:
+        backbone, weights, input_size: as `extract` takes them.
+        image_shape: (H, W) or (H, W, C) of the rows; dtype: theirs.
+        pixel_max: the source's largest pixel value.
+        policy: a Keras dtype policy name to build the network under (None: the current one).
+    """
+
+    def __init__(self, backbone, image_shape, dtype, pixel_max, weights, input_size, policy=None):
+        import contextlib
+
+        import tensorflow as tf
+
+        from tfhash.backbones import build_backbone
+        from tfhash.precision import dtype_policy
+
+        image_shape = tuple(image_shape)
+        shape = image_shape + (1,) * (len(image_shape) == 2)
+        with dtype_policy(policy) if policy else contextlib.nullcontext():
+            network = build_backbone(backbone, shape, weights=weights, input_size=input_size)
+        self.output_dim, self.compute_dtype = network.output_dim, network.compute_dtype
+        scale = 1.0 / pixel_max
+
+        @tf.function(input_signature=[tf.TensorSpec((None, *image_shape), dtype)])
+        def forward(batch):
+            x = tf.cast(batch, tf.float32) * scale
+            x = tf.reshape(x, (-1, *shape))
+            return tf.cast(network(x, training=False), tf.float32)
+
+        self._forward = forward
+
+    def encode(self, images):
+        return self._forward(images).numpy()
+
+
+def feature_arrays(features, labels, ids, cut):
+    """The Keras-layout arrays of pool rows whose test part starts at row `cut` (None: no test
+    part), `labels` as `labels_out` gives them; also what one shard of rows start..stop holds,
+    with `cut` - start."""
+    cut = len(features) if cut is None else min(max(cut, 0), len(features))
+    return {
         "x_train": features[:cut],
         "y_train": labels[:cut],
         "x_test": features[cut:],
@@ -238,6 +269,13 @@ def write_features(data, features, labels, ids, path, meta):
         "ids_train": ids[:cut],
         "ids_test": ids[cut:],
     }
+
+
+def write_features(data, features, labels, ids, path, meta):
+    """Writes pool-order features as a Keras-layout npz (see the module docstring)."""
+    if not np.all(np.isfinite(features)):
+        raise ValueError("the backbone produced NaN or infinite features; nothing was written")
+    arrays = feature_arrays(features, labels_out(labels), ids, data.test_start)
     return write_npz(path, {"format": FORMAT, **meta}, **arrays)
 
 

@@ -22,7 +22,22 @@ SOURCE_KEYS = ("model", "data", "split_seed", "protocol", "split")
 SPLITS = ("database", "query", "train")
 
 
-def encode_source(model_path, data, out, split="database", progress=True):
+def codes_source(encoder, data, split):
+    """What a codes file of `split` of `data` encoded by `encoder` records (`save_codes`)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}; received {split!r}")
+    return {
+        "model": getattr(encoder, "identity", None),
+        "data": data.name,
+        "split_seed": data.split_seed,
+        "protocol": data.protocol,
+        "validation": data.validation,
+        "split": split,
+        "class_ids": None if data.class_ids is None else list(data.class_ids),
+    }
+
+
+def encode_source(model_path, data, out, split="database", progress=True, batch_size=8192):
     """Encodes one split of `data` with the encoder at `model_path`; writes a codes file.
 
     Returns:
@@ -33,34 +48,38 @@ def encode_source(model_path, data, out, split="database", progress=True):
     encoder = load_encoder(model_path)
     part = getattr(data, split)
     start = time.perf_counter()
-    codes = encode_features(encoder, part, progress=progress)
+    codes = encode_features(encoder, part, batch_size=batch_size, progress=progress)
     seconds = time.perf_counter() - start
-    source = {
-        "model": getattr(encoder, "identity", None),
-        "data": data.name,
-        "split_seed": data.split_seed,
-        "protocol": data.protocol,
-        "validation": data.validation,
-        "split": split,
-        "class_ids": None if data.class_ids is None else list(data.class_ids),
-    }
-    save_codes(out, codes, part.ids, part.labels, source)
+    save_codes(out, codes, part.ids, part.labels, codes_source(encoder, data, split))
     return {"path": out, "items": len(codes), "bits": encoder.bits, "items_per_second": len(codes) / seconds}
 
 
-def build_index(codes_path, out, backend="auto", radius_hashes=None, batch_size=1 << 20, progress=True):
-    """Builds a `HammingIndex` from a codes file and saves it to `out`; returns the index."""
-    import keras
+def codes_parts(codes_path):
+    """Yields (meta, bits, packed codes, ids) of a codes file, or of each shard of a shard folder
+    in turn: an index is built holding one piece at a time beside itself."""
+    from tfhash.encoder import CODES_FORMAT, check_codes_file
+    from tfhash.files import read_npz
+    from tfhash.shards import iter_shards
 
-    codes = load_codes(codes_path)
-    index = HammingIndex(codes["bits"], backend, radius_hashes)
-    index.source = {k: codes["meta"].get(k) for k in SOURCE_KEYS if codes["meta"].get(k) is not None}
-    packed, ids = codes["packed_codes"], codes["ids"]
-    bar = keras.utils.Progbar(len(ids), unit_name="code") if progress and len(ids) > batch_size else None
-    for start in range(0, len(ids), batch_size):
-        index.add(packed[start : start + batch_size], ids[start : start + batch_size])
-        if bar:
-            bar.update(min(start + batch_size, len(ids)))
+    if os.path.isdir(codes_path):
+        pieces = iter_shards(codes_path, CODES_FORMAT)
+    else:
+        pieces = [read_npz(codes_path, CODES_FORMAT, "write one with `tfhash encode`")]
+    for meta, arrays in pieces:
+        bits, packed, ids, _ = check_codes_file(codes_path, meta, arrays)
+        yield meta, bits, packed, ids
+
+
+def build_index(codes_path, out, backend="auto", radius_hashes=None, batch_size=1 << 20):
+    """Builds a `HammingIndex` from a codes file (or shard folder) and saves it to `out`; returns
+    the index."""
+    index = None
+    for meta, bits, packed, ids in codes_parts(os.fspath(codes_path)):
+        if index is None:
+            index = HammingIndex(bits, backend, radius_hashes)
+            index.source = {k: meta.get(k) for k in SOURCE_KEYS if meta.get(k) is not None}
+        for start in range(0, len(ids), batch_size):
+            index.add(packed[start : start + batch_size], ids[start : start + batch_size])
     index.save(out)
     return index
 

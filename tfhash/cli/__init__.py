@@ -37,7 +37,14 @@ def build_parser():
 def run(argv=None):
     """Runs a command; returns its result (the metrics record for `train`)."""
     argv = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--debug"]
-    args = build_parser().parse_args(argv)
+    passed = argv.index("--") if "--" in argv else len(argv)  # after --: Beam's pipeline options
+    args = build_parser().parse_args(argv[:passed])
+    args.pipeline_args = argv[passed + 1 :]
+    if args.pipeline_args and getattr(args, "engine", None) != "beam":
+        raise ValueError(
+            f"arguments after -- ({' '.join(args.pipeline_args)}) are Apache Beam pipeline options, "
+            "for `tfhash features` or `tfhash encode` with --engine beam"
+        )
     needs = getattr(args, "needs_tensorflow", True)
     if needs(args) if callable(needs) else needs:
         quiet_tensorflow()

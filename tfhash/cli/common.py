@@ -278,3 +278,46 @@ def kind_text(value, spec=""):
     if isinstance(value, dict):
         return f"{value['features']:{spec}} (images {value['images']:{spec}})"
     return f"{value:{spec}}"
+
+
+def add_engine_arguments(parser, what):
+    """--engine, --workers, --shards: where an inference job runs (`tfhash.beam`)."""
+    parser.add_argument(
+        "--engine",
+        choices=("local", "beam"),
+        default="local",
+        help=f"local: this process writes one file (default); beam: an Apache Beam pipeline writes {what} "
+        "as a folder of part-NNNNN-of-NNNNN.npz shards (a re-run skips finished shards; needs "
+        'pip install "tfhash[beam]"). Beam pipeline options (e.g. a cluster --runner) go after --',
+    )
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=os.cpu_count() or 1,
+        help="--engine beam: worker processes of the local runner (default: one per CPU core)",
+    )
+    parser.add_argument(
+        "--shards",
+        type=positive_int,
+        help="--engine beam: output shards (default: one per worker, at least one per 100,000 rows)",
+    )
+
+
+def load_beam(args):
+    """`tfhash.beam` for --engine beam, or a one-line error naming the extra to install."""
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # apache_beam warns at import about optional cloud clients
+    try:
+        from tfhash import beam
+    except ImportError as err:
+        if "apache_beam" not in str(err):
+            raise
+        raise ValueError(
+            '--engine beam needs Apache Beam, which is not installed: pip install "tfhash[beam]"'
+        ) from None
+    finally:
+        root.setLevel(level)
+    return beam

@@ -4,8 +4,10 @@ import argparse
 import json
 
 from tfhash.cli.common import (
+    add_engine_arguments,
     add_split_arguments,
     kind_text,
+    load_beam,
     load_data_from_args,
     nonnegative_int,
     positive_int,
@@ -23,6 +25,8 @@ def features_command(args):
     from tfhash.precision import dtype_policy, mixed_precision_policy
 
     # the output path is checked before minutes of work, never found wrong after them
+    if args.engine == "beam":
+        return features_beam(args)
     if args.format == "tfrecord":
         features.check_tfrecord_out(args.out)
     else:
@@ -61,6 +65,38 @@ def features_command(args):
         f"wrote {values.shape[0]} x {values.shape[1]} {args.backbone} features of {data.name} to {args.out} "
         f"({meta['images_per_second']:,.1f} images/s, {meta['precision']})"
     )
+    return meta
+
+
+def features_beam(args):
+    """`tfhash features --engine beam`: the features as a shard folder (`tfhash.beam`)."""
+    import os
+
+    from tfhash.precision import mixed_precision_policy
+
+    if args.format != "npz":
+        raise ValueError("--engine beam writes npz shards; --format tfrecord is written by --engine local")
+    if os.path.isfile(args.out):
+        raise ValueError(f"{args.out} is a file; --engine beam writes a folder of shards: give a folder path")
+    beam = load_beam(args)
+    if args.queries_per_class is None:
+        args.queries_per_class = 1  # the shards are in pool order: no split decides anything in them
+    data = load_data_from_args(args)
+    policy = mixed_precision_policy() if args.mixed_precision else None
+    meta = {
+        "source": data.name,
+        "backbone": args.backbone,
+        "weights": args.weights,
+        "input_size": args.input_size,
+        "precision": policy or "float32",
+    }
+    weights = None if args.weights == "none" else args.weights
+    computed, count, items, seconds = beam.features_job(
+        data, args.out, args.backbone, weights, args.input_size, args.batch_size, policy, meta,
+        args.workers, args.shards, getattr(args, "pipeline_args", ()),
+    )  # fmt: skip
+    rate = f" ({items / seconds:,.1f} images/s with {args.workers} workers)" if seconds else ""
+    print(f"{args.out}: {count} shards of {args.backbone} features of {data.name}, {computed} new{rate}")
     return meta
 
 
@@ -143,7 +179,23 @@ def describe_path(path):
 
     from tfhash.files import check_npz_size, npz_headers, open_npz
     from tfhash.identity import fingerprint_arrays, read_export_info
+    from tfhash.shards import complete_shards, is_shard_folder
 
+    if is_shard_folder(path):  # `--engine beam`'s output: the first shard's description, for all
+        parts = complete_shards(path)
+        info = describe_path(parts[0])
+        info.pop("shard", None)
+        rows = {}
+        for part in parts:
+            for key, (shape, _, _) in npz_headers(part).items():
+                if shape:
+                    rows[key] = rows.get(key, 0) + shape[0]
+        if "items" in info:
+            info["items"] = rows.get("ids")
+        for key, shape in list(info.items()):
+            if key in rows and isinstance(shape, list) and shape:
+                info[key] = [rows[key], *shape[1:]]
+        return {**info, "kind": f"{info['kind']}, in {len(parts)} shard{'s' * (len(parts) > 1)}"}
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, "saved_model.pb")):
             return {"kind": "export (SavedModel)", **(read_export_info(path) or {"identity": "not recorded"})}
@@ -259,6 +311,7 @@ def add_parsers(sub):
         "--mixed-precision", action="store_true", help="mixed_float16 on GPU, mixed_bfloat16 on CPU"
     )
     feats.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_engine_arguments(feats, "the features")
     add_split_arguments(feats)
     feats.set_defaults(handler=features_command)
     methods = sub.add_parser("methods", help="list the methods, or one method's options")

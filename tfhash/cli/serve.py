@@ -4,7 +4,9 @@ import numpy as np
 
 from tfhash.cli.common import (
     add_data_arguments,
+    add_engine_arguments,
     add_ties_argument,
+    load_beam,
     load_data_from_args,
     nonnegative_int,
     positive_int,
@@ -14,9 +16,19 @@ from tfhash.files import check_output_file, open_npy
 
 
 def encode_command(args):
+    import os
+
     from tfhash.serve import encode_source
 
-    check_output_file(args.out)  # before minutes of encoding, not after
+    beam = None
+    if args.engine == "beam":
+        if os.path.isfile(args.out):
+            raise ValueError(
+                f"{args.out} is a file; --engine beam writes a folder of shards: give a folder path"
+            )
+        beam = load_beam(args)
+    else:
+        check_output_file(args.out)  # before minutes of encoding, not after
     run = run_split(args.model)
     if args.data is None:  # the data the run was trained on, never a silent default
         if not run.get("data"):
@@ -27,7 +39,15 @@ def encode_command(args):
         args.data = run["data"]
         print(f"note: encoding {args.data}, the data the run was trained on (--data to encode another)")
     data = load_data_from_args(args, run)
-    info = encode_source(args.model, data, args.out, split=args.split)
+    if beam is not None:
+        computed, count, items, seconds = beam.encode_job(
+            args.model, data, args.out, args.split, args.workers, args.shards, args.batch_size,
+            getattr(args, "pipeline_args", ()),
+        )  # fmt: skip
+        rate = f" ({items / seconds:,.0f} items/s with {args.workers} workers)" if seconds else ""
+        print(f"{args.out}: {count} shards of codes of {data.name}'s {args.split}, {computed} new{rate}")
+        return {"path": args.out, "shards": count, "computed": computed}
+    info = encode_source(args.model, data, args.out, split=args.split, batch_size=args.batch_size)
     print(
         f"wrote {info['items']} {info['bits']}-bit codes "
         f"({info['items_per_second']:,.0f} items/s) to {args.out}"
@@ -142,9 +162,15 @@ def add_parser(sub):
     add_data_arguments(encode, split_seed_default=None)
     encode.set_defaults(data=None)  # the run's data (its metrics.json), not digits
     encode.add_argument("--split", default="database", help="database (default), query or train")
-    encode.add_argument("--out", required=True, help="codes file to write (.npz)")
+    encode.add_argument(
+        "--out", required=True, help="codes file to write (.npz; with --engine beam a folder of shards)"
+    )
+    encode.add_argument(
+        "--batch-size", type=positive_int, default=8192, help="items per encoder call (default: 8192)"
+    )
+    add_engine_arguments(encode, "the codes")
     index = sub.add_parser("index", help="build a Hamming index from a codes file")
-    index.add_argument("codes", help="codes file from `tfhash encode`")
+    index.add_argument("codes", help="codes file (or shard folder) from `tfhash encode`")
     index.add_argument("--out", required=True, help="index file to write (.npz)")
     index.add_argument("--backend", default="auto", help="faiss, numpy or auto (default: faiss if installed)")
     index.add_argument(

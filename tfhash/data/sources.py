@@ -7,6 +7,7 @@ Sources made of features (.mat, TFRecord, an npz of 2-D or float arrays)
 stay features. See `tfhash.data.protocols` for the splits.
 """
 
+import contextlib
 import dataclasses
 import os
 
@@ -18,12 +19,14 @@ from tfhash.data.dataset import RetrievalData, Split, one_hot
 from tfhash.data.images import check_image_folder, is_image_folder, read_image_folder
 from tfhash.data.protocols import split_pool
 from tfhash.files import open_npz
+from tfhash.shards import is_shard_folder
 
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 SOURCES = (
     "digits",
     *KERAS_DATASETS,
     "<file>.npz",
+    "<folder of part-NNNNN-of-NNNNN.npz shards>",
     "<file>.mat",
     "<TFRecord folder>",
     "<cifar-10-batches-py folder>",
@@ -66,19 +69,27 @@ def load_digits(queries_per_class=30, seed=0, protocol="pooled"):
 
 
 def load_npz(path, queries_per_class=100, seed=0, protocol="pooled"):
-    """A Keras-layout npz (x_train, y_train, x_test, y_test), pooled and split.
+    """A Keras-layout npz (x_train, y_train, x_test, y_test), or a shard folder of one, pooled and
+    split.
 
     Every problem is named with the file, the key and the first rows
     (`tfhash.checks`): missing keys, no items, labels not one per item,
     negative or fractional class ids, NaN / inf rows (all counted). Class ids
     need not be contiguous (they are kept as `RetrievalData.class_ids`).
     """
-    with open_npz(path, "the data file") as f:
-        missing = {"x_train", "y_train", "x_test", "y_test"} - set(f.files)
+    if os.path.isdir(path):  # a shard folder of `tfhash features --engine beam`
+        from tfhash.shards import read_shards
+
+        files = read_shards(path)[1]
+    else:
+        files = open_npz(path, "the data file")
+    with contextlib.closing(files) if hasattr(files, "close") else contextlib.nullcontext(files) as f:
+        keys = list(f.keys())
+        missing = {"x_train", "y_train", "x_test", "y_test"} - set(keys)
         if missing:
             raise ValueError(
                 f"{path}: expected the Keras load_data layout (x_train, y_train, x_test, y_test); "
-                f"missing {sorted(missing)}, found {f.files}"
+                f"missing {sorted(missing)}, found {keys}"
             )
         x_train, x_test = f["x_train"], f["x_test"]
         y_train, y_test = np.asarray(f["y_train"]), np.asarray(f["y_test"])
@@ -253,6 +264,8 @@ def load_data(source, queries_per_class=None, seed=0, protocol="pooled", image_s
     if source in KERAS_DATASETS:
         return load_keras_dataset(source, **common)
     if os.path.isdir(source):
+        if is_shard_folder(source):
+            return load_npz(source, **common)
         if _tfrecord().is_tfrecord_folder(source):
             return _own_split(_tfrecord().load_tfrecord_folder(source), seed, protocol)
         if os.path.exists(os.path.join(source, "data_batch_1")):

@@ -1,0 +1,209 @@
+"""`--engine beam`: features and codes as shard folders, bit-identical to the local path, resumable,
+and read by every command that reads a features or codes file."""
+
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tfhash import cli, shards
+from tfhash.encoder import load_codes
+
+
+class ShardBoundsTest:
+    def test_shards_cover_the_rows_at_batch_boundaries(self):
+        bounds = shards.shard_bounds(1497, 3, 256)
+        assert bounds == [(0, 512), (512, 1024), (1024, 1497)]
+        for rows, count, align in [(10, 3, 1), (1000, 7, 64), (5, 9, 2), (0, 4, 16), (64, 2, 64)]:
+            bounds = shards.shard_bounds(rows, count, align)
+            assert bounds[0][0] == 0 and bounds[-1][1] == rows
+            assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:], strict=False))
+            assert all(start % align == 0 for start, _ in bounds)
+            assert len(bounds) == max(1, min(count, -(-rows // align)))
+        with pytest.raises(ValueError, match="shard count must be 1..99999"):
+            shards.shard_bounds(10, 0)
+
+    def test_an_incomplete_or_mixed_folder_is_refused_by_name(self, tmp_path):
+        job = {"format": "tfhash-codes-1", "bits": 8}
+        for index in (0, 2):
+            shards.write_shard(tmp_path, index, 4, index * 2, index * 2 + 2, job, {"ids": np.arange(2)})
+        with pytest.raises(ValueError, match="incomplete: 2 of 4 shards missing .part-00001-of-00004.npz"):
+            shards.complete_shards(tmp_path)
+        shards.write_shard(tmp_path, 1, 3, 2, 4, job, {"ids": np.arange(2)})
+        with pytest.raises(ValueError, match="mixes shards of 2 jobs"):
+            shards.complete_shards(tmp_path)
+        # a re-run of another job (another shard count) is refused before anything is computed
+        with pytest.raises(ValueError, match="holds shards of another job"):
+            shards.prepare_folder(tmp_path, job, 5)
+        (tmp_path / "x").write_text("")
+        with pytest.raises(ValueError, match="is not a folder"):
+            shards.prepare_folder(tmp_path / "x", job, 2)
+
+    def test_shards_that_do_not_follow_each_other_are_refused(self, tmp_path):
+        job = {"format": "tfhash-codes-1"}
+        shards.write_shard(tmp_path, 0, 2, 0, 2, job, {"ids": np.arange(2)})
+        shards.write_shard(tmp_path, 1, 2, 3, 5, job, {"ids": np.arange(2)})
+        with pytest.raises(ValueError, match="starts at row 3, not 2"):
+            shards.read_shards(tmp_path)
+        shards.write_shard(tmp_path, 1, 2, 2, 4, {"format": "other"}, {"ids": np.arange(2)})
+        with pytest.raises(ValueError, match="belongs to another job"):
+            shards.read_shards(tmp_path)
+
+
+def test_engine_errors_name_the_fix(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_beam(name, *args, **kwargs):
+        if name.startswith("apache_beam") or (name == "tfhash" and args[2] and "beam" in args[2]):
+            raise ImportError("No module named 'apache_beam'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_beam)
+    monkeypatch.delitem(__import__("sys").modules, "tfhash.beam", raising=False)
+    with pytest.raises(SystemExit, match=r'--engine beam needs Apache Beam.*pip install "tfhash\[beam\]"'):
+        cli.main(["encode", "x", "--data", "digits", "--engine", "beam", "--out", str(tmp_path / "c")])
+    monkeypatch.undo()
+    with pytest.raises(SystemExit, match="after -- .*are Apache Beam pipeline options"):
+        cli.main(["encode", "x", "--out", str(tmp_path / "c.npz"), "--", "--runner=DataflowRunner"])
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit, match="is a file; --engine beam writes a folder of shards"):
+        cli.main(["encode", "x", "--engine", "beam", "--out", str(tmp_path / "file")])
+
+
+needs_beam = pytest.mark.skipif(
+    importlib.util.find_spec("apache_beam") is None, reason='the Beam engine needs pip install "tfhash[beam]"'
+)
+
+BEAM = ["--engine", "beam", "--workers", "2", "--shards", "3"]
+
+
+@pytest.fixture(scope="module")
+def itq_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("itq")
+    cli.run(["train", "itq", "--data", "digits", "--bits", "16", "--out", str(folder / "run")])
+    return folder / "run"
+
+
+@needs_beam
+@pytest.mark.large
+class EncodeTest:
+    def test_codes_are_bit_identical_and_a_lost_shard_is_recomputed(self, itq_run, tmp_path, capfd):
+        local, folder = tmp_path / "local.npz", tmp_path / "beam"
+        flags = ["--data", "digits", "--batch-size", "256"]
+        cli.run(["encode", str(itq_run), *flags, "--out", str(local)])
+        cli.run(["encode", str(itq_run), *flags, *BEAM, "--out", str(folder)])
+        assert sorted(os.listdir(folder)) == [f"part-0000{i}-of-00003.npz" for i in range(3)]
+        a, b = load_codes(local), load_codes(folder)
+        for key in ("packed_codes", "ids", "labels"):
+            np.testing.assert_array_equal(a[key], b[key])
+        assert a["meta"] == b["meta"]  # the same model identity, data, split
+        with np.load(folder / "part-00001-of-00003.npz") as f:
+            assert json.loads(str(f["meta"]))["shard"] == {"index": 1, "count": 3, "start": 512, "stop": 1024}
+        # a worker killed before writing its shard: the re-run computes that shard alone
+        kept = {
+            n: os.stat(folder / n).st_mtime_ns for n in ("part-00000-of-00003.npz", "part-00002-of-00003.npz")
+        }
+        os.remove(folder / "part-00001-of-00003.npz")
+        capfd.readouterr()
+        with pytest.raises(ValueError, match="incomplete: 1 of 3 shards missing"):
+            load_codes(folder)
+        result = cli.run(["encode", str(itq_run), *flags, *BEAM, "--out", str(folder)])
+        out = capfd.readouterr().out  # a worker process prints the shards it writes
+        assert "2 of 3 shards already written" in out and result["computed"] == 1
+        assert "wrote part-00001-of-00003.npz (rows 512..1,024)" in out
+        assert {n: os.stat(folder / n).st_mtime_ns for n in kept} == kept
+        np.testing.assert_array_equal(load_codes(folder)["packed_codes"], a["packed_codes"])
+        # another model's codes are not mixed into the folder
+        with pytest.raises(SystemExit, match="holds shards of another job"):
+            cli.main(["encode", str(itq_run), *flags, "--split", "query", *BEAM, "--out", str(folder)])
+
+    def test_shard_folders_are_read_by_index_eval_info_and_search(self, itq_run, tmp_path):
+        database, queries = tmp_path / "db", tmp_path / "q.npz"
+        cli.run(
+            ["encode", str(itq_run), "--data", "digits", "--batch-size", "512", *BEAM, "--out", str(database)]
+        )
+        cli.run(["encode", str(itq_run), "--data", "digits", "--split", "query", "--out", str(queries)])
+        cli.run(["encode", str(itq_run), "--data", "digits", "--out", str(tmp_path / "db.npz")])
+        sharded = cli.run(["eval", str(queries), str(database)])
+        assert sharded == cli.run(["eval", str(queries), str(tmp_path / "db.npz")])
+        index = cli.run(["index", str(database), "--out", str(tmp_path / "index.npz")])
+        single = cli.run(["index", str(tmp_path / "db.npz"), "--out", str(tmp_path / "index1.npz")])
+        assert index.source == single.source and len(index) == 1497
+        np.testing.assert_array_equal(index.ids, single.ids)
+        np.testing.assert_array_equal(index.codes(), single.codes())
+        info = cli.run(["info", str(database)])
+        assert info["kind"] == "codes file, in 3 shards" and info["items"] == 1497 and "shard" not in info
+        distances, ids = cli.run(
+            ["search", str(itq_run), str(tmp_path / "index.npz"), "--data", "digits", "--queries", "5",
+             "--out", str(tmp_path / "r.json")]
+        )  # fmt: skip
+        assert ids.shape == (5, 10) and np.all(np.diff(distances, axis=1) >= 0)
+
+    def test_an_image_model_export_encodes_an_image_folder_alike(self, tmp_path):
+        from PIL import Image
+
+        rng = np.random.default_rng(0)
+        for c in range(3):
+            (tmp_path / "images" / f"c{c}").mkdir(parents=True)
+            for i in range(12):
+                pixels = np.clip(rng.normal(60 + 60 * c, 30, (12, 12)), 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(tmp_path / "images" / f"c{c}" / f"{i}.png")
+        data = ["--data", str(tmp_path / "images"), "--queries-per-class", "2"]
+        cli.run(
+            ["train", "greedyhash", *data, "--backbone", "conv", "--bits", "8", "--steps", "2",
+             "--batch-size", "8", "--out", str(tmp_path / "run")]
+        )  # fmt: skip
+        flags = [*data, "--batch-size", "8"]
+        cli.run(["encode", str(tmp_path / "run"), *flags, "--out", str(tmp_path / "local.npz")])
+        cli.run(["encode", str(tmp_path / "run"), *flags, *BEAM, "--out", str(tmp_path / "beam")])
+        a, b = load_codes(tmp_path / "local.npz"), load_codes(tmp_path / "beam")
+        np.testing.assert_array_equal(a["packed_codes"], b["packed_codes"])
+        np.testing.assert_array_equal(a["ids"], b["ids"])
+        assert a["meta"]["model"] == b["meta"]["model"] and len(os.listdir(tmp_path / "beam")) == 3
+
+
+@needs_beam
+@pytest.mark.large
+def test_features_are_bit_identical_and_train_from_the_folder(tmp_path, capsys):
+    from tfhash.backbones import ApplicationBackbone
+    from tfhash.data import load_data
+
+    rng = np.random.default_rng(0)
+    images = tmp_path / "images.npz"
+    np.savez(
+        images,
+        x_train=rng.integers(0, 256, (70, 16, 16, 3), dtype=np.uint8),
+        y_train=np.arange(70) % 4,
+        x_test=rng.integers(0, 256, (30, 16, 16, 3), dtype=np.uint8),
+        y_test=np.arange(30) % 4,
+    )
+    weights = str(tmp_path / "mobilenet.weights.h5")
+    ApplicationBackbone("mobilenetv3small", (16, 16, 3), input_size=32).feature_model.save_weights(weights)
+    flags = [str(images), "--backbone", "mobilenetv3small", "--weights", weights, "--input-size", "32"]
+    flags += ["--batch-size", "16", "--quiet"]
+    cli.run(["features", *flags, "--out", str(tmp_path / "local.npz")])
+    cli.run(["features", *flags, *BEAM, "--out", str(tmp_path / "beam")])
+    # rows 0..32, 32..64, 64..100 (batches of 16): the last shard holds the last 6 training rows
+    # and the 30 test rows
+    with np.load(tmp_path / "beam" / "part-00002-of-00003.npz") as f:
+        assert f["x_train"].shape == (6, 576) and f["x_test"].shape == (30, 576)
+    merged = shards.read_shards(tmp_path / "beam", "tfhash-features-1")[1]
+    with np.load(tmp_path / "local.npz") as f:
+        for key in ("x_train", "x_test", "y_train", "y_test", "ids_train", "ids_test"):
+            np.testing.assert_array_equal(merged[key], f[key])
+    one, sharded = load_data(tmp_path / "local.npz", 5), load_data(tmp_path / "beam", 5)
+    np.testing.assert_array_equal(one.database.features, sharded.database.features)
+    np.testing.assert_array_equal(one.query.ids, sharded.query.ids)
+    record = cli.run(
+        ["train", "itq", "--data", str(tmp_path / "beam"), "--queries-per-class", "5", "--bits", "8",
+         "--out", str(tmp_path / "run")]
+    )  # fmt: skip
+    assert record["num_database"] == 80
+    info = cli.run(["info", str(tmp_path / "beam")])
+    assert info["kind"] == "data (Keras layout), in 3 shards" and info["x_train"] == [70, 576]
+    with pytest.raises(SystemExit, match="needs fixed weights"):
+        cli.main(["features", *flags[:3], "--weights", "none", *BEAM, "--out", str(tmp_path / "r")])

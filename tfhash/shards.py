@@ -1,0 +1,158 @@
+"""Shard folders: one features or codes file written as `part-00000-of-0000N.npz` pieces.
+
+`tfhash features` and `tfhash encode` with `--engine beam` write their output
+as a folder of shards, each an ordinary features or codes npz of a run of
+consecutive rows, written atomically by the worker that computed it. A shard's
+meta is the job's meta (the same for every shard: what a single file would
+carry) plus `shard`: its index, the count, and its rows of the whole. A
+re-run of the same job keeps the shards already written and computes the
+rest; a folder holding shards of another job is refused, never mixed.
+
+Every reader of a features or codes file (`--data`, `index`, `eval`, `info`,
+`search`) also reads a complete shard folder (`read_shards`, or
+`iter_shards` one shard at a time). NumPy only: no TensorFlow.
+"""
+
+import json
+import os
+import re
+
+import numpy as np
+
+from tfhash.files import open_npz, remove_stale_temporaries, write_npz
+
+SHARD_PATTERN = re.compile(r"part-(\d{5})-of-(\d{5})\.npz")
+MAX_SHARDS = 99999
+
+
+def shard_name(index, count):
+    return f"part-{index:05d}-of-{count:05d}.npz"
+
+
+def shard_bounds(rows, shards, align=1):
+    """[(start, stop), ...] of `shards` runs of consecutive rows covering 0..rows, as equal as
+    `align` allows: every boundary but the last is a multiple of `align` (a batch size, so that
+    the batches of a shard are those of one pass over all rows). Fewer shards when there are not
+    enough aligned blocks for each to get one; one empty shard for no rows."""
+    if not 1 <= shards <= MAX_SHARDS:
+        raise ValueError(f"the shard count must be 1..{MAX_SHARDS}; received {shards}")
+    blocks = -(-rows // align)
+    shards = max(1, min(shards, blocks))
+    cuts = [min(rows, (blocks * i // shards) * align) for i in range(shards + 1)]
+    return list(zip(cuts[:-1], cuts[1:], strict=True))
+
+
+def shard_files(folder):
+    """{index: (count, path)} of the shard files in `folder` (names alone; nothing is read)."""
+    found = {}
+    for name in os.listdir(folder):
+        match = SHARD_PATTERN.fullmatch(name)
+        if match:
+            found.setdefault(int(match[1]), []).append((int(match[2]), os.path.join(folder, name)))
+    return found
+
+
+def is_shard_folder(path):
+    """True for a folder holding at least one `part-NNNNN-of-NNNNN.npz`."""
+    return os.path.isdir(path) and bool(shard_files(path))
+
+
+def complete_shards(folder, what="the shard folder"):
+    """The paths of a complete shard folder in order; a ValueError names what is missing or mixed."""
+    found = shard_files(folder)
+    counts = {count for entries in found.values() for count, _ in entries}
+    if not counts:
+        raise ValueError(f"{what} {folder} holds no part-NNNNN-of-NNNNN.npz shards")
+    if len(counts) > 1:
+        raise ValueError(
+            f"{what} {folder} mixes shards of {len(counts)} jobs (counts {sorted(counts)}); "
+            "remove it and run the job again"
+        )
+    count = counts.pop()
+    missing = [i for i in range(count) if i not in found]
+    if missing or max(found) >= count:
+        shown = ", ".join(shard_name(i, count) for i in missing[:3]) + (" ..." if len(missing) > 3 else "")
+        raise ValueError(
+            f"{what} {folder} is incomplete: {len(missing)} of {count} shards missing ({shown}); "
+            "the job that writes it has not finished: run the same command again to complete it"
+        )
+    return [found[i][0][1] for i in range(count)]
+
+
+def read_shard(path, file_format=None):
+    """(meta, arrays) of one shard; a ValueError names a shard that is not one of `file_format`."""
+    with open_npz(path, "the shard") as f:
+        try:
+            meta = json.loads(str(f["meta"])) if "meta" in f.files else {}
+        except ValueError:
+            meta = {}
+        if not isinstance(meta.get("shard"), dict) or (file_format and meta.get("format") != file_format):
+            raise ValueError(
+                f"{path} is not a shard of a {file_format or 'tfhash'} file; remove it and run the job again"
+            )
+        return meta, {k: f[k] for k in f.files if k != "meta"}
+
+
+def job_meta(meta):
+    """A shard's meta without its own part: what every shard of one job shares."""
+    return {k: v for k, v in meta.items() if k != "shard"}
+
+
+def iter_shards(folder, file_format=None):
+    """Yields (job meta, arrays) of each shard of a complete folder in row order, checking that
+    every shard belongs to one job and that their rows follow each other."""
+    first, rows = None, 0
+    for path in complete_shards(folder):
+        meta, arrays = read_shard(path, file_format)
+        shared, part = job_meta(meta), meta["shard"]
+        if first is None:
+            first = shared
+        elif shared != first:
+            raise ValueError(f"{path} belongs to another job than the first shard; run the job again")
+        if part.get("start") != rows:
+            raise ValueError(f"{path} starts at row {part.get('start')}, not {rows}; run the job again")
+        rows = part.get("stop", rows)
+        yield first, arrays
+
+
+def read_shards(folder, file_format=None):
+    """(meta, arrays) of a whole shard folder: each array is the shards' arrays one after another,
+    as the single file would hold it."""
+    meta, parts = None, {}
+    for shared, arrays in iter_shards(folder, file_format):
+        meta = shared
+        for key, value in arrays.items():
+            parts.setdefault(key, []).append(value)
+    return meta, {key: np.concatenate(values) for key, values in parts.items()}
+
+
+def prepare_folder(folder, job, count):
+    """Makes `folder` ready for a job of `count` shards; returns the indices already written by
+    the same job (an unreadable shard is written again). A folder with shards of another job, or a
+    path that is not a folder, is refused before anything is computed."""
+    folder = os.path.abspath(os.fspath(folder))
+    job = json.loads(json.dumps(job))  # as a shard's meta reads back (lists, not tuples)
+    if os.path.lexists(folder) and (os.path.islink(folder) or not os.path.isdir(folder)):
+        raise ValueError(f"{folder} exists and is not a folder; give a new folder for the shards")
+    os.makedirs(folder, exist_ok=True)
+    remove_stale_temporaries(folder)
+    done = set()
+    for index, entries in shard_files(folder).items():
+        for shard_count, path in entries:
+            try:
+                meta, _ = read_shard(path)
+            except ValueError:
+                continue  # a damaged shard of this name is written again
+            if shard_count != count or job_meta(meta) != job:
+                raise ValueError(
+                    f"{folder} holds shards of another job ({os.path.basename(path)}); remove them or "
+                    "choose another --out"
+                )
+            done.add(index)
+    return done
+
+
+def write_shard(folder, index, count, start, stop, job, arrays):
+    """Writes one shard atomically (whole or not at all)."""
+    meta = {**job, "shard": {"index": index, "count": count, "start": int(start), "stop": int(stop)}}
+    return write_npz(os.path.join(folder, shard_name(index, count)), meta, **arrays)

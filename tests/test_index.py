@@ -176,3 +176,86 @@ def test_multihash_top_k_equals_the_flat_scan(kind):
         for got in (multihash, numpy_):
             np.testing.assert_array_equal(got[0], flat[0])
             np.testing.assert_array_equal(got[1], flat[1])
+
+
+def test_the_structure_is_chosen_by_size_and_can_be_forced(monkeypatch):
+    from tfhash import index as index_module
+    from tfhash.index import choose_structure, multihash_tables
+
+    assert multihash_tables(1_000_000, 64) == 3  # substrings of about log2(items) = 20 bits
+    assert multihash_tables(100_000_000, 64) == 2 and multihash_tables(1000, 256) == 26
+    assert multihash_tables(10, 8) == 2 and multihash_tables(2, 8) == 8
+    assert choose_structure("flat", 10**9, 64) is None
+    with pytest.raises(ValueError, match="a flat index has none"):
+        choose_structure("flat", 100, 64, radius_hashes=3)
+    with pytest.raises(ValueError, match="structure must be one of"):
+        choose_structure("tree", 100, 64)
+    if faiss_available():
+        assert choose_structure("multihash", 1_000_000, 64) == 3
+        assert choose_structure("multihash", 1_000_000, 64, radius_hashes=4) == 4
+        assert choose_structure("auto", index_module.MULTIHASH_FROM_ITEMS - 1, 64) is None
+        assert choose_structure("auto", index_module.MULTIHASH_FROM_ITEMS, 64) is not None
+        assert choose_structure("auto", 10, 64, radius_hashes=2) == 2  # tables asked for: built
+    assert choose_structure("auto", 10**9, 64, backend="numpy") is None  # tables need faiss
+    with pytest.raises(ValueError, match="multi-hash structure needs faiss"):
+        choose_structure("multihash", 100, 64, backend="numpy")
+
+
+@pytest.mark.skipif(not faiss_available(), reason="no faiss")
+def test_build_index_structures_answer_alike(tied, tmp_path, monkeypatch):
+    from tfhash import index as index_module
+    from tfhash.encoder import save_codes
+    from tfhash.evaluation import unpack_codes
+    from tfhash.index import multihash_tables
+    from tfhash.serve import build_index
+
+    queries, codes, ids = tied
+    order = np.argsort(ids)
+    save_codes(tmp_path / "c.npz", unpack_codes(codes[order], 16), ids[order])
+    flat = build_index(tmp_path / "c.npz", tmp_path / "flat.npz", structure="flat")
+    multi = build_index(tmp_path / "c.npz", tmp_path / "multi.npz", structure="multihash")
+    assert flat.radius_hashes is None and multi.radius_hashes == multihash_tables(2000, 16) == 2
+    monkeypatch.setattr(index_module, "MULTIHASH_FROM_ITEMS", 2000)
+    assert build_index(tmp_path / "c.npz", tmp_path / "auto.npz").radius_hashes == multi.radius_hashes
+    loaded = HammingIndex.load(tmp_path / "multi.npz")
+    assert loaded.radius_hashes == multi.radius_hashes
+    for k in (1, 5, 40):
+        for got, want in zip(loaded.search(queries, k), flat.search(queries, k), strict=True):
+            np.testing.assert_array_equal(got, want)
+    assert loaded._multihash is not None  # top-k went through the tables
+
+
+@pytest.mark.skipif(not faiss_available(), reason="no faiss")
+def test_a_saved_index_loads_without_a_second_copy_of_its_codes(tied, tmp_path, monkeypatch):
+    """The codes are read from the file into faiss' own buffer: IndexBinaryFlat.add is never
+    called for them; an index whose ids are out of order (written by hand) is still sorted."""
+    import faiss
+
+    from tfhash.files import write_npz
+
+    queries, codes, ids = tied
+    index = HammingIndex(16, "faiss")
+    index.add(codes, ids)
+    index.save(tmp_path / "i.npz")
+
+    def no_add(self, *args):
+        raise AssertionError("load copied the codes through add")
+
+    monkeypatch.setattr(faiss.IndexBinaryFlat, "add", no_add)
+    loaded = HammingIndex.load(tmp_path / "i.npz")
+    monkeypatch.undo()
+    np.testing.assert_array_equal(loaded.codes(), index.codes())
+    np.testing.assert_array_equal(loaded.ids, index.ids)
+    for got, want in zip(loaded.search(queries, 7), index.search(queries, 7), strict=True):
+        np.testing.assert_array_equal(got, want)
+    meta = {"format": "tfhash-hamming-index-1", "bits": 16, "radius_hashes": None}
+    write_npz(tmp_path / "shuffled.npz", meta, codes=codes, ids=ids)  # ids not in order
+    shuffled = HammingIndex.load(tmp_path / "shuffled.npz")
+    np.testing.assert_array_equal(shuffled.ids, index.ids)
+    np.testing.assert_array_equal(shuffled.codes(), index.codes())
+    # codes read in place are checked as added ones are: the padding bits of 12-bit codes
+    write_npz(
+        tmp_path / "bad.npz", {**meta, "bits": 12}, codes=np.full((2, 2), 255, np.uint8), ids=np.arange(2)
+    )
+    with pytest.raises(ValueError, match="the 4 padding bits after bit 12 must be 0"):
+        HammingIndex.load(tmp_path / "bad.npz", backend="faiss")

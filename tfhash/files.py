@@ -352,8 +352,9 @@ def open_npy(path, what="file"):
         raise ValueError(f"{path} is a damaged .npy file ({err}); write it again") from None
 
 
-def read_npz(path, file_format, hint):
-    """(meta, arrays) of a file written by `write_npz` with meta["format"] == file_format.
+def read_npz(path, file_format, hint, skip=()):
+    """(meta, arrays) of a file written by `write_npz` with meta["format"] == file_format; the
+    arrays named in `skip` are not read (their reader reads them its own way).
 
     Raises:
         ValueError: naming the file and `hint` (how to make a right one) when it is another kind.
@@ -363,6 +364,6 @@ def read_npz(path, file_format, hint):
             meta = json.loads(str(f["meta"])) if "meta" in f.files else {}
             if meta.get("format") != file_format:
                 raise ValueError(f"{path} is not a {file_format} file ({hint})")
-            return meta, {k: f[k] for k in f.files if k != "meta"}
+            return meta, {k: f[k] for k in f.files if k != "meta" and k not in skip}
         except (OSError, EOFError, json.JSONDecodeError, zipfile.BadZipFile, zlib.error) as err:
             raise ValueError(f"{path} is a damaged {file_format} file ({err}); write it again") from None

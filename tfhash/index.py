@@ -21,6 +21,36 @@ from tfhash.files import read_npz, write_npz
 
 FORMAT = "tfhash-hamming-index-1"
 BACKENDS = ("auto", "faiss", "numpy")
+STRUCTURES = ("auto", "flat", "multihash")
+# `structure="auto"` builds the multi-hash tables from this many codes (docs/scale.md: where they
+# pay on 64-bit learned-like codes, measured by benchmarks/index_scale.py)
+MULTIHASH_FROM_ITEMS = 10_000_000
+
+
+def multihash_tables(items, bits):
+    """Tables for `items` codes of `bits` bits: substrings of about log2(items) bits (Norouzi et
+    al.'s choice), at least 2, at most 64 bits each."""
+    code_bits = -(-bits // 8) * 8
+    tables = max(2, round(code_bits / max(1.0, np.log2(max(items, 2)))))
+    return int(min(max(tables, -(-code_bits // 64)), code_bits))
+
+
+def choose_structure(structure, items, bits, radius_hashes=None, backend="auto"):
+    """The `radius_hashes` of an index of `items` codes: None for the flat scan, or the number of
+    multi-hash tables. "auto" builds tables (faiss only) from `MULTIHASH_FROM_ITEMS` codes;
+    `radius_hashes` sets their number ("auto" or "multihash")."""
+    if structure not in STRUCTURES:
+        raise ValueError(f"structure must be one of {STRUCTURES}; received {structure!r}")
+    if structure == "flat":
+        if radius_hashes:
+            raise ValueError("radius_hashes sets multi-hash tables; a flat index has none (structure='flat')")
+        return None
+    has_faiss = backend == "faiss" or (backend == "auto" and faiss_available())
+    if structure == "multihash" and not has_faiss:
+        raise ValueError("the multi-hash structure needs faiss: pip install faiss-cpu (or --structure flat)")
+    if structure == "auto" and not radius_hashes and not (has_faiss and items >= MULTIHASH_FROM_ITEMS):
+        return None
+    return radius_hashes or multihash_tables(items, bits)
 
 
 def faiss_available():
@@ -29,6 +59,47 @@ def faiss_available():
     except ImportError:
         return False
     return True
+
+
+def _rising(ids):
+    return ids.ndim == 1 and np.issubdtype(ids.dtype, np.integer) and bool(np.all(ids[1:] > ids[:-1]))
+
+
+def _read_codes(path, backend):
+    """(codes, flat) of a saved index: for faiss, the codes read from the archive straight into a
+    new `IndexBinaryFlat`'s buffer (no second copy of 100M codes) and a view of them; for NumPy
+    (or codes of another dtype or shape, which `add` then refuses), the array and None."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        if "codes.npy" not in archive.namelist():
+            return None, None
+        with archive.open("codes.npy") as member:
+            version = np.lib.format.read_magic(member)
+            npy = np.lib.format
+            read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+            shape, fortran, dtype = read_header(member, max_header_size=10000)
+            use_faiss = backend == "faiss" or (backend == "auto" and faiss_available())
+            plain = len(shape) == 2 and dtype == np.uint8 and not fortran
+            if not (use_faiss and plain):
+                member.close()
+                with np.load(path, allow_pickle=False) as f:
+                    return f["codes"], None
+            import faiss
+
+            rows, width = shape
+            flat = faiss.IndexBinaryFlat(width * 8)
+            flat.xb.resize(rows * width)
+            view = faiss.rev_swig_ptr(flat.xb.data(), rows * width) if rows else np.zeros(0, np.uint8)
+            filled = 0
+            buffer = memoryview(view)
+            while filled < rows * width:
+                got = member.readinto(buffer[filled:])
+                if not got:
+                    raise ValueError(f"{path}: the codes array is truncated; build the index again")
+                filled += got
+            flat.ntotal = rows
+    return view.reshape(rows, width), flat
 
 
 class HammingIndex:
@@ -62,15 +133,9 @@ class HammingIndex:
     def __init__(self, bits, backend="auto", radius_hashes=None):
         self.bits = check_positive_int("bits", bits)
         self.source = {}
-        self.radius_hashes = (
-            None if radius_hashes is None else check_positive_int("radius_hashes", radius_hashes)
-        )
         self.code_size = (self.bits + 7) // 8
-        if self.radius_hashes and not 1 <= self.code_size * 8 // self.radius_hashes <= 64:
-            raise ValueError(
-                f"radius_hashes={radius_hashes} splits {bits}-bit codes into substrings outside 1..64 bits; "
-                f"use between {-(-self.code_size * 8 // 64)} and {self.code_size * 8} hash tables"
-            )
+        self._check_tables(radius_hashes)
+        self.radius_hashes = radius_hashes
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}; received {backend!r}")
         if backend == "faiss" and not faiss_available():
@@ -86,6 +151,23 @@ class HammingIndex:
     def __len__(self):
         return len(self.ids)
 
+    def set_tables(self, radius_hashes):
+        """Sets the number of multi-hash tables (None: the flat scan alone); they are built on the
+        next search that uses them."""
+        self._check_tables(radius_hashes)
+        self.radius_hashes = radius_hashes
+        self._multihash = None
+
+    def _check_tables(self, radius_hashes):
+        if radius_hashes is None:
+            return
+        check_positive_int("radius_hashes", radius_hashes)
+        if not 1 <= self.code_size * 8 // radius_hashes <= 64:
+            raise ValueError(
+                f"radius_hashes={radius_hashes} splits {self.bits}-bit codes into substrings outside 1..64 "
+                f"bits; use between {-(-self.code_size * 8 // 64)} and {self.code_size * 8} hash tables"
+            )
+
     @property
     def memory_bytes(self):
         """Bytes held for codes and ids."""
@@ -100,9 +182,19 @@ class HammingIndex:
         """All stored packed codes (n, code_size), in id order (a copy for faiss)."""
         if self._faiss is None:
             return self._codes
+        return self._codes_view().copy()
+
+    def _codes_view(self):
+        """The stored codes without a copy: faiss' own buffer for faiss (valid until the index
+        changes), the array for NumPy."""
+        if self._faiss is None:
+            return self._codes
         import faiss
 
-        return faiss.vector_to_array(self._faiss.xb).reshape(len(self), self.code_size)
+        if not len(self):
+            return np.zeros((0, self.code_size), np.uint8)
+        flat = faiss.rev_swig_ptr(self._faiss.xb.data(), len(self) * self.code_size)
+        return flat.reshape(len(self), self.code_size)
 
     def _check_codes(self, packed, name):
         packed = np.asarray(packed)
@@ -126,10 +218,12 @@ class HammingIndex:
         ids = np.arange(start, start + len(packed_codes)) if ids is None else np.asarray(ids)
         if ids.shape != (len(packed_codes),) or not np.issubdtype(ids.dtype, np.integer):
             raise ValueError(f"ids must be {len(packed_codes)} integers; received {ids.dtype} {ids.shape}")
-        ids = ids.astype(np.int64)
-        if len(np.unique(ids)) != len(ids) or np.isin(ids, self.ids).any():
+        ids = ids.astype(np.int64, copy=False)
+        # ids that rise past the last one (a codes file; shard after shard) need no search of the index
+        rising = _rising(ids) and not (len(self) and len(ids) and ids[0] <= self.ids[-1])
+        if not rising and (len(np.unique(ids)) != len(ids) or np.isin(ids, self.ids).any()):
             raise ValueError("ids must be unique and not already in the index (remove them first)")
-        if len(self) and len(ids) and ids.min() < self.ids[-1] or np.any(np.diff(ids) < 0):
+        if not rising:
             order = np.argsort(np.concatenate([self.ids, ids]), kind="stable")
             self._replace(
                 np.concatenate([self.codes(), packed_codes])[order], np.concatenate([self.ids, ids])[order]
@@ -137,10 +231,10 @@ class HammingIndex:
         elif self._faiss is not None:
             self._faiss.add(packed_codes)
             self._multihash = None
-            self.ids = np.concatenate([self.ids, ids])
+            self.ids = np.concatenate([self.ids, ids]) if len(self.ids) else ids
         else:
-            self._codes = np.concatenate([self._codes, packed_codes])
-            self.ids = np.concatenate([self.ids, ids])
+            self._codes = np.concatenate([self._codes, packed_codes]) if len(self._codes) else packed_codes
+            self.ids = np.concatenate([self.ids, ids]) if len(self.ids) else ids
         return ids
 
     def _replace(self, codes, ids):
@@ -235,7 +329,7 @@ class HammingIndex:
             self._multihash = faiss.IndexBinaryMultiHash(
                 self.code_size * 8, hashes, self.code_size * 8 // hashes
             )
-            self._multihash.add(self.codes())
+            self._multihash.add(self._codes_view())
         return self._multihash
 
     def _chunks(self, queries):
@@ -275,17 +369,27 @@ class HammingIndex:
             "bits": self.bits,
             "radius_hashes": self.radius_hashes,
         }
-        return write_npz(path, meta, codes=self.codes(), ids=self.ids)
+        return write_npz(path, meta, codes=self._codes_view(), ids=self.ids)  # no copy of the codes
 
     @classmethod
     def load(cls, path, backend="auto"):
         """Reads an index written by `save` (with its `radius_hashes` setting)."""
-        meta, arrays = read_npz(path, FORMAT, "build one with `tfhash index` or HammingIndex.save")
+        meta, arrays = read_npz(
+            path, FORMAT, "build one with `tfhash index` or HammingIndex.save", skip=("codes",)
+        )
+        codes, flat = _read_codes(path, backend)
+        if codes is not None:
+            arrays["codes"] = codes
         missing = [k for k in ("codes", "ids") if k not in arrays] + ["bits"] * ("bits" not in meta)
         if missing or type(meta.get("bits")) is not int:
             problem = "no " + ", ".join(missing) if missing else "bits is not an int"
             raise ValueError(f"{path}: a damaged index ({problem}); build it again with `tfhash index`")
         index = cls(meta["bits"], backend, meta.get("radius_hashes"))
         index.source = {k: v for k, v in meta.items() if k not in ("format", "bits", "radius_hashes")}
-        index.add(arrays["codes"], arrays["ids"])  # validates widths and ids, sorts by id
+        codes, ids = arrays.pop("codes"), arrays.pop("ids")
+        if flat is not None and flat.d == index.code_size * 8 and _rising(ids):
+            index._check_codes(codes, "codes")  # widths and padding, read in place
+            index._faiss, index.ids = flat, ids.astype(np.int64, copy=False)  # the codes stay where read
+        else:
+            index.add(codes, ids)  # validates widths and ids, sorts by id
         return index

@@ -70,16 +70,23 @@ def codes_parts(codes_path):
         yield meta, bits, packed, ids
 
 
-def build_index(codes_path, out, backend="auto", radius_hashes=None, batch_size=1 << 20):
-    """Builds a `HammingIndex` from a codes file (or shard folder) and saves it to `out`; returns
-    the index."""
+def build_index(codes_path, out, backend="auto", radius_hashes=None, structure="auto"):
+    """Builds a `HammingIndex` from a codes file (or shard folder, one shard at a time) and saves it
+    to `out`; returns the index. `structure` ("auto", "flat", "multihash") and `radius_hashes`:
+    `tfhash.index.choose_structure`, decided once the number of codes is known."""
+    from tfhash.index import STRUCTURES, choose_structure
+
+    if structure not in STRUCTURES:  # before the codes are read
+        raise ValueError(f"structure must be one of {STRUCTURES}; received {structure!r}")
     index = None
     for meta, bits, packed, ids in codes_parts(os.fspath(codes_path)):
         if index is None:
-            index = HammingIndex(bits, backend, radius_hashes)
+            index = HammingIndex(bits, backend)
             index.source = {k: meta.get(k) for k in SOURCE_KEYS if meta.get(k) is not None}
-        for start in range(0, len(ids), batch_size):
-            index.add(packed[start : start + batch_size], ids[start : start + batch_size])
+        index.add(packed, ids)
+    tables = choose_structure(structure, len(index), index.bits, radius_hashes, index.backend)
+    if tables:
+        index.set_tables(tables)
     index.save(out)
     return index
 

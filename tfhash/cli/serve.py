@@ -60,10 +60,13 @@ def index_command(args):
 
     check_output_file(args.out)
 
-    index = build_index(args.codes, args.out, backend=args.backend, radius_hashes=args.radius_hashes)
+    index = build_index(
+        args.codes, args.out, backend=args.backend, radius_hashes=args.radius_hashes, structure=args.structure
+    )
+    tables = f"multi-hash, {index.radius_hashes} tables" if index.radius_hashes else "flat"
     print(
         f"indexed {len(index)} {index.bits}-bit codes "
-        f"({index.backend}, {index.memory_bytes:,} bytes) in {args.out}"
+        f"({index.backend}, {tables}, {index.memory_bytes:,} bytes of codes and ids) in {args.out}"
     )
     return index
 
@@ -174,9 +177,18 @@ def add_parser(sub):
     index.add_argument("--out", required=True, help="index file to write (.npz)")
     index.add_argument("--backend", default="auto", help="faiss, numpy or auto (default: faiss if installed)")
     index.add_argument(
+        "--structure",
+        choices=("auto", "flat", "multihash"),
+        default="auto",
+        help="flat: every search scans the codes; multihash (faiss): hash tables on substrings of the "
+        "codes also answer small radii and near top-k without a scan, exact; auto (default): multihash "
+        "from 10,000,000 codes with faiss, else flat (docs/scale.md)",
+    )
+    index.add_argument(
         "--radius-hashes",
         type=positive_int,
-        help="faiss: exact radius searches below N through N multi-hash tables (fast on long codes)",
+        help="the number N of multi-hash tables (radius searches below N use them; default: about "
+        "bits / log2(codes))",
     )
     search = sub.add_parser("search", help="encode queries and search an index -> CSV/JSON (+ a PNG grid)")
     search.add_argument("model", help="the encoder that made the index's codes")

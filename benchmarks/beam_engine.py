@@ -12,6 +12,7 @@ the model once each). Checks that both engines' outputs are equal, bit for bit. 
 
 import argparse
 import os
+import shutil
 import tempfile
 import time
 
@@ -87,9 +88,9 @@ def main(argv=None):
     print(f"\n| job | local s | beam s ({args.workers} workers) | beam / local | local items/s | equal |")
     print("| --- | --- | --- | --- | --- | --- |")
     for job, count, local, sharded, same in rows:
-        print(
-            f"| {job} | {local:.1f} | {sharded:.1f} | {sharded / local:.2f}x | {count / local:,.0f} | {same} |"
-        )
+        ratio = f"{sharded / local:.2f}x"
+        print(f"| {job} | {local:.1f} | {sharded:.1f} | {ratio} | {count / local:,.0f} | {same} |")
+    shutil.rmtree(folder)
 
 
 if __name__ == "__main__":

@@ -84,3 +84,23 @@ def test_the_circle_finder_finds_a_circle():
     graph = {"a": {"b"}, "b": {"a"}, "c": {"d"}, "d": {"e"}, "e": {"c"}, "f": {"a"}}
     assert sorted(circles(graph)) == [["a", "b"], ["c", "d", "e"]]
     assert circles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_seeds_are_derived_in_one_place():
+    """Every part's seed comes from tfhash.seeds (the rule that keeps figures reproducible): no
+    `seed * N` arithmetic anywhere else in the package."""
+    import re
+
+    from tfhash.seeds import derive_seed, seed_stream
+
+    assert derive_seed(3, 7) == 3007 and derive_seed(3, 2, stride=10) == 32 and derive_seed(None, 7) is None
+    stream = seed_stream(2)
+    assert [next(stream) for _ in range(3)] == [2000, 2001, 2002]
+    assert next(seed_stream(None)) is None
+    pattern = re.compile(r"\bseed\s*\*\s*\d+|\d+\s*\*\s*seed\b")
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        if path.name != "seeds.py":
+            code = [line.split("#")[0] for line in path.read_text().splitlines()]
+            found += [f"{path.name}:{i + 1}" for i, line in enumerate(code) if pattern.search(line)]
+    assert not found, f"seed arithmetic outside tfhash/seeds.py: {found}"

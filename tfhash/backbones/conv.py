@@ -6,11 +6,12 @@ import keras
 
 from tfhash.backbones.mlp import check_seed, check_widths
 from tfhash.checks import check_positive_int
+from tfhash.seeds import derive_seed
 
 
 def he_normal(seed, index):
-    """He (MSRA) normal initializer seeded with seed * 1000 + index (unseeded if seed is None)."""
-    return keras.initializers.HeNormal(seed=None if seed is None else seed * 1000 + index)
+    """He (MSRA) normal initializer seeded by `derive_seed(seed, index)` (unseeded if seed is None)."""
+    return keras.initializers.HeNormal(seed=derive_seed(seed, index))
 
 
 @keras.saving.register_keras_serializable(package="tfhash")
@@ -29,7 +30,7 @@ class ConvEncoder(keras.layers.Layer):
         strides: stride of every convolution (2).
         batch_norm: whether each convolution is followed by batch normalisation (True).
         activation: activation of every block ("relu").
-        seed: int or None; convolution i is initialised with seed * 1000 + i.
+        seed: int or None; convolution i is initialised with `derive_seed(seed, i)`.
 
     Call arguments:
         images: float tensor (batch, H, W, C) with values in [0, 1].
@@ -149,8 +150,8 @@ class ConvDecoder(keras.layers.Layer):
             batch normalisation (True).
         activation: activation of the hidden blocks ("relu").
         output_activation: activation of the last layer ("sigmoid": pixels in [0, 1]).
-        seed: int or None; the Dense layer is initialised with seed * 1000 and transposed
-            convolution i with seed * 1000 + i + 1 (He normal).
+        seed: int or None; the Dense layer is initialised with `derive_seed(seed, 0)` and transposed
+            convolution i with `derive_seed(seed, i + 1)` (He normal).
 
     Call arguments:
         inputs: float tensor (batch, K).

@@ -2,6 +2,8 @@
 
 import keras
 
+from tfhash.seeds import derive_seed
+
 
 def check_widths(name, values):
     """Returns `values` as a tuple of positive ints, else raises a ValueError naming `name`."""
@@ -28,14 +30,14 @@ def check_seed(seed):
 
 
 def seeded_initializer(identifier, seed, index):
-    """A fresh copy of the initializer `identifier`, seeded with seed * 1000 + index.
+    """A fresh copy of the initializer `identifier`, seeded by `tfhash.seeds.derive_seed(seed, index)`.
 
     Initializers without a `seed` (zeros, constants) and `seed=None` are returned unseeded,
     so two layers built with the same seed get identical weights.
     """
     config = keras.initializers.serialize(keras.initializers.get(identifier))
     if seed is not None and isinstance(config, dict) and "seed" in config.get("config", {}):
-        config["config"]["seed"] = int(seed) * 1000 + index
+        config["config"]["seed"] = derive_seed(seed, index)
     return keras.initializers.deserialize(config)
 
 
@@ -50,7 +52,7 @@ class MLP(keras.layers.Layer):
         units: tuple of the hidden widths; the output width is `units[-1]`.
         activation: activation after every Dense layer ("relu").
         kernel_initializer: initializer of the Dense kernels ("glorot_uniform").
-        seed: int or None. Layer i's kernel initializer is seeded with seed * 1000 + i,
+        seed: int or None. Layer i's kernel initializer is seeded by `derive_seed(seed, i)`,
             so two MLPs with the same seed start from identical weights.
 
     Call arguments:

@@ -7,7 +7,8 @@ from keras import ops
 
 from tfhash.checks import check_features, check_positive_int
 from tfhash.configs.common import takes_images
-from tfhash.optimizers import FusedAdam
+from tfhash.defaults import COMPILE_LEARNING_RATE
+from tfhash.optimizers import FusedAdam, check_learning_rate
 
 
 class HashingModel(keras.Model):
@@ -136,16 +137,18 @@ class HashingModel(keras.Model):
     def metrics(self):
         return list(self.trackers.values())
 
-    def compile(self, optimizers=None, learning_rate=1e-4, **kwargs):
+    def compile(self, optimizers=None, learning_rate=COMPILE_LEARNING_RATE, **kwargs):
         """Sets one optimiser per role (default: Adam(learning_rate) each).
 
         Args:
             optimizers: dict role -> optimizer, e.g. {"actor": ..., "critic": ...}
                 (`tfhash.optimizers.build_role_optimizers` makes them from a config).
-            learning_rate: learning rate of the default Adam optimisers.
+            learning_rate: learning rate of the default Adam optimisers
+                (`tfhash.defaults.COMPILE_LEARNING_RATE`; `tfhash train` passes the method's own).
             **kwargs: passed to `keras.Model.compile` (e.g. `jit_compile`).
         """
         optimizers = dict(optimizers or {})
+        check_learning_rate(learning_rate)
         unknown = set(optimizers) - set(self.roles)
         if unknown:
             raise ValueError(

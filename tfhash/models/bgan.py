@@ -18,6 +18,7 @@ from tfhash.losses import (
     neighbour_structure_loss,
 )
 from tfhash.models.base import HashingModel, check_positive_int
+from tfhash.seeds import NETWORK_STRIDE, derive_seed
 
 BINARIZATIONS = ("continuation", "app", "two-step")
 REDUCTIONS = ("sum", "mean")
@@ -261,7 +262,7 @@ class BGAN(HashingModel):
                 self.discriminator_filters,
                 batch_norm=False,
                 activation="elu",
-                seed=None if seed is None else seed * 10 + 2,
+                seed=derive_seed(seed, 2, stride=NETWORK_STRIDE),
                 name="discriminator_features",
             )
             self.discriminator_features.build((None, *self.image_shape))
@@ -289,7 +290,7 @@ class BGAN(HashingModel):
         height, width, channels = self.image_shape
         start = (math.ceil(height / 4), math.ceil(width / 4))
         first, second, third = self.generator_filters
-        offset = None if seed is None else seed * 10 + 1
+        offset = derive_seed(seed, 1, stride=NETWORK_STRIDE)
         layers = [
             keras.layers.Dense(
                 start[0] * start[1] * first, kernel_initializer=he_normal(offset, 0), name="generator_dense"

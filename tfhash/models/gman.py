@@ -19,6 +19,7 @@ from tfhash.losses import (
     variance_loss,
 )
 from tfhash.models.base import HashingModel, check_positive_int
+from tfhash.seeds import NETWORK_STRIDE, derive_seed
 
 VARIANTS = ("gman", "no-aegan", "no-bgan")
 SCHEDULES = ("alternate", "every_step")
@@ -178,7 +179,10 @@ class GMAN(HashingModel):
             self.decoder_filters = tuple(decoder_filters or tuple(reversed(filters)))
             self.decoder_units = None
             self.decoder = ConvDecoder(
-                self.image_shape, filters=self.decoder_filters, seed=_offset(seed, 1), name="decoder"
+                self.image_shape,
+                filters=self.decoder_filters,
+                seed=derive_seed(seed, 1, NETWORK_STRIDE),
+                name="decoder",
             )
             self.decoder.build((None, bits))
         else:
@@ -186,7 +190,7 @@ class GMAN(HashingModel):
             self.decoder_units = tuple(decoder_units or tuple(reversed(self.encoder.units)))
             self.decoder = keras.Sequential(
                 [
-                    MLP(self.decoder_units, seed=_offset(seed, 1), name="decoder_hidden"),
+                    MLP(self.decoder_units, seed=derive_seed(seed, 1, NETWORK_STRIDE), name="decoder_hidden"),
                     keras.layers.Dense(
                         input_dim,
                         kernel_initializer=seeded_initializer("glorot_uniform", seed, 501),
@@ -204,14 +208,19 @@ class GMAN(HashingModel):
                     self.discriminator_filters,
                     batch_norm=False,
                     activation="leaky_relu",
-                    seed=_offset(seed, 2),
+                    seed=derive_seed(seed, 2, NETWORK_STRIDE),
                     name="d_ae_images",
                 )
                 self.pair_image_encoder.build((None, *self.image_shape))
                 pair_dim = self.pair_image_encoder.output_dim
             self.pair_discriminator = keras.Sequential(
                 [
-                    MLP(self.discriminator_units, "leaky_relu", seed=_offset(seed, 3), name="d_ae_hidden"),
+                    MLP(
+                        self.discriminator_units,
+                        "leaky_relu",
+                        seed=derive_seed(seed, 3, NETWORK_STRIDE),
+                        name="d_ae_hidden",
+                    ),
                     keras.layers.Dense(1, name="d_ae_logit"),
                 ],
                 name="d_ae",
@@ -224,7 +233,7 @@ class GMAN(HashingModel):
                         self.code_discriminator_units,
                         "selu",
                         kernel_initializer="lecun_normal",
-                        seed=_offset(seed, 4),
+                        seed=derive_seed(seed, 4, NETWORK_STRIDE),
                         name="d_b_hidden",
                     ),
                     keras.layers.Dense(1, name="d_b_logit"),
@@ -448,8 +457,3 @@ class SGMAN(GMAN):
             "classifier_hidden": self.classifier_hidden,
             "lambda4_ramp_steps": self.lambda4_ramp_steps,
         }
-
-
-def _offset(seed, index):
-    """A distinct seed for the index-th sub-network (None stays None)."""
-    return None if seed is None else seed * 10 + index

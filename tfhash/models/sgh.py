@@ -15,6 +15,7 @@ from tfhash.losses import (
     redundancy_combination,
 )
 from tfhash.models.base import HashingModel
+from tfhash.seeds import seed_stream
 
 VARIANTS = ("sgh", "deep-sgh", "rsgh")
 
@@ -119,10 +120,10 @@ class SGH(HashingModel):
         self.delta, self.eta, self.ridge = float(delta), float(eta), float(ridge)
         self.weight_decay = float(weight_decay)
         self.threshold = threshold
-        seeds = iter(range(1000 if seed is None else seed * 1000, 10**9))
+        seeds = seed_stream(seed)
 
         def dense(units, activation=None, use_bias=True, name=None):
-            init = keras.initializers.GlorotUniform(seed=None if seed is None else next(seeds))
+            init = keras.initializers.GlorotUniform(seed=next(seeds))
             return keras.layers.Dense(units, activation, use_bias, kernel_initializer=init, name=name)
 
         # === Layers ===

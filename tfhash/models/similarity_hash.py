@@ -10,6 +10,7 @@ from tfhash.layers import BiHalf as BiHalfLayer
 from tfhash.layers import GreedySign
 from tfhash.losses import cubic_penalty, similarity_preserving_loss
 from tfhash.models.base import HashingModel
+from tfhash.seeds import NETWORK_STRIDE, derive_seed
 
 
 class SimilarityHash(HashingModel):
@@ -156,7 +157,7 @@ class BiHalf(SimilarityHash):
         if objective == "autoencoder":
             self.decoder = keras.Sequential(
                 [
-                    MLP(self.decoder_units, seed=None if self.seed is None else self.seed * 10 + 1),
+                    MLP(self.decoder_units, seed=derive_seed(self.seed, 1, stride=NETWORK_STRIDE)),
                     keras.layers.Dense(
                         input_dim,
                         kernel_initializer=seeded_initializer("glorot_uniform", self.seed, 501),

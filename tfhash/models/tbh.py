@@ -10,6 +10,7 @@ from tfhash.defaults import BITS
 from tfhash.layers import GraphConvolution, StochasticBinary, hamming_adjacency
 from tfhash.losses import tbh_loss_terms
 from tfhash.models.base import HashingModel, check_positive_int
+from tfhash.seeds import derive_seed, seed_stream
 
 
 @keras.saving.register_keras_serializable(package="tfhash")
@@ -91,10 +92,10 @@ class TBH(HashingModel):
         self.threshold = threshold
         self.adjacency_power = float(adjacency_power)
         init = keras.initializers.GlorotUniform
-        seeds = iter(range(1000 if seed is None else seed * 1000, 10**9))
+        seeds = seed_stream(seed)
 
         def dense(units, activation=None, name=None):
-            kernel_init = init(seed=None if seed is None else next(seeds))
+            kernel_init = init(seed=next(seeds))
             return keras.layers.Dense(units, activation, kernel_initializer=kernel_init, name=name)
 
         # === Layers ===
@@ -114,7 +115,7 @@ class TBH(HashingModel):
         self.graph_convolution = GraphConvolution(
             continuous_dim,
             "sigmoid",
-            seed=None if seed is None else seed * 1000 + 999,
+            seed=derive_seed(seed, 999),
             name="graph_convolution",
         )
         self.decoder_hidden = dense(hidden_dim, "relu", "decoder_hidden")

@@ -14,6 +14,7 @@ from tfhash.losses import (
     reconstruction_loss,
 )
 from tfhash.models.tbh import TBH
+from tfhash.seeds import derive_seed
 
 POSTERIORS = ("bernoulli", "gaussian")
 
@@ -133,7 +134,7 @@ class TBHVAE(TBH):
         seed = self.seed
 
         def dense(units, offset, name):
-            init = keras.initializers.GlorotUniform(seed=None if seed is None else seed * 1000 + offset)
+            init = keras.initializers.GlorotUniform(seed=derive_seed(seed, offset))
             layer = keras.layers.Dense(units, kernel_initializer=init, name=name)
             layer.build((None, self.encoder_dim))
             return layer

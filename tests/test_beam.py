@@ -207,3 +207,36 @@ def test_features_are_bit_identical_and_train_from_the_folder(tmp_path, capsys):
     assert info["kind"] == "data (Keras layout), in 3 shards" and info["x_train"] == [70, 576]
     with pytest.raises(SystemExit, match="needs fixed weights"):
         cli.main(["features", *flags[:3], "--weights", "none", *BEAM, "--out", str(tmp_path / "r")])
+
+
+@needs_beam
+@pytest.mark.large
+def test_a_failed_worker_is_one_line_and_a_re_run_completes_the_folder(tmp_path):
+    import functools
+
+    from tfhash import beam
+    from tfhash.testing import DoublingEncoder, rows_shard
+
+    rows = np.arange(96, dtype=np.float32)[:, None] * np.ones((1, 3), np.float32)  # row i holds i
+
+    def job(loader):
+        return beam.run_job(
+            tmp_path / "out", {"format": "test"}, len(rows), 3, 16,
+            lambda a, b: rows[a:b], lambda a, b: {"ids": np.arange(a, b)},
+            loader, rows_shard, 2, (),
+        )  # fmt: skip
+
+    with pytest.raises(RuntimeError) as failed:
+        job(functools.partial(DoublingEncoder, fail_at=32))  # the second shard's first batch
+    message = str(failed.value)
+    assert "\n" not in message
+    assert "the Beam pipeline failed: ValueError: planted failure at row 32" in message
+    log = message.split("the workers' log: ")[1].split(";")[0]
+    assert os.path.isfile(log)  # kept for the failure, named in the message
+    os.remove(log)
+    assert "part-00001-of-00003.npz" not in os.listdir(tmp_path / "out")
+    computed, count, items, _ = job(DoublingEncoder)
+    assert count == 3 and 1 <= computed <= 3 and items >= 32
+    meta, arrays = shards.read_shards(tmp_path / "out", "test")
+    np.testing.assert_array_equal(arrays["out"], rows * 2)
+    np.testing.assert_array_equal(arrays["ids"], np.arange(96))

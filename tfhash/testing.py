@@ -142,3 +142,24 @@ def claiming_npz(path, shapes):
             )
             archive.writestr(f"{name}.npy", member.getvalue() + b"\0" * 64)
     return path
+
+
+class DoublingEncoder:
+    """An encoder for pipeline tests (`tfhash.beam`): rows * 2, except that a batch whose first
+    row equals `fail_at` (ones in column 0 mark row numbers) raises a ValueError, as a broken
+    worker would."""
+
+    def __init__(self, fail_at=None):
+        self.fail_at = fail_at
+
+    def encode(self, rows):
+        import numpy as np
+
+        if self.fail_at is not None and len(rows) and rows[0, 0] == self.fail_at:
+            raise ValueError(f"planted failure at row {self.fail_at}")
+        return np.asarray(rows) * 2
+
+
+def rows_shard(start, stop, out, ids):
+    """The arrays of one shard of a `DoublingEncoder` job: its outputs and ids."""
+    return {"out": out, "ids": ids}

@@ -65,41 +65,59 @@ def _rising(ids):
     return ids.ndim == 1 and np.issubdtype(ids.dtype, np.integer) and bool(np.all(ids[1:] > ids[:-1]))
 
 
-def _read_codes(path, backend):
-    """(codes, flat) of a saved index: for faiss, the codes read from the archive straight into a
-    new `IndexBinaryFlat`'s buffer (no second copy of 100M codes) and a view of them; for NumPy
-    (or codes of another dtype or shape, which `add` then refuses), the array and None."""
+def _read_in_place(path, backend):
+    """(codes, ids, flat) of a saved index, each array read once from the archive into its final
+    memory (no second copy of 100M codes or ids): the codes into a new faiss `IndexBinaryFlat`'s
+    buffer (`flat`; a view of it is returned) when faiss is used, else into an array (flat None).
+    An array that is missing is None; one of an unexpected layout is read as `np.load` reads it
+    (and refused by the checks after)."""
     import zipfile
 
+    use_faiss = backend == "faiss" or (backend == "auto" and faiss_available())
+    out, flat = {}, None
     with zipfile.ZipFile(path) as archive:
-        if "codes.npy" not in archive.namelist():
-            return None, None
-        with archive.open("codes.npy") as member:
-            version = np.lib.format.read_magic(member)
-            npy = np.lib.format
-            read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
-            shape, fortran, dtype = read_header(member, max_header_size=10000)
-            use_faiss = backend == "faiss" or (backend == "auto" and faiss_available())
-            plain = len(shape) == 2 and dtype == np.uint8 and not fortran
-            if not (use_faiss and plain):
-                member.close()
-                with np.load(path, allow_pickle=False) as f:
-                    return f["codes"], None
-            import faiss
+        names = set(archive.namelist())
+        for key in ("codes", "ids"):
+            if f"{key}.npy" not in names:
+                out[key] = None
+                continue
+            with archive.open(f"{key}.npy") as member:
+                version = np.lib.format.read_magic(member)
+                npy = np.lib.format
+                read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+                shape, fortran, dtype = read_header(member, max_header_size=10000)
+                if fortran or dtype.hasobject or len(shape) != (2 if key == "codes" else 1):
+                    out[key] = None  # read below as np.load reads it
+                    continue
+                if key == "codes" and use_faiss and dtype == np.uint8:
+                    import faiss
 
-            rows, width = shape
-            flat = faiss.IndexBinaryFlat(width * 8)
-            flat.xb.resize(rows * width)
-            view = faiss.rev_swig_ptr(flat.xb.data(), rows * width) if rows else np.zeros(0, np.uint8)
-            filled = 0
-            buffer = memoryview(view)
-            while filled < rows * width:
-                got = member.readinto(buffer[filled:])
-                if not got:
-                    raise ValueError(f"{path}: the codes array is truncated; build the index again")
-                filled += got
-            flat.ntotal = rows
-    return view.reshape(rows, width), flat
+                    flat = faiss.IndexBinaryFlat(shape[1] * 8)
+                    flat.xb.resize(shape[0] * shape[1])
+                    size = shape[0] * shape[1]
+                    array = faiss.rev_swig_ptr(flat.xb.data(), size) if size else np.zeros(0, np.uint8)
+                    array = array.reshape(shape)
+                else:
+                    array = np.empty(shape, dtype)
+                _fill(member, array, path)
+                if flat is not None and key == "codes":
+                    flat.ntotal = shape[0]
+                out[key] = array
+    if any(v is None for k, v in out.items() if f"{k}.npy" in names):
+        with np.load(path, allow_pickle=False) as f:
+            out = {k: f[k] if v is None and k in f.files else v for k, v in out.items()}
+    return out["codes"], out["ids"], flat
+
+
+def _fill(member, array, path):
+    """Reads an array's bytes from an open archive member into `array`."""
+    buffer = memoryview(array.reshape(-1).view(np.uint8)) if array.size else memoryview(b"")
+    filled = 0
+    while filled < len(buffer):
+        got = member.readinto(buffer[filled:])
+        if not got:
+            raise ValueError(f"{path}: an array is truncated; build the index again")
+        filled += got
 
 
 class HammingIndex:
@@ -375,11 +393,10 @@ class HammingIndex:
     def load(cls, path, backend="auto"):
         """Reads an index written by `save` (with its `radius_hashes` setting)."""
         meta, arrays = read_npz(
-            path, FORMAT, "build one with `tfhash index` or HammingIndex.save", skip=("codes",)
+            path, FORMAT, "build one with `tfhash index` or HammingIndex.save", skip=("codes", "ids")
         )
-        codes, flat = _read_codes(path, backend)
-        if codes is not None:
-            arrays["codes"] = codes
+        codes, ids, flat = _read_in_place(path, backend)
+        arrays.update({k: v for k, v in (("codes", codes), ("ids", ids)) if v is not None})
         missing = [k for k in ("codes", "ids") if k not in arrays] + ["bits"] * ("bits" not in meta)
         if missing or type(meta.get("bits")) is not int:
             problem = "no " + ", ".join(missing) if missing else "bits is not an int"

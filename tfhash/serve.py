@@ -64,8 +64,7 @@ def codes_parts(codes_path):
     if os.path.isdir(codes_path):
         pieces = iter_shards(codes_path, CODES_FORMAT)
     else:
-        hint = "write one with `tfhash encode`"
-        pieces = [read_npz(codes_path, CODES_FORMAT, hint, skip=("labels",))]  # an index keeps no labels
+        pieces = [read_npz(codes_path, CODES_FORMAT, "write one with `tfhash encode`")]
     for meta, arrays in pieces:
         bits, packed, ids, _ = check_codes_file(codes_path, meta, arrays)
         yield meta, bits, packed, ids

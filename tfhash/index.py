@@ -113,8 +113,8 @@ def _fill(member, array, path):
     """Reads an array's bytes from an open archive member into `array`."""
     buffer = memoryview(array.reshape(-1).view(np.uint8)) if array.size else memoryview(b"")
     filled = 0
-    while filled < len(buffer):
-        got = member.readinto(buffer[filled:])
+    while filled < len(buffer):  # in pieces: a zip member's readinto reads through a bytes object
+        got = member.readinto(buffer[filled : filled + (16 << 20)])
         if not got:
             raise ValueError(f"{path}: an array is truncated; build the index again")
         filled += got

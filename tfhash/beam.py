@@ -194,17 +194,14 @@ def features_job(
 ):
     """`tfhash features --engine beam`: the features of every item of an image source, written as
     a shard folder of feature npz files (each holds its rows' part of x_train / x_test)."""
-    from tfhash.features import FEATURE_BACKBONES, FORMAT, FeatureExtractor, labels_out, pool_in_source_order
+    from tfhash.features import FORMAT, FeatureExtractor, job_rows, labels_out
 
-    if backbone not in FEATURE_BACKBONES:
-        raise ValueError(f"backbone must be one of {FEATURE_BACKBONES}; received {backbone!r}")
     if weights is None:
         raise ValueError(
             "--engine beam needs fixed weights (imagenet or a weights file): with --weights none each "
             "worker would draw its own random network"
         )
-    data.require_images("tfhash features", "Its input must be images, not features already.")
-    images, labels, ids = pool_in_source_order(data)
+    images, labels, ids = job_rows(data, backbone)
     labels = labels_out(labels)  # one label layout for every shard, decided on the whole
     loader = functools.partial(
         FeatureExtractor, backbone, images.shape[1:], images.dtype, data.query.pixel_max,
@@ -220,17 +217,13 @@ def features_job(
 
 def encode_job(model_path, data, folder, split, workers, shard_count, batch_size, pipeline_args=()):
     """`tfhash encode --engine beam`: one split's codes, written as a shard folder of codes files."""
-    from tfhash.encoder import CODES_FORMAT, load_encoder
+    from tfhash.encoder import CODES_FORMAT, check_split_width, load_encoder
     from tfhash.serve import codes_source
 
     encoder = load_encoder(model_path)  # here too: a wrong path or width fails before any worker starts
     source = codes_source(encoder, data, split)
     part = getattr(data, split)
-    if part.feature_dim != encoder.input_dim:
-        raise ValueError(
-            f"the encoder expects {encoder.input_dim} features per item; this data gives "
-            f"{part.feature_dim}. Use the data (and --image-size) it was trained on."
-        )
+    check_split_width(encoder, part)
     job = {**source, "format": CODES_FORMAT, "bits": int(encoder.bits)}
 
     def extras(a, b):

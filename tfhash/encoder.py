@@ -65,6 +65,15 @@ def encode_batch(encoder, rows):
     return encoder.encode(rows)
 
 
+def check_split_width(encoder, split):
+    """A ValueError when a split's items are not as wide as the encoder's input."""
+    if split.feature_dim != encoder.input_dim:
+        raise ValueError(
+            f"the encoder expects {encoder.input_dim} features per item; this data gives "
+            f"{split.feature_dim}. Use the data (and --image-size) it was trained on."
+        )
+
+
 def encode_features(encoder, features, batch_size=8192, progress=True):
     """Encodes features in batches, with a progress bar for large inputs; {0, 1} uint8 (n, bits).
 
@@ -79,11 +88,7 @@ def encode_features(encoder, features, batch_size=8192, progress=True):
         split = features
         if hasattr(encoder, "encode_split"):
             return encoder.encode_split(split)
-        if split.feature_dim != encoder.input_dim:
-            raise ValueError(
-                f"the encoder expects {encoder.input_dim} features per item; this data gives "
-                f"{split.feature_dim}. Use the data (and --image-size) it was trained on."
-            )
+        check_split_width(encoder, split)
         count, chunk = len(split), lambda rows: split.subset(rows).features
     else:
         features = check_features(features, encoder.input_dim, "encoder")

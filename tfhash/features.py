@@ -48,6 +48,15 @@ def pool_in_source_order(data):
     return images, labels, ids[order]
 
 
+def job_rows(data, backbone):
+    """(images, labels, ids) of a features job in pool order, after its checks: a known backbone,
+    an image source."""
+    if backbone not in FEATURE_BACKBONES:
+        raise ValueError(f"backbone must be one of {FEATURE_BACKBONES}; received {backbone!r}")
+    data.require_images("tfhash features", "Its input must be images, not features already.")
+    return pool_in_source_order(data)
+
+
 def labels_out(labels):
     """Class ids (n,) for single-label rows, the rows themselves for multi-hot ones."""
     return labels.argmax(1).astype(np.int64) if np.all(labels.sum(1) == 1) else labels
@@ -187,10 +196,7 @@ def extract(
 
     from tfhash.encoder import encode_batch
 
-    if backbone not in FEATURE_BACKBONES:
-        raise ValueError(f"backbone must be one of {FEATURE_BACKBONES}; received {backbone!r}")
-    data.require_images("tfhash features", "Its input must be images, not features already.")
-    images, labels, ids = pool_in_source_order(data)
+    images, labels, ids = job_rows(data, backbone)
     network = FeatureExtractor(
         backbone, images.shape[1:], images.dtype, data.query.pixel_max, weights, input_size
     )

@@ -45,12 +45,17 @@ def choose_structure(structure, items, bits, radius_hashes=None, backend="auto")
         if radius_hashes:
             raise ValueError("radius_hashes sets multi-hash tables; a flat index has none (structure='flat')")
         return None
-    has_faiss = backend == "faiss" or (backend == "auto" and faiss_available())
+    has_faiss = resolve_backend(backend) == "faiss"
     if structure == "multihash" and not has_faiss:
         raise ValueError("the multi-hash structure needs faiss: pip install faiss-cpu (or --structure flat)")
     if structure == "auto" and not radius_hashes and not (has_faiss and items >= MULTIHASH_FROM_ITEMS):
         return None
     return radius_hashes or multihash_tables(items, bits)
+
+
+def resolve_backend(backend):
+    """The backend "auto" means here: faiss when it is installed, else NumPy."""
+    return ("faiss" if faiss_available() else "numpy") if backend == "auto" else backend
 
 
 def faiss_available():
@@ -73,7 +78,7 @@ def _read_in_place(path, backend):
     (and refused by the checks after)."""
     import zipfile
 
-    use_faiss = backend == "faiss" or (backend == "auto" and faiss_available())
+    use_faiss = resolve_backend(backend) == "faiss"
     out, flat = {}, None
     with zipfile.ZipFile(path) as archive:
         names = set(archive.namelist())
@@ -160,7 +165,7 @@ class HammingIndex:
             raise ValueError(
                 "backend='faiss' needs faiss-cpu: pip install faiss-cpu (or use backend='numpy')"
             )
-        self.backend = ("faiss" if faiss_available() else "numpy") if backend == "auto" else backend
+        self.backend = resolve_backend(backend)
         self.ids = np.zeros(0, np.int64)
         self._codes = np.zeros((0, self.code_size), np.uint8)  # numpy backend storage
         self._faiss = self._new_faiss_index() if self.backend == "faiss" else None

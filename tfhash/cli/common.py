@@ -304,8 +304,12 @@ def add_engine_arguments(parser, what):
 
 
 def load_beam(args):
-    """`tfhash.beam` for --engine beam, or a one-line error naming the extra to install."""
+    """`tfhash.beam` for --engine beam, after checking that --out can be a folder of shards; or a
+    one-line error naming the extra to install."""
     import logging
+
+    if os.path.isfile(args.out):
+        raise ValueError(f"{args.out} is a file; --engine beam writes a folder of shards: give a folder path")
 
     root = logging.getLogger()
     level = root.level

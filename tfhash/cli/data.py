@@ -48,14 +48,7 @@ def features_command(args):
             partial=partial,
             save_every=args.save_every,
         )
-    meta = {
-        "source": data.name,
-        "backbone": args.backbone,
-        "weights": args.weights,
-        "input_size": args.input_size,
-        "precision": policy or "float32",
-        "images_per_second": round(rate, 1),
-    }
+    meta = {**features_meta(args, data, policy), "images_per_second": round(rate, 1)}
     if args.format == "tfrecord":
         features.write_feature_tfrecords(data, values, args.out)
     else:
@@ -68,28 +61,29 @@ def features_command(args):
     return meta
 
 
-def features_beam(args):
-    """`tfhash features --engine beam`: the features as a shard folder (`tfhash.beam`)."""
-    import os
-
-    from tfhash.precision import mixed_precision_policy
-
-    if args.format != "npz":
-        raise ValueError("--engine beam writes npz shards; --format tfrecord is written by --engine local")
-    if os.path.isfile(args.out):
-        raise ValueError(f"{args.out} is a file; --engine beam writes a folder of shards: give a folder path")
-    beam = load_beam(args)
-    if args.queries_per_class is None:
-        args.queries_per_class = 1  # the shards are in pool order: no split decides anything in them
-    data = load_data_from_args(args)
-    policy = mixed_precision_policy() if args.mixed_precision else None
-    meta = {
+def features_meta(args, data, policy):
+    """What a features file records of the job that made it (both engines)."""
+    return {
         "source": data.name,
         "backbone": args.backbone,
         "weights": args.weights,
         "input_size": args.input_size,
         "precision": policy or "float32",
     }
+
+
+def features_beam(args):
+    """`tfhash features --engine beam`: the features as a shard folder (`tfhash.beam`)."""
+    from tfhash.precision import mixed_precision_policy
+
+    if args.format != "npz":
+        raise ValueError("--engine beam writes npz shards; --format tfrecord is written by --engine local")
+    beam = load_beam(args)
+    if args.queries_per_class is None:
+        args.queries_per_class = 1  # the shards are in pool order: no split decides anything in them
+    data = load_data_from_args(args)
+    policy = mixed_precision_policy() if args.mixed_precision else None
+    meta = features_meta(args, data, policy)
     weights = None if args.weights == "none" else args.weights
     computed, count, items, seconds = beam.features_job(
         data, args.out, args.backbone, weights, args.input_size, args.batch_size, policy, meta,

@@ -16,18 +16,10 @@ from tfhash.files import check_output_file, open_npy
 
 
 def encode_command(args):
-    import os
-
     from tfhash.serve import encode_source
 
-    beam = None
-    if args.engine == "beam":
-        if os.path.isfile(args.out):
-            raise ValueError(
-                f"{args.out} is a file; --engine beam writes a folder of shards: give a folder path"
-            )
-        beam = load_beam(args)
-    else:
+    beam = load_beam(args) if args.engine == "beam" else None
+    if beam is None:
         check_output_file(args.out)  # before minutes of encoding, not after
     run = run_split(args.model)
     if args.data is None:  # the data the run was trained on, never a silent default

@@ -240,3 +240,53 @@ def test_a_failed_worker_is_one_line_and_a_re_run_completes_the_folder(tmp_path)
     meta, arrays = shards.read_shards(tmp_path / "out", "test")
     np.testing.assert_array_equal(arrays["out"], rows * 2)
     np.testing.assert_array_equal(arrays["ids"], np.arange(96))
+
+
+@needs_beam
+@pytest.mark.large
+def test_workers_decode_an_image_folder_themselves(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from tfhash.backbones import ApplicationBackbone
+    from tfhash.data import images as image_files
+
+    rng = np.random.default_rng(1)
+    root = tmp_path / "images"
+    for split, count in (("train", 9), ("test", 4)):
+        for c in range(3):
+            (root / split / f"c{c}").mkdir(parents=True)
+            for i in range(count):
+                size = (20, 18) if (split, c, i) == ("train", 1, 2) else (16, 16)  # one file is resized
+                pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+                image = Image.fromarray(pixels[..., 0] if i == 3 else pixels)  # grey files among colour
+                image.save(root / split / f"c{c}" / f"{i}.png")
+    weights = str(tmp_path / "mobilenet.weights.h5")
+    ApplicationBackbone("mobilenetv3small", (16, 16, 3), input_size=32).feature_model.save_weights(weights)
+    flags = [str(root), "--backbone", "mobilenetv3small", "--weights", weights, "--input-size", "32"]
+    flags += ["--batch-size", "8", "--quiet"]
+    cli.run(["features", *flags, "--out", str(tmp_path / "local.npz")])
+
+    def no_decoding(*args):
+        raise AssertionError("the launching process decoded an image")
+
+    monkeypatch.setattr(image_files, "_decode", no_decoding)  # the workers are other processes
+    cli.run(["features", *flags, *BEAM, "--out", str(tmp_path / "beam")])
+    meta, merged = shards.read_shards(tmp_path / "beam", "tfhash-features-1")
+    with np.load(tmp_path / "local.npz") as f:
+        assert f["x_train"].shape == (27, 576) and f["x_test"].shape == (12, 576)
+        for key in ("x_train", "x_test", "y_train", "y_test", "ids_train", "ids_test"):
+            np.testing.assert_array_equal(merged[key], f[key])
+        local_meta = json.loads(str(f["meta"]))
+    assert {k: meta[k] for k in ("source", "backbone", "weights")} == {
+        k: local_meta[k] for k in ("source", "backbone", "weights")
+    }
+    # a file whose header reads but whose pixels do not: the worker's error, in one line
+    monkeypatch.undo()
+    broken = root / "test" / "c2" / "0.png"
+    broken.write_bytes(broken.read_bytes()[:-300])
+    with pytest.raises(SystemExit) as failed:
+        cli.main(["features", *flags, *BEAM, "--out", str(tmp_path / "broken")])
+    message = str(failed.value)
+    assert "\n" not in message and "test/c2/0.png cannot be decoded" in message
+    assert "Replace or delete it" in message
+    os.remove(message.split("the workers' log: ")[1].split(";")[0])

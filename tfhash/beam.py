@@ -17,9 +17,12 @@ Locally the pipeline runs on Beam's in-process runner with `workers`
 processes (`--runner=FnApiRunner --direct_num_workers=N
 --direct_running_mode=multi_processing`); any other pipeline options (a
 `--runner` of a cluster: Dataflow, Flink, Spark) are passed through as given.
-The launching process reads the input (any source `load_data` reads) and
-hands the batches to the pipeline: the workers scale the computation, not
-the reading.
+For an image folder `tfhash features` hands the workers file names
+(`tfhash.features.folder_rows`: the launching process reads only the files'
+headers) and each worker decodes its own batches, so neither the reading nor
+the memory of the images grows in one process. Other sources (npz, TFRecord
+and shard folders, whose rows are arrays already) are read by the launching
+process, which hands the batches to the pipeline.
 """
 
 import contextlib
@@ -37,13 +40,15 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInf
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from tfhash import shards
+from tfhash.data.images import ImageFiles
 from tfhash.encoder import codes_arrays, encode_batch
 
 
 class BatchHandler(ModelHandler):
     """Runs batches of rows through a model built once per worker by `loader()` (a picklable
     callable returning anything with `encode(rows)`). An element is a dict whose "rows" are
-    one batch; the prediction is `encode_batch(model, rows)`."""
+    one batch: an array, or `ImageFiles` that the worker decodes first; the prediction is
+    `encode_batch(model, rows)`."""
 
     def __init__(self, loader):
         super().__init__()
@@ -53,13 +58,17 @@ class BatchHandler(ModelHandler):
         return self._loader()
 
     def run_inference(self, batch, model, inference_args=None):
-        return [PredictionResult(element, encode_batch(model, element["rows"])) for element in batch]
+        return [PredictionResult(element, encode_batch(model, _pixels(element["rows"]))) for element in batch]
 
     def batch_elements_kwargs(self):
         return {"min_batch_size": 1, "max_batch_size": 1}  # an element is already a batch
 
     def get_metrics_namespace(self):
         return "tfhash"
+
+
+def _pixels(rows):
+    return rows.decode() if isinstance(rows, ImageFiles) else rows
 
 
 def pipeline_options(workers, pipeline_args=()):
@@ -180,7 +189,7 @@ def _codes_shard(start, stop, out, ids, labels=None):
 
 
 def features_job(
-    data,
+    rows,
     folder,
     backbone,
     weights,
@@ -192,22 +201,22 @@ def features_job(
     shard_count,
     pipeline_args=(),
 ):
-    """`tfhash features --engine beam`: the features of every item of an image source, written as
-    a shard folder of feature npz files (each holds its rows' part of x_train / x_test)."""
-    from tfhash.features import FORMAT, FeatureExtractor, job_rows, labels_out
+    """`tfhash features --engine beam`: the features of the `rows` of an image source
+    (`tfhash.features.JobRows`), written as a shard folder of feature npz files (each holds its
+    rows' part of x_train / x_test)."""
+    from tfhash.features import FORMAT, FeatureExtractor
 
     if weights is None:
         raise ValueError(
             "--engine beam needs fixed weights (imagenet or a weights file): with --weights none each "
             "worker would draw its own random network"
         )
-    images, labels, ids = job_rows(data, backbone)
-    labels = labels_out(labels)  # one label layout for every shard, decided on the whole
+    images, labels, ids = rows.images, rows.labels, rows.ids
     loader = functools.partial(
-        FeatureExtractor, backbone, images.shape[1:], images.dtype, data.query.pixel_max,
+        FeatureExtractor, backbone, images.shape[1:], images.dtype, rows.pixel_max,
         os.fspath(weights), input_size, policy,
     )  # fmt: skip
-    build = functools.partial(_feature_shard, cut=data.test_start)
+    build = functools.partial(_feature_shard, cut=rows.cut)
     return run_job(
         folder, {"format": FORMAT, **meta}, len(images), shard_count, batch_size,
         lambda a, b: images[a:b], lambda a, b: {"labels": labels[a:b], "ids": ids[a:b]},

@@ -13,6 +13,7 @@ whole or not at all.
 import json
 import os
 import time
+import typing
 
 import numpy as np
 
@@ -48,13 +49,48 @@ def pool_in_source_order(data):
     return images, labels, ids[order]
 
 
+def check_backbone(backbone):
+    if backbone not in FEATURE_BACKBONES:
+        raise ValueError(f"backbone must be one of {FEATURE_BACKBONES}; received {backbone!r}")
+
+
 def job_rows(data, backbone):
     """(images, labels, ids) of a features job in pool order, after its checks: a known backbone,
     an image source."""
-    if backbone not in FEATURE_BACKBONES:
-        raise ValueError(f"backbone must be one of {FEATURE_BACKBONES}; received {backbone!r}")
+    check_backbone(backbone)
     data.require_images("tfhash features", "Its input must be images, not features already.")
     return pool_in_source_order(data)
+
+
+class JobRows(typing.NamedTuple):
+    """The rows of a `--engine beam` features job, in pool order: `images` an array, or
+    `ImageFiles` that each worker decodes its slice of; `labels` as `labels_out` gives them;
+    `cut` the first test row (None: no test part); `pixel_max` the pixels' scale."""
+
+    images: object
+    labels: np.ndarray
+    ids: np.ndarray
+    cut: int | None
+    pixel_max: float
+
+
+def data_rows(data, backbone):
+    """`JobRows` of a loaded image source (`job_rows`, labels as `labels_out` gives them)."""
+    images, labels, ids = job_rows(data, backbone)
+    return JobRows(images, labels_out(labels), ids, data.test_start, data.query.pixel_max)
+
+
+def folder_rows(path, backbone, image_size=None):
+    """`JobRows` of an image folder without decoding it: the folder's item order is its pool
+    order, so row i is file i, labelled by its class folder; only the files' headers are read
+    here (`scan_image_folder`), and each worker decodes its own rows (by absolute path: the
+    folder must be at the same path on every worker). The rows equal what
+    `data_rows(load_data(path, image_size=image_size), backbone)` gives, pixels decoded the same."""
+    from tfhash.data.images import PIXEL_MAX, scan_image_folder
+
+    check_backbone(backbone)
+    files, class_ids, _, test_start, _ = scan_image_folder(os.path.abspath(path), image_size)
+    return JobRows(files, class_ids, np.arange(len(files), dtype=np.int64), test_start, PIXEL_MAX)
 
 
 def labels_out(labels):

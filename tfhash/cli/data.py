@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 
 from tfhash.cli.common import (
     add_engine_arguments,
@@ -48,7 +49,7 @@ def features_command(args):
             partial=partial,
             save_every=args.save_every,
         )
-    meta = {**features_meta(args, data, policy), "images_per_second": round(rate, 1)}
+    meta = {**features_meta(args, data.name, policy), "images_per_second": round(rate, 1)}
     if args.format == "tfrecord":
         features.write_feature_tfrecords(data, values, args.out)
     else:
@@ -61,10 +62,10 @@ def features_command(args):
     return meta
 
 
-def features_meta(args, data, policy):
+def features_meta(args, name, policy):
     """What a features file records of the job that made it (both engines)."""
     return {
-        "source": data.name,
+        "source": name,
         "backbone": args.backbone,
         "weights": args.weights,
         "input_size": args.input_size,
@@ -73,24 +74,32 @@ def features_meta(args, data, policy):
 
 
 def features_beam(args):
-    """`tfhash features --engine beam`: the features as a shard folder (`tfhash.beam`)."""
+    """`tfhash features --engine beam`: the features as a shard folder (`tfhash.beam`). An image
+    folder is decoded by the workers, batch by batch (`features.folder_rows`); another source is
+    read here."""
+    from tfhash import features
+    from tfhash.data.images import is_image_folder
     from tfhash.precision import mixed_precision_policy
 
     if args.format != "npz":
         raise ValueError("--engine beam writes npz shards; --format tfrecord is written by --engine local")
     beam = load_beam(args)
-    if args.queries_per_class is None:
-        args.queries_per_class = 1  # the shards are in pool order: no split decides anything in them
-    data = load_data_from_args(args)
+    if os.path.isdir(args.data) and is_image_folder(args.data):
+        name, rows = str(args.data), features.folder_rows(args.data, args.backbone, args.image_size)
+    else:
+        if args.queries_per_class is None:
+            args.queries_per_class = 1  # the shards are in pool order: no split decides anything in them
+        data = load_data_from_args(args)
+        name, rows = data.name, features.data_rows(data, args.backbone)
     policy = mixed_precision_policy() if args.mixed_precision else None
-    meta = features_meta(args, data, policy)
+    meta = features_meta(args, name, policy)
     weights = None if args.weights == "none" else args.weights
     computed, count, items, seconds = beam.features_job(
-        data, args.out, args.backbone, weights, args.input_size, args.batch_size, policy, meta,
+        rows, args.out, args.backbone, weights, args.input_size, args.batch_size, policy, meta,
         args.workers, args.shards, getattr(args, "pipeline_args", ()),
     )  # fmt: skip
     rate = f" ({items / seconds:,.1f} images/s with {args.workers} workers)" if seconds else ""
-    print(f"{args.out}: {count} shards of {args.backbone} features of {data.name}, {computed} new{rate}")
+    print(f"{args.out}: {count} shards of {args.backbone} features of {name}, {computed} new{rate}")
     return meta
 
 

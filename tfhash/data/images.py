@@ -28,6 +28,7 @@ SPLITS = ("train", "test")
 # Single-channel modes; "I" and "I;16*" hold 16-bit values and are scaled to 8 bits.
 GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N"})
 RESAMPLE = Image.Resampling.BILINEAR
+PIXEL_MAX = 255.0  # a white pixel of the uint8 arrays read here
 _CHUNK = 128  # files per thread-pool task
 _PARALLEL_MIN = 64  # fewer files are decoded in the calling thread
 
@@ -264,6 +265,58 @@ def common_size(sizes):
     return int(values[pick][0]), int(values[pick][1])
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class ImageFiles:
+    """Image files not yet decoded, and the array they decode to: what a worker of
+    `tfhash features --engine beam` decodes a slice of, so that the launching process reads no
+    pixel. Picklable; slicing gives the files of the slice.
+
+    Attributes:
+        paths: the files, in item order.
+        shape: of the decoded array: (n, H, W) when every file of the folder is grey, else
+            (n, H, W, 3).
+    """
+
+    paths: tuple
+    shape: tuple
+    dtype = np.dtype(np.uint8)
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        if not isinstance(index, slice):
+            raise TypeError("ImageFiles take a slice")
+        paths = self.paths[index]
+        return ImageFiles(paths, (len(paths), *self.shape[1:]))
+
+    def decode(self, workers=1):
+        """The uint8 array of the files (see `read_image_folder` for how each file is decoded)."""
+        images = np.empty(self.shape, np.uint8)
+        _run(lambda i: _decode(self.paths[i], self.shape[1:3], images[i]), len(self.paths), workers)
+        return images
+
+
+def scan_image_folder(path, image_size=None, workers=2):
+    """The items of an image folder without decoding them: (`ImageFiles`, class_ids,
+    class_names, test_start, files), the first in item order with the shape `read_image_folder`
+    decodes them to. Only the files' headers are read (for the default size and grey or colour)."""
+    workers = check_positive_int("workers", workers)
+    size = None if image_size is None else _check_image_size(image_size)
+    files, class_ids, class_names, test_start = _scan(path)
+    paths = tuple(os.path.join(path, file) for file in files)
+    grey = np.empty(len(paths), bool)
+    sizes = np.empty((len(paths), 2), np.int64)
+
+    def read_header(i):
+        grey[i], sizes[i] = _header(paths[i])
+
+    _run(read_header, len(paths), workers)
+    size = size or common_size(sizes)
+    shape = (len(paths), *size) if grey.all() else (len(paths), *size, 3)
+    return ImageFiles(paths, shape), class_ids, class_names, test_start, files
+
+
 def read_image_folder(path, image_size=None, workers=2):
     """Reads an image folder (layout (a) or (b), see the module docstring) into memory.
 
@@ -300,34 +353,30 @@ def read_image_folder(path, image_size=None, workers=2):
         `tf.io.decode_image`. Memory is the final uint8 array plus one decoded
         image per thread.
     """
-    workers = check_positive_int("workers", workers)
-    size = None if image_size is None else _check_image_size(image_size)
-    files, class_ids, class_names, test_start = _scan(path)
-    paths = [os.path.join(path, file) for file in files]
-    grey = np.empty(len(paths), bool)
-    sizes = np.empty((len(paths), 2), np.int64)
-
-    def read_header(i):
-        grey[i], sizes[i] = _header(paths[i])
-
-    _run(read_header, len(paths), workers)
-    size = size or common_size(sizes)
-    shape = (len(paths), *size) if grey.all() else (len(paths), *size, 3)
+    items, class_ids, class_names, test_start, files = scan_image_folder(path, image_size, workers)
+    shape = items.shape
     needed, available = math.prod(shape), available_memory()
     if available is not None and needed > available:
         raise ValueError(
-            f"{path}: {len(paths)} images of shape {shape[1:]} need {needed / 2**30:.1f} GiB, more than "
+            f"{path}: {len(items)} images of shape {shape[1:]} need {needed / 2**30:.1f} GiB, more than "
             f"the {available / 2**30:.1f} GiB of memory available; pass a smaller --image-size"
         )
     try:
-        images = np.empty(shape, np.uint8)
+        images = items.decode(workers)
     except MemoryError:
         raise ValueError(
-            f"{path}: {len(paths)} images of shape {shape[1:]} need {needed / 2**30:.1f} GiB; "
+            f"{path}: {len(items)} images of shape {shape[1:]} need {needed / 2**30:.1f} GiB; "
             "pass a smaller image_size"
         ) from None
-    _run(lambda i: _decode(paths[i], size, images[i]), len(paths), workers)
     return ImageFolder(images, class_ids, class_names, test_start, files)
 
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFolder", "check_image_folder", "is_image_folder", "read_image_folder"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageFiles",
+    "ImageFolder",
+    "check_image_folder",
+    "is_image_folder",
+    "read_image_folder",
+    "scan_image_folder",
+]

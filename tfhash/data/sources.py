@@ -16,7 +16,7 @@ import numpy as np
 from tfhash.checks import check_class_labels, check_finite_rows, check_real_numbers, class_label_rows
 from tfhash.data.cifar_batches import read_batch
 from tfhash.data.dataset import RetrievalData, Split, one_hot
-from tfhash.data.images import check_image_folder, is_image_folder, read_image_folder
+from tfhash.data.images import PIXEL_MAX, check_image_folder, is_image_folder, read_image_folder
 from tfhash.data.protocols import split_pool
 from tfhash.files import open_npz
 from tfhash.shards import is_shard_folder
@@ -217,7 +217,7 @@ def load_image_folder(path, queries_per_class=None, seed=0, protocol="pooled", i
             )
     return split_pool(
         str(path), folder.images, folder.class_ids, queries_per_class, seed, protocol,
-        test_start=folder.test_start, image_shape=folder.images.shape[1:], notes=notes,
+        test_start=folder.test_start, image_shape=folder.images.shape[1:], pixel_max=PIXEL_MAX, notes=notes,
     )  # fmt: skip
 
 

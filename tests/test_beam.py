@@ -143,8 +143,10 @@ class EncodeTest:
         )  # fmt: skip
         assert ids.shape == (5, 10) and np.all(np.diff(distances, axis=1) >= 0)
 
-    def test_an_image_model_export_encodes_an_image_folder_alike(self, tmp_path):
+    def test_an_image_model_export_encodes_an_image_folder_alike(self, tmp_path, monkeypatch):
         from PIL import Image
+
+        from tfhash.data import images as image_files
 
         rng = np.random.default_rng(0)
         for c in range(3):
@@ -159,11 +161,16 @@ class EncodeTest:
         )  # fmt: skip
         flags = [*data, "--batch-size", "8"]
         cli.run(["encode", str(tmp_path / "run"), *flags, "--out", str(tmp_path / "local.npz")])
+
+        def no_decoding(*args):
+            raise AssertionError("the launching process decoded an image")
+
+        monkeypatch.setattr(image_files, "_decode", no_decoding)  # the workers are other processes
         cli.run(["encode", str(tmp_path / "run"), *flags, *BEAM, "--out", str(tmp_path / "beam")])
         a, b = load_codes(tmp_path / "local.npz"), load_codes(tmp_path / "beam")
-        np.testing.assert_array_equal(a["packed_codes"], b["packed_codes"])
-        np.testing.assert_array_equal(a["ids"], b["ids"])
-        assert a["meta"]["model"] == b["meta"]["model"] and len(os.listdir(tmp_path / "beam")) == 3
+        for key in ("packed_codes", "ids", "labels"):
+            np.testing.assert_array_equal(a[key], b[key])
+        assert a["meta"] == b["meta"] and len(os.listdir(tmp_path / "beam")) == 3
 
 
 @needs_beam

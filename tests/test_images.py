@@ -174,6 +174,24 @@ class ReadImageFolderTest:
         expected = np.stack([pixels[file] for file in folder.files])
         np.testing.assert_array_equal(folder.images, expected)
 
+    def test_undecoded_files_split_and_decode_as_the_loaded_folder(self, tmp_path):
+        from tfhash.data import load_data
+
+        make_folder(tmp_path, per_class=8)
+        save(tmp_path / "dog" / "img9.png", np.zeros((9, 7), np.uint8))  # grey and resized
+        loaded = load_data(str(tmp_path), 2, seed=3)
+        lazy = load_data(str(tmp_path), 2, seed=3, decode_images=False)
+        for part in ("query", "database"):
+            a, b = getattr(loaded, part), getattr(lazy, part)
+            np.testing.assert_array_equal(a.ids, b.ids)
+            np.testing.assert_array_equal(a.labels, b.labels)
+            assert b.images.shape == a.images.shape and b.images.ndim == 4
+            np.testing.assert_array_equal(b.images.decode(), a.images)  # fancy-indexed files
+            np.testing.assert_array_equal(b.subset(slice(3, 7)).images.decode(), a.images[3:7])
+        assert lazy.name == loaded.name and lazy.image_shape == loaded.image_shape
+        with pytest.raises(TypeError, match="a slice or a 1-D array of indices"):
+            lazy.query.images[[[0]]]
+
     def test_module_does_not_import_tensorflow(self):
         path = pathlib.Path(__file__).resolve().parents[1] / "tfhash" / "data" / "images.py"
         code = (

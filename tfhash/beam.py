@@ -17,10 +17,11 @@ Locally the pipeline runs on Beam's in-process runner with `workers`
 processes (`--runner=FnApiRunner --direct_num_workers=N
 --direct_running_mode=multi_processing`); any other pipeline options (a
 `--runner` of a cluster: Dataflow, Flink, Spark) are passed through as given.
-For an image folder `tfhash features` hands the workers file names
-(`tfhash.features.folder_rows`: the launching process reads only the files'
-headers) and each worker decodes its own batches, so neither the reading nor
-the memory of the images grows in one process. Other sources (npz, TFRecord
+For an image folder the launching process reads only the files' headers and
+hands the workers file names (`tfhash.features.folder_rows` for `tfhash
+features`; for `tfhash encode`, splits holding `ImageFiles`), and each worker
+decodes its own batches, so neither the reading nor the memory of the images
+grows in one process. Other sources (npz, TFRecord
 and shard folders, whose rows are arrays already) are read by the launching
 process, which hands the batches to the pipeline.
 """
@@ -33,6 +34,7 @@ import re
 import sys
 import tempfile
 import time
+import typing
 
 import apache_beam as beam
 import numpy as np
@@ -40,6 +42,7 @@ from apache_beam.ml.inference.base import ModelHandler, PredictionResult, RunInf
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from tfhash import shards
+from tfhash.data.dataset import Split
 from tfhash.data.images import ImageFiles
 from tfhash.encoder import codes_arrays, encode_batch
 
@@ -67,8 +70,19 @@ class BatchHandler(ModelHandler):
         return "tfhash"
 
 
+class SplitRows(typing.NamedTuple):
+    """Rows of an image split that a worker decodes into the split's flat float view (what
+    `Split.features` gives the local path)."""
+
+    files: ImageFiles
+    pixel_max: float
+
+    def decode(self):
+        return Split(None, None, np.arange(len(self.files)), self.files.decode(), self.pixel_max).features
+
+
 def _pixels(rows):
-    return rows.decode() if isinstance(rows, ImageFiles) else rows
+    return rows.decode() if isinstance(rows, (ImageFiles, SplitRows)) else rows
 
 
 def pipeline_options(workers, pipeline_args=()):
@@ -235,6 +249,12 @@ def encode_job(model_path, data, folder, split, workers, shard_count, batch_size
     check_split_width(encoder, part)
     job = {**source, "format": CODES_FORMAT, "bits": int(encoder.bits)}
 
+    def rows_of(a, b):
+        piece = part.subset(slice(a, b))
+        if isinstance(piece.images, ImageFiles):
+            return SplitRows(piece.images, piece.pixel_max)
+        return np.asarray(piece.features, np.float32)
+
     def extras(a, b):
         rows = {"ids": part.ids[a:b]}
         if part.labels is not None:
@@ -243,7 +263,7 @@ def encode_job(model_path, data, folder, split, workers, shard_count, batch_size
 
     return run_job(
         folder, job, len(part), shard_count, batch_size,
-        lambda a, b: np.asarray(part.subset(slice(a, b)).features, np.float32), extras,
+        rows_of, extras,
         functools.partial(load_encoder, os.path.abspath(os.fspath(model_path))),
         _codes_shard, workers, pipeline_args,
     )  # fmt: skip

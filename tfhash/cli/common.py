@@ -90,8 +90,9 @@ def add_data_arguments(parser, split_seed_default=0):
     add_split_arguments(parser, split_seed_default)
 
 
-def load_data_from_args(args, run=None):
-    """The data set of a command's data flags; `run` (`run_split`) fills the split flags left unset."""
+def load_data_from_args(args, run=None, decode_images=True):
+    """The data set of a command's data flags; `run` (`run_split`) fills the split flags left unset.
+    `decode_images=False`: an image folder's files are left for Beam's workers to decode."""
     from tfhash.data import load_data
     from tfhash.data.images import is_image_folder
 
@@ -111,6 +112,7 @@ def load_data_from_args(args, run=None):
         seed=seed,
         protocol=args.protocol or run.get("protocol") or "pooled",
         image_size=image_size,
+        decode_images=decode_images,
     )
     if args.validation or run.get("validation"):
         data = data.validation_data()

@@ -268,8 +268,9 @@ def common_size(sizes):
 @dataclasses.dataclass(frozen=True, eq=False)
 class ImageFiles:
     """Image files not yet decoded, and the array they decode to: what a worker of
-    `tfhash features --engine beam` decodes a slice of, so that the launching process reads no
-    pixel. Picklable; slicing gives the files of the slice.
+    `--engine beam` decodes a slice of, so that the launching process reads no pixel. Picklable;
+    indexing (a slice or an index array) gives the files of the index, so a `Split` can hold
+    them as its `images`.
 
     Attributes:
         paths: the files, in item order.
@@ -284,10 +285,18 @@ class ImageFiles:
     def __len__(self):
         return len(self.paths)
 
+    @property
+    def ndim(self):
+        return len(self.shape)
+
     def __getitem__(self, index):
-        if not isinstance(index, slice):
-            raise TypeError("ImageFiles take a slice")
-        paths = self.paths[index]
+        if isinstance(index, slice):
+            paths = self.paths[index]
+        else:
+            index = np.asarray(index)
+            if index.ndim != 1 or not (np.issubdtype(index.dtype, np.integer) or index.size == 0):
+                raise TypeError("ImageFiles take a slice or a 1-D array of indices")
+            paths = tuple(self.paths[i] for i in index.tolist())
         return ImageFiles(paths, (len(paths), *self.shape[1:]))
 
     def decode(self, workers=1):

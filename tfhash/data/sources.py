@@ -16,7 +16,13 @@ import numpy as np
 from tfhash.checks import check_class_labels, check_finite_rows, check_real_numbers, class_label_rows
 from tfhash.data.cifar_batches import read_batch
 from tfhash.data.dataset import RetrievalData, Split, one_hot
-from tfhash.data.images import PIXEL_MAX, check_image_folder, is_image_folder, read_image_folder
+from tfhash.data.images import (
+    PIXEL_MAX,
+    check_image_folder,
+    is_image_folder,
+    read_image_folder,
+    scan_image_folder,
+)
 from tfhash.data.protocols import split_pool
 from tfhash.files import open_npz
 from tfhash.shards import is_shard_folder
@@ -195,17 +201,27 @@ def load_cifar10_folder(path, queries_per_class=100, seed=0, protocol="pooled"):
     )  # fmt: skip
 
 
-def load_image_folder(path, queries_per_class=None, seed=0, protocol="pooled", image_size=None):
+def load_image_folder(
+    path, queries_per_class=None, seed=0, protocol="pooled", image_size=None, decode_images=True
+):
     """A folder with one subfolder per class (or train/ and test/ ones), pooled and split.
 
     Without `queries_per_class`, 100 queries per class, or min(100,
     smallest class // 2) when a class is too small (the data's `notes` say so).
+    With `decode_images=False` the splits hold `ImageFiles` (only the files' headers are
+    read) for a Beam job whose workers decode their own rows.
     """
-    folder = read_image_folder(path, image_size)
-    counts = np.bincount(folder.class_ids, minlength=len(folder.class_names))
+    if decode_images:
+        folder = read_image_folder(path, image_size)
+        images, class_ids, class_names, test_start = (
+            folder.images, folder.class_ids, folder.class_names, folder.test_start
+        )  # fmt: skip
+    else:
+        images, class_ids, class_names, test_start, _ = scan_image_folder(path, image_size)
+    counts = np.bincount(class_ids, minlength=len(class_names))
     notes = [
-        f"read {len(folder.class_ids)} images of shape {folder.images.shape[1:]} in "
-        f"{len(folder.class_names)} classes from {path}"
+        f"{'read' if decode_images else 'found'} {len(class_ids)} images of shape {images.shape[1:]} in "
+        f"{len(class_names)} classes from {path}"
     ]
     if queries_per_class is None:
         queries_per_class = 100
@@ -216,8 +232,8 @@ def load_image_folder(path, queries_per_class=None, seed=0, protocol="pooled", i
                 "(--queries-per-class to change)"
             )
     return split_pool(
-        str(path), folder.images, folder.class_ids, queries_per_class, seed, protocol,
-        test_start=folder.test_start, image_shape=folder.images.shape[1:], pixel_max=PIXEL_MAX, notes=notes,
+        str(path), images, class_ids, queries_per_class, seed, protocol,
+        test_start=test_start, image_shape=images.shape[1:], pixel_max=PIXEL_MAX, notes=notes,
     )  # fmt: skip
 
 
@@ -239,7 +255,7 @@ def load_keras_dataset(name, queries_per_class=100, seed=0, protocol="pooled"):
     )
 
 
-def load_data(source, queries_per_class=None, seed=0, protocol="pooled", image_size=None):
+def load_data(source, queries_per_class=None, seed=0, protocol="pooled", image_size=None, decode_images=True):
     """Loads any supported source into a `RetrievalData` (see `SOURCES`).
 
     Args:
@@ -253,6 +269,8 @@ def load_data(source, queries_per_class=None, seed=0, protocol="pooled", image_s
             "train-test" switches their ground truth to the Euclidean one.
         image_size: (H, W) that an image folder's images are resized to
             (default: the first file's size).
+        decode_images: False: an image folder's splits hold its files undecoded
+            (`ImageFiles`), for `--engine beam`, whose workers decode them.
     """
     source = str(source)
     pooled = {} if queries_per_class is None else {"queries_per_class": queries_per_class}
@@ -271,7 +289,7 @@ def load_data(source, queries_per_class=None, seed=0, protocol="pooled", image_s
         if os.path.exists(os.path.join(source, "data_batch_1")):
             return load_cifar10_folder(source, **common)
         if is_image_folder(source):
-            return load_image_folder(source, image_size=image_size, **common)
+            return load_image_folder(source, image_size=image_size, decode_images=decode_images, **common)
         with os.scandir(source) as entries:
             if any(e.is_dir() and not e.name.startswith(".") for e in entries):
                 check_image_folder(source)  # laid out as an image folder: say what is wrong with it

@@ -41,6 +41,30 @@ class ShardBoundsTest:
         with pytest.raises(ValueError, match="is not a folder"):
             shards.prepare_folder(tmp_path / "x", job, 2)
 
+    def test_unread_feature_rows_split_and_read_as_the_loaded_folder(self, tmp_path):
+        from tfhash.data import load_data
+
+        rng = np.random.default_rng(0)
+        x, y, cut = rng.normal(size=(100, 5)).astype(np.float32), np.arange(100) % 4, 70
+        images = rng.integers(0, 256, (100, 4, 4), dtype=np.uint8)
+        for rows, folder in ((x, tmp_path / "feats"), (images, tmp_path / "images")):
+            folder.mkdir()
+            for i, (a, b) in enumerate([(0, 40), (40, 80), (80, 100)]):
+                t, q = slice(a, min(b, cut)), slice(max(a, cut), b)
+                arrays = {"x_train": rows[t], "y_train": y[t], "x_test": rows[q], "y_test": y[q]}
+                shards.write_shard(folder, i, 3, a, b, {"format": "tfhash-features-1"}, arrays)
+        read, unread = load_data(tmp_path / "feats", 5), load_data(tmp_path / "feats", 5, read_rows=False)
+        for a, b in ((read, unread), (read.validation_data(), unread.validation_data())):
+            for part in ("query", "database"):
+                rows = getattr(b, part).features
+                assert isinstance(rows, shards.ShardRows) and rows.shape == getattr(a, part).features.shape
+                np.testing.assert_array_equal(rows.decode(), getattr(a, part).features)
+                np.testing.assert_array_equal(getattr(b, part).ids, getattr(a, part).ids)
+        assert unread.test_start == cut and len(unread.database.features.pieces) == 4  # 3 train, 1 test
+        np.testing.assert_array_equal(unread.database.features[5:9].decode(), read.database.features[5:9])
+        # images are not float features: read as usual
+        assert isinstance(load_data(tmp_path / "images", 5, read_rows=False).query.images, np.ndarray)
+
     def test_shards_that_do_not_follow_each_other_are_refused(self, tmp_path):
         job = {"format": "tfhash-codes-1"}
         shards.write_shard(tmp_path, 0, 2, 0, 2, job, {"ids": np.arange(2)})
@@ -296,4 +320,49 @@ def test_workers_decode_an_image_folder_themselves(tmp_path, monkeypatch):
     message = str(failed.value)
     assert "\n" not in message and "test/c2/0.png cannot be decoded" in message
     assert "Replace or delete it" in message
+    os.remove(message.split("the workers' log: ")[1].split(";")[0])
+
+
+@needs_beam
+@pytest.mark.large
+def test_workers_read_a_feature_shard_folder_themselves(tmp_path, monkeypatch):
+    rng = np.random.default_rng(2)
+    x = (rng.normal(size=(120, 6)) + np.repeat(np.eye(4, 6) * 3, 30, axis=0)).astype(np.float32)
+    y = np.repeat(np.arange(4), 30)
+    order = rng.permutation(120)
+    x, y = x[order], y[order]
+    folder, cut = tmp_path / "feats", 90
+
+    def write(rows):
+        folder.mkdir(exist_ok=True)
+        for i, (a, b) in enumerate([(0, 48), (48, 96), (96, 120)]):
+            t = slice(a, min(b, cut))
+            q = slice(max(a, cut), b)
+            arrays = {"x_train": rows[t], "y_train": y[t], "x_test": rows[q], "y_test": y[q]}
+            shards.write_shard(folder, i, 3, a, b, {"format": "tfhash-features-1"}, arrays)
+
+    write(x)
+    flags = ["--data", str(folder), "--queries-per-class", "5", "--batch-size", "16"]
+    cli.run(["train", "itq", *flags[:4], "--bits", "4", "--out", str(tmp_path / "run")])
+    cli.run(["encode", str(tmp_path / "run"), *flags, "--out", str(tmp_path / "local.npz")])
+
+    def no_reading(*args):
+        raise AssertionError("the launching process read the features")
+
+    monkeypatch.setattr(shards, "_piece", no_reading)  # the workers are other processes
+    cli.run(["encode", str(tmp_path / "run"), *flags, *BEAM, "--out", str(tmp_path / "beam")])
+    a, b = load_codes(tmp_path / "local.npz"), load_codes(tmp_path / "beam")
+    for key in ("packed_codes", "ids", "labels"):
+        np.testing.assert_array_equal(a[key], b[key])
+    assert a["meta"] == b["meta"] and len(a["ids"]) == 100
+    # NaN rows in one shard: the worker that reads it names the file and the rows, in one line
+    monkeypatch.undo()
+    poisoned = x.copy()
+    poisoned[[50, 52]] = np.nan
+    write(poisoned)
+    with pytest.raises(SystemExit) as failed:
+        cli.main(["encode", str(tmp_path / "run"), *flags, *BEAM, "--out", str(tmp_path / "nan")])
+    message = str(failed.value)
+    assert "\n" not in message and "part-00001-of-00003.npz" in message and "NaN" in message
+    assert "NaN or infinite values in 2 rows of x_train (rows 2, 4)" in message
     os.remove(message.split("the workers' log: ")[1].split(";")[0])

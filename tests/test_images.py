@@ -180,7 +180,7 @@ class ReadImageFolderTest:
         make_folder(tmp_path, per_class=8)
         save(tmp_path / "dog" / "img9.png", np.zeros((9, 7), np.uint8))  # grey and resized
         loaded = load_data(str(tmp_path), 2, seed=3)
-        lazy = load_data(str(tmp_path), 2, seed=3, decode_images=False)
+        lazy = load_data(str(tmp_path), 2, seed=3, read_rows=False)
         for part in ("query", "database"):
             a, b = getattr(loaded, part), getattr(lazy, part)
             np.testing.assert_array_equal(a.ids, b.ids)

@@ -19,11 +19,12 @@ processes (`--runner=FnApiRunner --direct_num_workers=N
 `--runner` of a cluster: Dataflow, Flink, Spark) are passed through as given.
 For an image folder the launching process reads only the files' headers and
 hands the workers file names (`tfhash.features.folder_rows` for `tfhash
-features`; for `tfhash encode`, splits holding `ImageFiles`), and each worker
-decodes its own batches, so neither the reading nor the memory of the images
-grows in one process. Other sources (npz, TFRecord
-and shard folders, whose rows are arrays already) are read by the launching
-process, which hands the batches to the pipeline.
+features`; for `tfhash encode`, splits holding `ImageFiles`); for a shard
+folder of features it reads the labels and hands the workers (shard, rows)
+pieces (`tfhash.shards.ShardRows`). Each worker reads its own batches, so
+neither the reading nor the memory of the rows grows in one process. A single
+npz file or a TFRecord folder is read by the launching process, which hands
+the batches to the pipeline.
 """
 
 import contextlib
@@ -61,7 +62,7 @@ class BatchHandler(ModelHandler):
         return self._loader()
 
     def run_inference(self, batch, model, inference_args=None):
-        return [PredictionResult(element, encode_batch(model, _pixels(element["rows"]))) for element in batch]
+        return [PredictionResult(element, encode_batch(model, _read(element["rows"]))) for element in batch]
 
     def batch_elements_kwargs(self):
         return {"min_batch_size": 1, "max_batch_size": 1}  # an element is already a batch
@@ -81,8 +82,9 @@ class SplitRows(typing.NamedTuple):
         return Split(None, None, np.arange(len(self.files)), self.files.decode(), self.pixel_max).features
 
 
-def _pixels(rows):
-    return rows.decode() if isinstance(rows, (ImageFiles, SplitRows)) else rows
+def _read(rows):
+    """A batch's rows: read here, in the worker, when the launching process left them unread."""
+    return rows.decode() if isinstance(rows, (ImageFiles, SplitRows, shards.ShardRows)) else rows
 
 
 def pipeline_options(workers, pipeline_args=()):
@@ -253,6 +255,8 @@ def encode_job(model_path, data, folder, split, workers, shard_count, batch_size
         piece = part.subset(slice(a, b))
         if isinstance(piece.images, ImageFiles):
             return SplitRows(piece.images, piece.pixel_max)
+        if isinstance(piece.features, shards.ShardRows):
+            return piece.features  # read by the worker
         return np.asarray(piece.features, np.float32)
 
     def extras(a, b):

@@ -107,7 +107,7 @@ def check_class_labels(labels, where):
 def check_real_numbers(array, where):
     """Refuses an array that does not hold real numbers (complex, boolean, strings, objects) with a
     ValueError naming `where`."""
-    dtype = np.asarray(array).dtype
+    dtype = array.dtype if hasattr(array, "dtype") else np.asarray(array).dtype
     if dtype.kind not in "iuf":  # signed, unsigned, float: not bool (b), complex (c), str, object
         raise ValueError(f"{where} is {dtype}; give real numbers (uint8 images or float features)")
 

@@ -13,12 +13,15 @@ Every reader of a features or codes file (`--data`, `index`, `eval`, `info`,
 `iter_shards` one shard at a time). NumPy only: no TensorFlow.
 """
 
+import dataclasses
+import functools
 import json
 import os
 import re
 
 import numpy as np
 
+from tfhash.checks import check_finite_rows, check_real_numbers
 from tfhash.files import open_npz, remove_stale_temporaries, write_npz
 
 SHARD_PATTERN = re.compile(r"part-(\d{5})-of-(\d{5})\.npz")
@@ -79,8 +82,9 @@ def complete_shards(folder, what="the shard folder"):
     return [found[i][0][1] for i in range(count)]
 
 
-def read_shard(path, file_format=None):
-    """(meta, arrays) of one shard; a ValueError names a shard that is not one of `file_format`."""
+def read_shard(path, file_format=None, unread=()):
+    """(meta, arrays) of one shard; a ValueError names a shard that is not one of `file_format`.
+    The keys in `unread` that hold 2-D float arrays are not read: they come as `ShardRows`."""
     with open_npz(path, "the shard") as f:
         try:
             meta = json.loads(str(f["meta"])) if "meta" in f.files else {}
@@ -90,7 +94,91 @@ def read_shard(path, file_format=None):
             raise ValueError(
                 f"{path} is not a shard of a {file_format or 'tfhash'} file; remove it and run the job again"
             )
-        return meta, {k: f[k] for k in f.files if k != "meta"}
+        arrays = {}
+        for key in f.files:
+            if key != "meta":
+                header = _npy_header(f, key) if key in unread else None
+                floats = header and len(header[0]) == 2 and header[1].kind == "f"
+                arrays[key] = ShardRows.whole(path, key, *header) if floats else f[key]
+        return meta, arrays
+
+
+def _npy_header(npz, key):
+    """(shape, dtype) of one array of an open npz, from its header alone."""
+    with npz.zip.open(f"{key}.npy") as member:
+        version = np.lib.format.read_magic(member)
+        npy = np.lib.format
+        read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+        shape, _, dtype = read(member)
+    return shape, dtype
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ShardRows:
+    """Rows of a 2-D float array that a shard folder holds in pieces, not read: what a worker of
+    `tfhash encode --engine beam` reads its batches of, so that the launching process holds no
+    feature. Picklable; indexing (a slice or an index array) gives a view; `decode()` reads it.
+
+    Attributes:
+        pieces: ((path, key, rows), ...): the whole is the pieces one after another.
+        width: the row width.
+        index: the rows of the whole that this view holds, in its order.
+    """
+
+    pieces: tuple
+    width: int
+    index: np.ndarray = dataclasses.field(repr=False)
+    dtype = np.dtype(np.float32)
+    ndim = 2
+
+    @classmethod
+    def whole(cls, path, key, shape, dtype):
+        return cls(((os.path.abspath(path), key, int(shape[0])),), int(shape[1]), np.arange(shape[0]))
+
+    @property
+    def shape(self):
+        return (len(self.index), self.width)
+
+    def __len__(self):
+        return len(self.index)
+
+    def __getitem__(self, index):
+        if not isinstance(index, slice):
+            index = np.asarray(index)
+            if index.ndim != 1 or not (np.issubdtype(index.dtype, np.integer) or index.size == 0):
+                raise TypeError("ShardRows take a slice or a 1-D array of indices")
+        return ShardRows(self.pieces, self.width, self.index[index])
+
+    def concat(self, other):
+        """The rows of both wholes, this one's first (views of part of a whole are refused)."""
+        for rows in (self, other):
+            if not np.array_equal(rows.index, np.arange(sum(p[2] for p in rows.pieces))):
+                raise ValueError("only whole ShardRows are concatenated")
+        if self.width != other.width:
+            raise ValueError(f"rows of width {self.width} and {other.width} cannot be concatenated")
+        pieces = tuple(piece for piece in self.pieces + other.pieces if piece[2])  # empty ones: none
+        return ShardRows(pieces, self.width, np.arange(len(self) + len(other)))
+
+    def decode(self):
+        """The rows, float32 (n, width), read piece by piece; a piece with NaN or inf rows is named
+        with its file and rows (the check `--data` makes of a whole file)."""
+        out = np.empty(self.shape, np.float32)
+        ends = np.cumsum([rows for _, _, rows in self.pieces])
+        piece = np.searchsorted(ends, self.index, side="right")
+        for p in np.unique(piece):
+            chosen = piece == p
+            path, key, rows = self.pieces[p]
+            out[chosen] = _piece(path, key)[self.index[chosen] - (ends[p] - rows)]
+        return out
+
+
+@functools.lru_cache(maxsize=2)  # a worker's batches mostly fall in the shard of the one before
+def _piece(path, key):
+    with open_npz(path, "the shard") as f:
+        rows = f[key]
+    check_real_numbers(rows, f"{path}: {key}")
+    check_finite_rows({key: rows}, path)
+    return rows.astype(np.float32, copy=False)
 
 
 def job_meta(meta):
@@ -98,12 +186,13 @@ def job_meta(meta):
     return {k: v for k, v in meta.items() if k != "shard"}
 
 
-def iter_shards(folder, file_format=None):
+def iter_shards(folder, file_format=None, unread=()):
     """Yields (job meta, arrays) of each shard of a complete folder in row order, checking that
-    every shard belongs to one job and that their rows follow each other."""
+    every shard belongs to one job and that their rows follow each other (`unread`: as
+    `read_shard` takes it)."""
     first, rows = None, 0
     for path in complete_shards(folder):
-        meta, arrays = read_shard(path, file_format)
+        meta, arrays = read_shard(path, file_format, unread)
         shared, part = job_meta(meta), meta["shard"]
         if first is None:
             first = shared
@@ -115,15 +204,22 @@ def iter_shards(folder, file_format=None):
         yield first, arrays
 
 
-def read_shards(folder, file_format=None):
+def read_shards(folder, file_format=None, unread=()):
     """(meta, arrays) of a whole shard folder: each array is the shards' arrays one after another,
-    as the single file would hold it."""
+    as the single file would hold it. The keys in `unread` that hold 2-D float arrays are left
+    unread, as `ShardRows` (when every shard's are)."""
     meta, parts = None, {}
-    for shared, arrays in iter_shards(folder, file_format):
+    for shared, arrays in iter_shards(folder, file_format, unread):
         meta = shared
         for key, value in arrays.items():
             parts.setdefault(key, []).append(value)
-    return meta, {key: np.concatenate(values) for key, values in parts.items()}
+    return meta, {key: _joined(values) for key, values in parts.items()}
+
+
+def _joined(values):
+    if all(isinstance(v, ShardRows) for v in values):
+        return functools.reduce(ShardRows.concat, values)
+    return np.concatenate([v.decode() if isinstance(v, ShardRows) else v for v in values])
 
 
 def prepare_folder(folder, job, count):

@@ -90,9 +90,10 @@ def add_data_arguments(parser, split_seed_default=0):
     add_split_arguments(parser, split_seed_default)
 
 
-def load_data_from_args(args, run=None, decode_images=True):
+def load_data_from_args(args, run=None, read_rows=True):
     """The data set of a command's data flags; `run` (`run_split`) fills the split flags left unset.
-    `decode_images=False`: an image folder's files are left for Beam's workers to decode."""
+    `read_rows=False`: an image folder's files and a shard folder's features are left for Beam's
+    workers to read."""
     from tfhash.data import load_data
     from tfhash.data.images import is_image_folder
 
@@ -112,7 +113,7 @@ def load_data_from_args(args, run=None, decode_images=True):
         seed=seed,
         protocol=args.protocol or run.get("protocol") or "pooled",
         image_size=image_size,
-        decode_images=decode_images,
+        read_rows=read_rows,
     )
     if args.validation or run.get("validation"):
         data = data.validation_data()

@@ -30,7 +30,7 @@ def encode_command(args):
             )
         args.data = run["data"]
         print(f"note: encoding {args.data}, the data the run was trained on (--data to encode another)")
-    data = load_data_from_args(args, run, decode_images=beam is None)  # Beam's workers decode their rows
+    data = load_data_from_args(args, run, read_rows=beam is None)  # Beam's workers decode their rows
     if beam is not None:
         computed, count, items, seconds = beam.encode_job(
             args.model, data, args.out, args.split, args.workers, args.shards, args.batch_size,

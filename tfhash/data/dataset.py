@@ -5,6 +5,7 @@ import dataclasses
 import numpy as np
 
 from tfhash.checks import check_positive_int
+from tfhash.shards import ShardRows
 
 
 class Split:
@@ -265,7 +266,7 @@ def check_split(split, what):
         if len(images) == 0:
             raise ValueError(f"{what}: the split is empty; check the source file and the split sizes")
     else:
-        _check_features(split.features, what)
+        _check_features(split.features, what)  # `ShardRows`: by shape here, by value where read
     if split.labels is not None:
         if split.labels.ndim != 2 or len(split.labels) != len(split):
             raise ValueError(
@@ -281,6 +282,8 @@ def _check_features(features, what):
         raise ValueError(f"{what}: features must be 2-D (items, dim); got shape {features.shape}")
     if len(features) == 0:
         raise ValueError(f"{what}: the split is empty; check the source file and the split sizes")
+    if isinstance(features, ShardRows):
+        return
     bad = ~np.isfinite(features)
     if bad.any():
         rows = np.flatnonzero(bad.any(1))

@@ -18,6 +18,7 @@ part, then its test part. `split_pool` turns the pool into a
 import numpy as np
 
 from tfhash.data.dataset import PROTOCOLS, RetrievalData, Split, draw_per_class, one_hot
+from tfhash.shards import ShardRows
 
 
 def split_pool(
@@ -62,7 +63,7 @@ def split_pool(
         )
     is_images = items.dtype == np.uint8 and items.ndim >= 3
     pool = Split(
-        None if is_images else np.asarray(items, np.float32),
+        None if is_images else items if isinstance(items, ShardRows) else np.asarray(items, np.float32),
         labels,
         np.arange(len(items), dtype=np.int64),
         items if is_images else None,

@@ -25,7 +25,7 @@ from tfhash.data.images import (
 )
 from tfhash.data.protocols import split_pool
 from tfhash.files import open_npz
-from tfhash.shards import is_shard_folder
+from tfhash.shards import ShardRows, is_shard_folder
 
 KERAS_DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 SOURCES = (
@@ -74,9 +74,10 @@ def load_digits(queries_per_class=30, seed=0, protocol="pooled"):
     )  # fmt: skip
 
 
-def load_npz(path, queries_per_class=100, seed=0, protocol="pooled"):
+def load_npz(path, queries_per_class=100, seed=0, protocol="pooled", read_rows=True):
     """A Keras-layout npz (x_train, y_train, x_test, y_test), or a shard folder of one, pooled and
-    split.
+    split. With `read_rows=False` a shard folder's float features are left unread (the splits
+    hold `ShardRows`, which Beam's workers read and check batch by batch).
 
     Every problem is named with the file, the key and the first rows
     (`tfhash.checks`): missing keys, no items, labels not one per item,
@@ -86,7 +87,7 @@ def load_npz(path, queries_per_class=100, seed=0, protocol="pooled"):
     if os.path.isdir(path):  # a shard folder of `tfhash features --engine beam`
         from tfhash.shards import read_shards
 
-        files = read_shards(path)[1]
+        files = read_shards(path, unread=() if read_rows else ("x_train", "x_test"))[1]
     else:
         files = open_npz(path, "the data file")
     with contextlib.closing(files) if hasattr(files, "close") else contextlib.nullcontext(files) as f:
@@ -99,6 +100,9 @@ def load_npz(path, queries_per_class=100, seed=0, protocol="pooled"):
             )
         x_train, x_test = f["x_train"], f["x_test"]
         y_train, y_test = np.asarray(f["y_train"]), np.asarray(f["y_test"])
+    unread = isinstance(x_train, ShardRows) and (isinstance(x_test, ShardRows) or not len(x_test))
+    if not unread:  # not float features throughout: read them, as a single file's are
+        x_train, x_test = (x.decode() if isinstance(x, ShardRows) else x for x in (x_train, x_test))
     for x, key in ((x_train, "x_train"), (x_test, "x_test")):
         if x.ndim < 2 and not (key == "x_test" and x.size == 0):
             raise ValueError(
@@ -114,16 +118,18 @@ def load_npz(path, queries_per_class=100, seed=0, protocol="pooled"):
             raise ValueError(
                 f"{path}: {key} holds {count} for {len(x)} items in x_{key[2:]}; give one label per item"
             )
-    check_finite_rows({"x_train": x_train, "x_test": x_test}, path)
+    if not unread:
+        check_finite_rows({"x_train": x_train, "x_test": x_test}, path)
     has_test = len(x_test) > 0  # `tfhash features` of a source without a test part writes none
-    images = np.concatenate([x_train, x_test]) if has_test else x_train
+    join = ShardRows.concat if unread else lambda a, b: np.concatenate([a, b])
+    images = join(x_train, x_test) if has_test else x_train
     for y, key in ((y_train, "y_train"), (y_test, "y_test")):
         check_class_labels(y, f"{path}: {key}")  # names the key and row of a bad label
     flat = [y.reshape(len(y), -1) for y in ((y_train, y_test) if has_test else (y_train,))]
     if len({y.shape[1] for y in flat}) > 1:
         raise ValueError(f"{path}: y_train and y_test have different label widths; use one layout for both")
     labels, class_ids = class_label_rows(np.concatenate(flat), f"{path}: y_train / y_test")
-    items, shape = _pool_items(images)
+    items, shape = (images, None) if unread else _pool_items(images)
     del images
     return split_pool(
         str(path),
@@ -202,16 +208,16 @@ def load_cifar10_folder(path, queries_per_class=100, seed=0, protocol="pooled"):
 
 
 def load_image_folder(
-    path, queries_per_class=None, seed=0, protocol="pooled", image_size=None, decode_images=True
+    path, queries_per_class=None, seed=0, protocol="pooled", image_size=None, read_rows=True
 ):
     """A folder with one subfolder per class (or train/ and test/ ones), pooled and split.
 
     Without `queries_per_class`, 100 queries per class, or min(100,
     smallest class // 2) when a class is too small (the data's `notes` say so).
-    With `decode_images=False` the splits hold `ImageFiles` (only the files' headers are
+    With `read_rows=False` the splits hold `ImageFiles` (only the files' headers are
     read) for a Beam job whose workers decode their own rows.
     """
-    if decode_images:
+    if read_rows:
         folder = read_image_folder(path, image_size)
         images, class_ids, class_names, test_start = (
             folder.images, folder.class_ids, folder.class_names, folder.test_start
@@ -220,7 +226,7 @@ def load_image_folder(
         images, class_ids, class_names, test_start, _ = scan_image_folder(path, image_size)
     counts = np.bincount(class_ids, minlength=len(class_names))
     notes = [
-        f"{'read' if decode_images else 'found'} {len(class_ids)} images of shape {images.shape[1:]} in "
+        f"{'read' if read_rows else 'found'} {len(class_ids)} images of shape {images.shape[1:]} in "
         f"{len(class_names)} classes from {path}"
     ]
     if queries_per_class is None:
@@ -255,7 +261,7 @@ def load_keras_dataset(name, queries_per_class=100, seed=0, protocol="pooled"):
     )
 
 
-def load_data(source, queries_per_class=None, seed=0, protocol="pooled", image_size=None, decode_images=True):
+def load_data(source, queries_per_class=None, seed=0, protocol="pooled", image_size=None, read_rows=True):
     """Loads any supported source into a `RetrievalData` (see `SOURCES`).
 
     Args:
@@ -269,8 +275,9 @@ def load_data(source, queries_per_class=None, seed=0, protocol="pooled", image_s
             "train-test" switches their ground truth to the Euclidean one.
         image_size: (H, W) that an image folder's images are resized to
             (default: the first file's size).
-        decode_images: False: an image folder's splits hold its files undecoded
-            (`ImageFiles`), for `--engine beam`, whose workers decode them.
+        read_rows: False: an image folder's splits hold its files undecoded
+            (`ImageFiles`), and a shard folder's splits its float features unread
+            (`ShardRows`), for `--engine beam`, whose workers read them.
     """
     source = str(source)
     pooled = {} if queries_per_class is None else {"queries_per_class": queries_per_class}
@@ -283,13 +290,13 @@ def load_data(source, queries_per_class=None, seed=0, protocol="pooled", image_s
         return load_keras_dataset(source, **common)
     if os.path.isdir(source):
         if is_shard_folder(source):
-            return load_npz(source, **common)
+            return load_npz(source, read_rows=read_rows, **common)
         if _tfrecord().is_tfrecord_folder(source):
             return _own_split(_tfrecord().load_tfrecord_folder(source), seed, protocol)
         if os.path.exists(os.path.join(source, "data_batch_1")):
             return load_cifar10_folder(source, **common)
         if is_image_folder(source):
-            return load_image_folder(source, image_size=image_size, decode_images=decode_images, **common)
+            return load_image_folder(source, image_size=image_size, read_rows=read_rows, **common)
         with os.scandir(source) as entries:
             if any(e.is_dir() and not e.name.startswith(".") for e in entries):
                 check_image_folder(source)  # laid out as an image folder: say what is wrong with it

@@ -223,7 +223,7 @@ def load_image_folder(
             folder.images, folder.class_ids, folder.class_names, folder.test_start
         )  # fmt: skip
     else:
-        images, class_ids, class_names, test_start, _ = scan_image_folder(path, image_size)
+        images, class_ids, class_names, test_start, _ = scan_image_folder(os.path.abspath(path), image_size)
     counts = np.bincount(class_ids, minlength=len(class_names))
     notes = [
         f"{'read' if read_rows else 'found'} {len(class_ids)} images of shape {images.shape[1:]} in "

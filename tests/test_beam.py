@@ -105,6 +105,26 @@ needs_beam = pytest.mark.skipif(
 BEAM = ["--engine", "beam", "--workers", "2", "--shards", "3"]
 
 
+def assert_same_codes(local, sharded):
+    """The codes, ids, labels and meta (model identity, data, split) of two codes files are equal;
+    returns the first."""
+    a, b = load_codes(local), load_codes(sharded)
+    for key in ("packed_codes", "ids", "labels"):
+        np.testing.assert_array_equal(a[key], b[key])
+    assert a["meta"] == b["meta"]
+    return a
+
+
+def forbid_in_this_process(monkeypatch, module, name):
+    """Makes `module.name` (a reader of pixels or features) fail in the test's process: the local
+    runner's workers are other processes, so a Beam job passes only if its workers do the reading."""
+
+    def forbidden(*args):
+        raise AssertionError(f"the launching process called {module.__name__}.{name}")
+
+    monkeypatch.setattr(module, name, forbidden)
+
+
 @pytest.fixture(scope="module")
 def itq_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("itq")
@@ -121,10 +141,7 @@ class EncodeTest:
         cli.run(["encode", str(itq_run), *flags, "--out", str(local)])
         cli.run(["encode", str(itq_run), *flags, *BEAM, "--out", str(folder)])
         assert sorted(os.listdir(folder)) == [f"part-0000{i}-of-00003.npz" for i in range(3)]
-        a, b = load_codes(local), load_codes(folder)
-        for key in ("packed_codes", "ids", "labels"):
-            np.testing.assert_array_equal(a[key], b[key])
-        assert a["meta"] == b["meta"]  # the same model identity, data, split
+        a = assert_same_codes(local, folder)
         with np.load(folder / "part-00001-of-00003.npz") as f:
             assert json.loads(str(f["meta"]))["shard"] == {"index": 1, "count": 3, "start": 512, "stop": 1024}
         # a worker killed before writing its shard: the re-run computes that shard alone
@@ -186,15 +203,10 @@ class EncodeTest:
         flags = [*data, "--batch-size", "8"]
         cli.run(["encode", str(tmp_path / "run"), *flags, "--out", str(tmp_path / "local.npz")])
 
-        def no_decoding(*args):
-            raise AssertionError("the launching process decoded an image")
-
-        monkeypatch.setattr(image_files, "_decode", no_decoding)  # the workers are other processes
+        forbid_in_this_process(monkeypatch, image_files, "_decode")
         cli.run(["encode", str(tmp_path / "run"), *flags, *BEAM, "--out", str(tmp_path / "beam")])
-        a, b = load_codes(tmp_path / "local.npz"), load_codes(tmp_path / "beam")
-        for key in ("packed_codes", "ids", "labels"):
-            np.testing.assert_array_equal(a[key], b[key])
-        assert a["meta"] == b["meta"] and len(os.listdir(tmp_path / "beam")) == 3
+        assert_same_codes(tmp_path / "local.npz", tmp_path / "beam")
+        assert len(os.listdir(tmp_path / "beam")) == 3
 
 
 @needs_beam
@@ -297,10 +309,7 @@ def test_workers_decode_an_image_folder_themselves(tmp_path, monkeypatch):
     flags += ["--batch-size", "8", "--quiet"]
     cli.run(["features", *flags, "--out", str(tmp_path / "local.npz")])
 
-    def no_decoding(*args):
-        raise AssertionError("the launching process decoded an image")
-
-    monkeypatch.setattr(image_files, "_decode", no_decoding)  # the workers are other processes
+    forbid_in_this_process(monkeypatch, image_files, "_decode")
     cli.run(["features", *flags, *BEAM, "--out", str(tmp_path / "beam")])
     meta, merged = shards.read_shards(tmp_path / "beam", "tfhash-features-1")
     with np.load(tmp_path / "local.npz") as f:
@@ -346,15 +355,9 @@ def test_workers_read_a_feature_shard_folder_themselves(tmp_path, monkeypatch):
     cli.run(["train", "itq", *flags[:4], "--bits", "4", "--out", str(tmp_path / "run")])
     cli.run(["encode", str(tmp_path / "run"), *flags, "--out", str(tmp_path / "local.npz")])
 
-    def no_reading(*args):
-        raise AssertionError("the launching process read the features")
-
-    monkeypatch.setattr(shards, "_piece", no_reading)  # the workers are other processes
+    forbid_in_this_process(monkeypatch, shards, "_piece")
     cli.run(["encode", str(tmp_path / "run"), *flags, *BEAM, "--out", str(tmp_path / "beam")])
-    a, b = load_codes(tmp_path / "local.npz"), load_codes(tmp_path / "beam")
-    for key in ("packed_codes", "ids", "labels"):
-        np.testing.assert_array_equal(a[key], b[key])
-    assert a["meta"] == b["meta"] and len(a["ids"]) == 100
+    assert len(assert_same_codes(tmp_path / "local.npz", tmp_path / "beam")["ids"]) == 100
     # NaN rows in one shard: the worker that reads it names the file and the rows, in one line
     monkeypatch.undo()
     poisoned = x.copy()

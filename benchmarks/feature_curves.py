@@ -2,6 +2,8 @@
 
     python benchmarks/feature_curves.py itq                          # ITQ on the same split: the line
     python benchmarks/feature_curves.py run --method tbh [--lr 1e-4] [--minutes 20] [--points 10] [--steps N]
+    python benchmarks/feature_curves.py test --method tbh --lr 1e-4 --steps 100000 --checkpoint COPY
+                                                                     # a finished run's test figures
     python benchmarks/feature_curves.py queue tbh greedyhash sgh ...   # one run after another
     python benchmarks/feature_curves.py plot                         # curves.png from curves.json
     python benchmarks/feature_curves.py choose                       # each method's feature preset
@@ -17,6 +19,9 @@ seconds: each epoch from its start to the end of its last step, so evaluation,
 checkpoints and the probe are not counted. Points are appended to
 benchmarks/results/cifar10-lite0-curves/curves.json as each epoch ends, so a killed run
 keeps them and, run again, resumes from its checkpoint (exactly) and continues its curve.
+At the end the model is evaluated once on the test queries against the whole database (it
+never saw them): `test_map_at_1000` / `test_map_at_all` on the curve's last point (and on
+ITQ's), the figures the bench's tables give.
 """
 
 import argparse
@@ -128,9 +133,9 @@ def _same(point, lr, steps):
     return math.isclose(point["learning_rate"], lr) and point["steps"] >= steps
 
 
-def run(args):
+def run_setup(args):
+    """(validation data, config, learning rate, run folder, curve name) of a curve's run."""
     from tfhash.data import load_data
-    from tfhash.train import fit
 
     data = load_data(args.data).validation_data()
     config = method_config(args.method, args.lr, args.data)
@@ -138,7 +143,32 @@ def run(args):
         config["train"]["learning_rate"] = float(f"{config['train']['learning_rate'] * args.lr_factor:.3g}")
     lr = float(config["train"]["learning_rate"])
     folder = os.path.join(OUT, "runs", f"{args.method}-lr{lr:g}-{args.steps or 'paper'}")
-    key = args.name or args.method  # the curve's name in curves.json
+    return data, config, lr, folder, args.name or args.method  # the curve's name in curves.json
+
+
+def test_figures(model, config, data_path):
+    """A curve's model on the test queries against the whole database (the protocol of the bench's
+    tables): it was trained on the validation data, so it never saw a query."""
+    from tfhash.data import load_data
+    from tfhash.train import evaluate
+
+    metrics = evaluate(model, load_data(data_path), config["eval"])
+    return {f"test_{k}": round(float(metrics[k]), 4) for k in ("map_at_1000", "map_at_all")}
+
+
+def attach_test_figures(key, lr, figures):
+    """Adds the test figures to the last point of a curve in curves.json."""
+    curves = load_curves()
+    last = max((p for p in curves[key] if math.isclose(p["learning_rate"], lr)), key=lambda p: p["steps"])
+    last.update(figures)
+    save_curves(curves)
+    print(f"{key} lr {lr:g}: test figures at {last['steps']:,} steps: {figures}", flush=True)
+
+
+def run(args):
+    from tfhash.train import fit
+
+    data, config, lr, folder, key = run_setup(args)
     plan_path = os.path.join(folder, "plan.json")
     if os.path.isfile(plan_path):  # a stopped run: the same steps, so its checkpoint resumes
         with open(plan_path) as f:
@@ -162,13 +192,36 @@ def run(args):
     offset = max((p["seconds"] for p in done), default=0.0)
     callback = curve_callback(key, lr, offset)
     budget = plan["minutes"] * 60 * 1.5 + 120  # wall seconds, evaluation included: a safety stop only
-    _, record = fit(config, data, folder, seed=0, verbose=0, budget_seconds=budget, export=False,
+    model, record = fit(config, data, folder, seed=0, verbose=0, budget_seconds=budget, export=False,
                     callbacks=[callback])  # fmt: skip
     print(
         f"{args.method} lr {lr:g}: {record['steps']} steps, validation mAP@1000 {record['map_at_1000']:.4f}, "
         f"mAP@all {record['map_at_all']:.4f}",
         flush=True,
     )
+    attach_test_figures(key, lr, test_figures(model, config, args.data))
+
+
+def test(args):
+    """The test figures of a finished curve whose last checkpoint was kept (`--checkpoint`, a copy of
+    its run folder's checkpoints/epoch-NNNNNN: a finished run removes its own): the model is
+    restored by `fit`'s exact resume in a scratch folder and evaluated on the test queries."""
+    import shutil
+    import tempfile
+
+    from tfhash.train import fit
+
+    data, config, lr, folder, key = run_setup(args)
+    with open(os.path.join(folder, "plan.json")) as f:
+        plan = json.load(f)
+    config["train"].update(steps=plan["steps"], steps_per_epoch=plan["steps_per_epoch"], eval_every=1)
+    with tempfile.TemporaryDirectory() as scratch:
+        checkpoint = os.path.join(scratch, "checkpoints", os.path.basename(os.path.normpath(args.checkpoint)))
+        shutil.copytree(args.checkpoint, checkpoint)
+        model, record = fit(config, data, scratch, seed=0, verbose=0, export=False)
+    if record["steps"] != plan["steps"]:
+        raise SystemExit(f"{args.checkpoint} is not the end of the run: {record['steps']} of {plan['steps']}")
+    attach_test_figures(key, lr, test_figures(model, config, args.data))
 
 
 def itq(args):
@@ -191,6 +244,7 @@ def itq(args):
     curves = load_curves()
     curves["itq"] = [
         {
+            **test_figures(model, config, args.data),
             "steps": None,
             "seconds": record["train_seconds"],
             "learning_rate": None,
@@ -317,7 +371,7 @@ def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("command", choices=("run", "queue", "itq", "plot", "table", "choose"))
+    parser.add_argument("command", choices=("run", "test", "queue", "itq", "plot", "table", "choose"))
     parser.add_argument("methods", nargs="*", help="for queue: the methods, in order")
     parser.add_argument("--method")
     parser.add_argument("--lr", default=None, help="learning rate (default: the method's)")
@@ -328,10 +382,11 @@ def main():
                         help="most steps (default: the paper's budget); --minutes caps them too")  # fmt: skip
     parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("--name", help="the curve's name in curves.json (default: the method's)")
+    parser.add_argument("--checkpoint", help="for test: a copy of a finished run's last checkpoint folder")
     args = parser.parse_args()
-    {"run": run, "queue": queue, "itq": itq, "plot": plot, "table": table, "choose": choose}[args.command](
-        args
-    )
+    {"run": run, "test": test, "queue": queue, "itq": itq, "plot": plot, "table": table, "choose": choose}[
+        args.command
+    ](args)
 
 
 if __name__ == "__main__":

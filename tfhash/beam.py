@@ -51,8 +51,8 @@ from tfhash.encoder import codes_arrays, encode_batch
 class BatchHandler(ModelHandler):
     """Runs batches of rows through a model built once per worker by `loader()` (a picklable
     callable returning anything with `encode(rows)`). An element is a dict whose "rows" are
-    one batch: an array, or `ImageFiles` that the worker decodes first; the prediction is
-    `encode_batch(model, rows)`."""
+    one batch: an array, or rows the launching process left unread, which the worker reads
+    first (`_read`); the prediction is `encode_batch(model, rows)`."""
 
     def __init__(self, loader):
         super().__init__()

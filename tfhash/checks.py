@@ -104,6 +104,16 @@ def check_class_labels(labels, where):
     return labels
 
 
+def check_row_index(index, what):
+    """A slice, or a 1-D integer array of rows (as `what` takes them); a TypeError otherwise."""
+    if isinstance(index, slice):
+        return index
+    index = np.asarray(index)
+    if index.ndim != 1 or not (np.issubdtype(index.dtype, np.integer) or index.size == 0):
+        raise TypeError(f"{what} take a slice or a 1-D array of indices")
+    return index
+
+
 def check_real_numbers(array, where):
     """Refuses an array that does not hold real numbers (complex, boolean, strings, objects) with a
     ValueError naming `where`."""

@@ -21,7 +21,7 @@ import re
 
 import numpy as np
 
-from tfhash.checks import check_finite_rows, check_real_numbers
+from tfhash.checks import check_finite_rows, check_real_numbers, check_row_index
 from tfhash.files import open_npz, remove_stale_temporaries, write_npz
 
 SHARD_PATTERN = re.compile(r"part-(\d{5})-of-(\d{5})\.npz")
@@ -143,11 +143,7 @@ class ShardRows:
         return len(self.index)
 
     def __getitem__(self, index):
-        if not isinstance(index, slice):
-            index = np.asarray(index)
-            if index.ndim != 1 or not (np.issubdtype(index.dtype, np.integer) or index.size == 0):
-                raise TypeError("ShardRows take a slice or a 1-D array of indices")
-        return ShardRows(self.pieces, self.width, self.index[index])
+        return ShardRows(self.pieces, self.width, self.index[check_row_index(index, "ShardRows")])
 
     def concat(self, other):
         """The rows of both wholes, this one's first (views of part of a whole are refused)."""

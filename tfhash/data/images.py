@@ -20,7 +20,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from tfhash.checks import check_positive_int
+from tfhash.checks import check_positive_int, check_row_index
 from tfhash.files import available_memory
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -290,12 +290,10 @@ class ImageFiles:
         return len(self.shape)
 
     def __getitem__(self, index):
+        index = check_row_index(index, "ImageFiles")
         if isinstance(index, slice):
             paths = self.paths[index]
         else:
-            index = np.asarray(index)
-            if index.ndim != 1 or not (np.issubdtype(index.dtype, np.integer) or index.size == 0):
-                raise TypeError("ImageFiles take a slice or a 1-D array of indices")
             paths = tuple(self.paths[i] for i in index.tolist())
         return ImageFiles(paths, (len(paths), *self.shape[1:]))
 

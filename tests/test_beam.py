@@ -75,6 +75,46 @@ class ShardBoundsTest:
         with pytest.raises(ValueError, match="belongs to another job"):
             shards.read_shards(tmp_path)
 
+    @pytest.mark.parametrize(
+        "second, message",
+        [
+            ({"x_train": (6, 8), "y_train": (6,), "x_test": (4, 9), "y_test": (4,)},
+             r"x_test is float32 of shape \(4, 9\) where the first shard's is float32 of shape \(0, 8\)"),
+            ({"x_train": (6, 8), "y_train": (6,), "x_test": (4, 8)},
+             r"holds \['x_test', 'x_train', 'y_train'\] where the first shard holds"),
+            ({"x_train": (6, 8), "y_train": (5,), "x_test": (4, 8), "y_test": (4,)},
+             r"different numbers of rows \(x_train 6, y_train 5\)"),
+            ({"x_train": (7, 8), "y_train": (7,), "x_test": (4, 8), "y_test": (4,)},
+             r"holds 11 rows where its meta names rows 10\.\.20"),
+        ],
+    )  # fmt: skip
+    def test_a_damaged_shard_is_named_by_every_reader(self, tmp_path, second, message):
+        # A shard of the right job whose arrays do not fit the others (hand-edited, or written by a
+        # broken worker) would concatenate into misaligned rows or a NumPy broadcasting error.
+        job = {"format": "tfhash-features-1"}
+
+        def arrays(shapes):
+            return {k: np.zeros(s, np.float32 if k[0] == "x" else np.int64) for k, s in shapes.items()}
+
+        first = {"x_train": (10, 8), "y_train": (10,), "x_test": (0, 8), "y_test": (0,)}
+        shards.write_shard(tmp_path, 0, 2, 0, 10, job, arrays(first))
+        shards.write_shard(tmp_path, 1, 2, 10, 20, job, arrays(second))
+        for read in (
+            lambda: shards.read_shards(tmp_path),
+            lambda: shards.read_shards(tmp_path, unread=("x_train", "x_test")),
+            lambda: shards.shard_headers(tmp_path),
+        ):
+            with pytest.raises(ValueError, match=f"part-00001-of-00002.npz.*{message}.*remove it and run"):
+                read()
+        with pytest.raises(SystemExit, match=message):
+            cli.main(["info", str(tmp_path)])
+        good = {"x_train": (6, 8), "y_train": (6,), "x_test": (4, 8), "y_test": (4,)}
+        shards.write_shard(tmp_path, 1, 2, 10, 20, job, arrays(good))
+        meta, shapes = shards.shard_headers(tmp_path)
+        assert meta == job and {k: s for k, (s, _) in shapes.items()} == {
+            "x_train": (16, 8), "y_train": (16,), "x_test": (4, 8), "y_test": (4,)
+        }  # fmt: skip
+
 
 def test_engine_errors_name_the_fix(tmp_path, monkeypatch):
     import builtins

@@ -22,7 +22,7 @@ import re
 import numpy as np
 
 from tfhash.checks import check_finite_rows, check_real_numbers, check_row_index
-from tfhash.files import open_npz, remove_stale_temporaries, write_npz
+from tfhash.files import npz_headers, open_npz, remove_stale_temporaries, write_npz
 
 SHARD_PATTERN = re.compile(r"part-(\d{5})-of-(\d{5})\.npz")
 MAX_SHARDS = 99999
@@ -86,14 +86,7 @@ def read_shard(path, file_format=None, unread=()):
     """(meta, arrays) of one shard; a ValueError names a shard that is not one of `file_format`.
     The keys in `unread` that hold 2-D float arrays are not read: they come as `ShardRows`."""
     with open_npz(path, "the shard") as f:
-        try:
-            meta = json.loads(str(f["meta"])) if "meta" in f.files else {}
-        except ValueError:
-            meta = {}
-        if not isinstance(meta.get("shard"), dict) or (file_format and meta.get("format") != file_format):
-            raise ValueError(
-                f"{path} is not a shard of a {file_format or 'tfhash'} file; remove it and run the job again"
-            )
+        meta = _shard_meta(f, path, file_format)
         arrays = {}
         for key in f.files:
             if key != "meta":
@@ -101,6 +94,17 @@ def read_shard(path, file_format=None, unread=()):
                 floats = header and len(header[0]) == 2 and header[1].kind == "f"
                 arrays[key] = ShardRows.whole(path, key, *header) if floats else f[key]
         return meta, arrays
+
+
+def _shard_meta(npz, path, file_format):
+    try:
+        meta = json.loads(str(npz["meta"])) if "meta" in npz.files else {}
+    except ValueError:
+        meta = {}
+    if not isinstance(meta.get("shard"), dict) or (file_format and meta.get("format") != file_format):
+        what = file_format or "tfhash"
+        raise ValueError(f"{path} is not a shard of a {what} file; remove it and run the job again")
+    return meta
 
 
 def _npy_header(npz, key):
@@ -184,20 +188,78 @@ def job_meta(meta):
 
 def iter_shards(folder, file_format=None, unread=()):
     """Yields (job meta, arrays) of each shard of a complete folder in row order, checking that
-    every shard belongs to one job and that their rows follow each other (`unread`: as
-    `read_shard` takes it)."""
-    first, rows = None, 0
-    for path in complete_shards(folder):
+    every shard belongs to one job, that their rows follow each other and that each holds the
+    arrays and rows its meta says (`unread`: as `read_shard` takes it)."""
+
+    def read(path):
         meta, arrays = read_shard(path, file_format, unread)
+        return meta, arrays, {key: (tuple(value.shape), value.dtype) for key, value in arrays.items()}
+
+    return _checked_shards(folder, read)
+
+
+def shard_headers(folder, file_format=None):
+    """(job meta, {key: (shape, dtype)}) of a whole shard folder from the shards' meta and .npy
+    headers alone (no array is read), checked as `iter_shards` checks them: what `tfhash info`
+    shows."""
+
+    def read(path):
+        with open_npz(path, "the shard", check_size=False) as f:
+            meta = _shard_meta(f, path, file_format)
+        headers = {key: header[:2] for key, header in npz_headers(path).items() if key != "meta"}
+        return meta, headers, headers
+
+    job, shapes = None, {}
+    for job, headers in _checked_shards(folder, read):  # noqa: B007 (the last job is the answer)
+        for key, (shape, dtype) in headers.items():
+            rows = shapes.get(key, ((0,), None))[0][0]
+            shapes[key] = ((rows + shape[0], *shape[1:]), dtype)
+    return job, shapes
+
+
+def _checked_shards(folder, read):
+    first, first_shapes, rows = None, None, 0
+    for path in complete_shards(folder):
+        meta, arrays, shapes = read(path)
         shared, part = job_meta(meta), meta["shard"]
         if first is None:
-            first = shared
+            first, first_shapes = shared, shapes
         elif shared != first:
             raise ValueError(f"{path} belongs to another job than the first shard; run the job again")
         if part.get("start") != rows:
             raise ValueError(f"{path} starts at row {part.get('start')}, not {rows}; run the job again")
+        check_shard_shapes(path, part, shapes, first_shapes)
         rows = part.get("stop", rows)
         yield first, arrays
+
+
+def check_shard_shapes(path, part, shapes, first):
+    """A ValueError naming the shard `path` unless its arrays ({key: (shape, dtype)}) are the first
+    shard's keys with the first shard's row shape and kind of number, the arrays of one split
+    (`_train`, `_test`, or neither) hold equal rows, and the splits together hold the rows
+    start..stop that its meta (`part`) names."""
+    again = "the shard is damaged or was changed: remove it and run the job again"
+    if set(shapes) != set(first):
+        held, first_held = sorted(shapes), sorted(first)
+        raise ValueError(f"{path} holds {held} where the first shard holds {first_held}; {again}")
+    splits = {}
+    for key, (shape, dtype) in sorted(shapes.items()):
+        first_shape, first_dtype = first[key]
+        if not shape or shape[1:] != first_shape[1:] or dtype.kind != first_dtype.kind:
+            raise ValueError(
+                f"{path}: {key} is {dtype} of shape {shape} where the first shard's is {first_dtype} "
+                f"of shape {first_shape}; {again}"
+            )
+        split = key.rsplit("_", 1)[1] if key.endswith(("_train", "_test")) else ""
+        splits.setdefault(split, {})[key] = shape[0]
+    for counts in splits.values():
+        if len(set(counts.values())) > 1:
+            held = ", ".join(f"{key} {n}" for key, n in counts.items())
+            raise ValueError(f"{path}: its arrays hold different numbers of rows ({held}); {again}")
+    held = sum(next(iter(counts.values())) for counts in splits.values())
+    start, stop = part.get("start"), part.get("stop")
+    if not isinstance(start, int) or not isinstance(stop, int) or held != stop - start:
+        raise ValueError(f"{path} holds {held} rows where its meta names rows {start}..{stop}; {again}")
 
 
 def read_shards(folder, file_format=None, unread=()):

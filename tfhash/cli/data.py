@@ -182,17 +182,13 @@ def describe_path(path):
 
     from tfhash.files import check_npz_size, npz_headers, open_npz
     from tfhash.identity import fingerprint_arrays, read_export_info
-    from tfhash.shards import complete_shards, is_shard_folder
+    from tfhash.shards import complete_shards, is_shard_folder, shard_headers
 
     if is_shard_folder(path):  # `--engine beam`'s output: the first shard's description, for all
         parts = complete_shards(path)
+        rows = {key: shape[0] for key, (shape, _) in shard_headers(path)[1].items()}
         info = describe_path(parts[0])
         info.pop("shard", None)
-        rows = {}
-        for part in parts:
-            for key, (shape, _, _) in npz_headers(part).items():
-                if shape:
-                    rows[key] = rows.get(key, 0) + shape[0]
         if "items" in info:
             info["items"] = rows.get("ids")
         for key, shape in list(info.items()):

@@ -103,6 +103,22 @@ def nobits_index(source, path):
     write_npz(path, meta, **arrays)
 
 
+def shard_folder(folder, second_width=5, skip=()):
+    """A features shard folder of two shards (rows 0..30 train, 30..60: 20 train, 10 test)."""
+    from tfhash.shards import write_shard
+
+    os.makedirs(folder)
+    job = {"format": "tfhash-features-1"}
+    rng = np.random.default_rng(0)
+    for index, (start, stop, train, width) in enumerate(((0, 30, 30, 5), (30, 60, 20, second_width))):
+        if index in skip:
+            continue
+        x = rng.random((stop - start, width)).astype(np.float32)
+        y = np.arange(start, stop) % 2
+        arrays = {"x_train": x[:train], "y_train": y[:train], "x_test": x[train:], "y_test": y[train:]}
+        write_shard(folder, index, 2, start, stop, job, arrays)
+
+
 def cases(root):
     """[(name, argv, names, expect_ok, setup)]: `names` are the words a clear message must hold."""
     r = lambda *p: os.path.join(root, *p)  # noqa: E731
@@ -341,6 +357,18 @@ def cases(root):
         "bench --seeds 0 0 1",
         ["bench", "--methods", "itq", "--bits", "8", "--seeds", "0", "0", "1", "--out", r("bench")],
         ["seeds", "0"],
+    )
+    case(
+        "shard folder with a shard of another width",
+        train(r("wideshard")),
+        ["part-00001-of-00002.npz", "x_test"],
+        setup=lambda: shard_folder(r("wideshard"), second_width=6),
+    )
+    case(
+        "shard folder missing a shard",
+        ["info", r("lostshard")],
+        ["lostshard", "part-00001-of-00002.npz"],
+        setup=lambda: shard_folder(r("lostshard"), skip=(1,)),
     )
     # command line
     case("unknown method", ["train", "tbhh"], ["tbhh"])

@@ -67,8 +67,8 @@ STEPS_PER_SECOND_ON_FEATURES = {
     "deep-sgh": 84.0,
     "rsgh": 102.0,
     "greedyhash": 370.0,
-    "bihalf": 865.0,
-    "bgan-ln": 66.0,
+    "bihalf": 853.0,
+    "bgan-ln": 68.3,
     "gman": 58.0,
 }
 

@@ -269,7 +269,7 @@ def test_feature_sources_get_the_curves_budgets_and_the_paper_stays_a_preset(tmp
         ("digits", "auto"): "digits", ("digits", "paper"): "paper", (feats, "auto"): "features",
         (feats, "paper"): "paper", (images, "auto"): "paper", (images, "paper"): "paper",
     }  # fmt: skip
-    assert kinds[feats, "auto"][1]["steps"] == tbh.FEATURES["steps"] == 6000
+    assert kinds[feats, "auto"][1]["steps"] == tbh.FEATURES["steps"] == 15_000
     assert kinds[feats, "auto"][1]["learning_rate"] == 1e-3
     for key in ((feats, "paper"), (images, "auto"), ("digits", "paper")):
         assert (kinds[key][1]["steps"], kinds[key][1]["learning_rate"]) == (100_000, 1e-4)
@@ -290,7 +290,7 @@ def test_feature_sources_get_the_curves_budgets_and_the_paper_stays_a_preset(tmp
     ) == (40_000, 10_000)
     cli.run(["methods", "tbh"])
     out = capsys.readouterr().out
-    features = "on feature sources (no images): 6,000 steps of batch 400, adam at learning rate 0.001"
+    features = "on feature sources (no images): 15,000 steps of batch 400, adam at learning rate 0.001"
     assert f"{features} (about" in out
     assert "min of training on 2 CPU cores at 1,280-d)" in out
     assert "training on other data: 100,000 steps of batch 400, adam at learning rate 0.0001\n" in out

@@ -62,3 +62,30 @@ def test_a_config_without_a_required_training_setting_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"sgh: config\['train'\] lacks eval_every, validation_size"):
         fit(config, load_data("digits"), tmp_path / "run", verbose=0)
     assert not (tmp_path / "run").exists()  # nothing left behind
+
+
+def test_feature_presets_are_what_the_curves_chose():
+    # The feature-source budgets are facts of curves.json (docs/reproduction.md, "The budgets the
+    # curves chose"): a preset left behind when a curve is added, or a speed figure of `tfhash
+    # methods` that no curve measured, fails here.
+    import importlib.util
+
+    from tfhash.configs.common import STEPS_PER_SECOND_ON_FEATURES
+    from tfhash.registry import get_method
+
+    spec = importlib.util.spec_from_file_location("feature_curves", ROOT / "benchmarks" / "feature_curves.py")
+    curves_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(curves_script)
+    curves = json.loads((ROOT / "benchmarks/results/cifar10-lite0-curves/curves.json").read_text())
+    chosen = curves_script.choices(curves)
+    assert sorted(chosen) == sorted(STEPS_PER_SECOND_ON_FEATURES)
+    for method, choice in chosen.items():
+        assert STEPS_PER_SECOND_ON_FEATURES[method] == pytest.approx(choice["rate"], rel=0.02), method
+        features = get_method(method).get_config(32, "features")["train"]
+        if method in curves_script.KEEPS_PAPER:
+            assert features == get_method(method).get_config(32, "paper")["train"], method
+            continue
+        pick = choice["pick"]
+        assert features["learning_rate"] == pytest.approx(pick["learning_rate"]), method
+        assert features["steps"] == pytest.approx(pick["steps"], rel=0.05), method  # the epoch grid
+        assert pick["seconds"] <= curves_script.PRESET_SECONDS

@@ -61,8 +61,8 @@ def settings_for(data, preset="auto"):
 # feature-source batch, 2 AMD EPYC cores, TF 2.21: the curves' (`benchmarks/feature_curves.py choose`);
 # `tfhash methods NAME` turns its feature-source budget into minutes with them
 STEPS_PER_SECOND_ON_FEATURES = {
-    "tbh": 14.7,
-    "tbh-vae": 1.6,
+    "tbh": 15.6,
+    "tbh-vae": 1.65,
     "sgh": 131.0,
     "deep-sgh": 84.0,
     "rsgh": 102.0,

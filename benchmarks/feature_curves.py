@@ -334,8 +334,8 @@ def choices(curves):
     its curves (every learning rate, the long runs too), `best` is the point of the highest
     validation mAP@1000; `pick` the point with the fewest training seconds within `TOLERANCE` of it
     among those of at most `PRESET_SECONDS` (where none is, the best of those); `rate` the steps
-    per second of the pick's learning rate over its whole curves; `longer` True where the best
-    lies beyond the seconds cap by more than `TOLERANCE`. The configs' "features" presets hold
+    per second of the pick's learning rate over its whole curves; `longer` True where no point
+    within the cap comes within `TOLERANCE` of the best. The configs' "features" presets hold
     these (tests/test_docs.py checks it)."""
     by_method = {}
     for name, points in curves.items():

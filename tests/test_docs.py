@@ -88,4 +88,3 @@ def test_feature_presets_are_what_the_curves_chose():
         pick = choice["pick"]
         assert features["learning_rate"] == pytest.approx(pick["learning_rate"]), method
         assert features["steps"] == pytest.approx(pick["steps"], rel=0.05), method  # the epoch grid
-        assert pick["seconds"] <= curves_script.PRESET_SECONDS

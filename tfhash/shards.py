@@ -22,7 +22,7 @@ import re
 import numpy as np
 
 from tfhash.checks import check_finite_rows, check_real_numbers, check_row_index
-from tfhash.files import npz_headers, open_npz, remove_stale_temporaries, write_npz
+from tfhash.files import open_npz, remove_stale_temporaries, write_npz
 
 SHARD_PATTERN = re.compile(r"part-(\d{5})-of-(\d{5})\.npz")
 MAX_SHARDS = 99999
@@ -204,10 +204,9 @@ def shard_headers(folder, file_format=None):
     shows."""
 
     def read(path):
-        with open_npz(path, "the shard", check_size=False) as f:
-            meta = _shard_meta(f, path, file_format)
-        headers = {key: header[:2] for key, header in npz_headers(path).items() if key != "meta"}
-        return meta, headers, headers
+        with open_npz(path, "the shard", check_size=False) as f:  # one opening: meta and headers
+            headers = {key: _npy_header(f, key) for key in f.files if key != "meta"}
+            return _shard_meta(f, path, file_format), headers, headers
 
     job, shapes = None, {}
     for job, headers in _checked_shards(folder, read):  # noqa: B007 (the last job is the answer)
